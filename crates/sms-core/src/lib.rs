@@ -1,0 +1,15 @@
+//! The pure core of the SMS conversation module.
+//!
+//! Everything here is deterministic: no IO, no clock, no randomness, no web
+//! dependencies. Time and ids come in as arguments; decisions and effects go out as
+//! values. The same code runs in the browser (compiled to WebAssembly by the root
+//! crate) and natively in the relay, so both reach the same routing decisions.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub, clippy::use_self)]
+
+pub mod phone;
+pub mod time;
+
+pub use phone::{normalize, E164, Party, PhoneError};
+pub use time::Timestamp;
