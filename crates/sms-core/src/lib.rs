@@ -13,3 +13,6 @@ pub mod time;
 
 pub use phone::{normalize, E164, Party, PhoneError};
 pub use time::Timestamp;
+pub mod segments;
+pub mod template;
+pub mod value;
