@@ -16,3 +16,6 @@ pub use time::Timestamp;
 pub mod segments;
 pub mod template;
 pub mod value;
+pub mod directory;
+pub mod routing;
+pub mod visibility;

@@ -1,0 +1,298 @@
+//! Which record an inbound message belongs to (R1–R3), and which rule decided.
+//!
+//! [`decide`] ranks candidate records by R2's keys; [`route`] builds the candidates
+//! from flat directory lists (the shape the JS API takes). The relay and the
+//! browser store build candidates from their own indexes and call [`decide`], so
+//! both reach the same decision for the same data.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{OrgNumber, Owner, Record, Team};
+use crate::phone::match_key;
+use crate::time::Timestamp;
+
+/// The R2 rule (or special case) that decided where a message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteRule {
+    /// Exactly one record was a candidate.
+    OnlyMatch,
+    /// Rule 1: the record holding the most recent conversation with these two numbers.
+    RecentConversation,
+    /// Rule 2: owned by the seller who owns the org number.
+    AddressedSeller,
+    /// Rule 3: owned by the team owning the org number, or one of its members.
+    TeamMember,
+    /// Rule 4: contact before account before opportunity before lead.
+    RecordType,
+    /// Rule 5: active before inactive.
+    Active,
+    /// Rule 6: the most recently updated.
+    RecentlyUpdated,
+    /// The last resort: smallest id.
+    Id,
+    /// No record carries the number: a lead is created (R3).
+    NewLead,
+}
+
+impl RouteRule {
+    /// The rule in words, for the pane (B1).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::OnlyMatch => "the only record with this number",
+            Self::RecentConversation => "it holds the most recent conversation with this number",
+            Self::AddressedSeller => "it belongs to the seller who owns the number texted",
+            Self::TeamMember => "it belongs to the team that owns the number texted",
+            Self::RecordType => "contacts come before accounts, opportunities and leads",
+            Self::Active => "active records come before inactive ones",
+            Self::RecentlyUpdated => "it is the most recently updated record",
+            Self::Id => "records were otherwise equal; the first by id was chosen",
+            Self::NewLead => "no record had this number, so a new lead was created",
+        }
+    }
+}
+
+/// A lead to create for an unknown number (R3): the same for every device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewLead {
+    /// `lead:` followed by the number, so every creator creates the same lead.
+    pub id: String,
+    /// The customer number (E.164, or verbatim for a non-phone sender).
+    pub phone: String,
+    /// The org number's owner; `None` when the org number is unknown.
+    pub owner: Option<Owner>,
+}
+
+impl NewLead {
+    /// The lead for `phone` (a match key), owned by `owner`.
+    pub fn for_number(phone: &str, owner: Option<Owner>) -> Self {
+        Self {
+            id: lead_id(phone),
+            phone: phone.to_owned(),
+            owner,
+        }
+    }
+}
+
+/// The id of the lead created for an unknown number.
+pub fn lead_id(phone_key: &str) -> String {
+    format!("lead:{phone_key}")
+}
+
+/// Where an inbound message goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RouteDecision {
+    /// An existing record.
+    Record {
+        /// The chosen record.
+        record_id: String,
+        /// The rule that separated it from the runner-up.
+        rule: RouteRule,
+    },
+    /// No candidate: create this lead and attach the message to it.
+    NewLead {
+        /// The lead to create.
+        new_lead: NewLead,
+        /// Always [`RouteRule::NewLead`].
+        rule: RouteRule,
+    },
+}
+
+impl RouteDecision {
+    /// The record the message is attached to (the new lead's id for a new lead).
+    pub fn record_id(&self) -> &str {
+        match self {
+            Self::Record { record_id, .. } => record_id,
+            Self::NewLead { new_lead, .. } => &new_lead.id,
+        }
+    }
+
+    /// The rule that decided.
+    pub fn rule(&self) -> RouteRule {
+        match self {
+            Self::Record { rule, .. } | Self::NewLead { rule, .. } => *rule,
+        }
+    }
+}
+
+/// What routing needs to know about the org number a message was sent to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OrgContext<'a> {
+    /// Its owner, when the org number is known.
+    pub owner: Option<&'a Owner>,
+    /// Members of the owning team (empty when a seller owns it).
+    pub team_members: &'a [String],
+}
+
+impl OrgContext<'_> {
+    fn addressed_seller(&self, owner: &Owner) -> bool {
+        matches!((self.owner, owner), (Some(Owner::Seller(s)), Owner::Seller(o)) if s == o)
+    }
+
+    fn team_member(&self, owner: &Owner) -> bool {
+        match (self.owner, owner) {
+            (Some(Owner::Team(t)), Owner::Team(o)) => t == o,
+            (Some(Owner::Team(_)), Owner::Seller(s)) => self.team_members.contains(s),
+            _ => false,
+        }
+    }
+}
+
+/// A record that may receive the message, with the latest activity (message or
+/// move onto it) of its conversation between this org number and this customer.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// The record.
+    pub record: &'a Record,
+    /// Latest activity of its conversation with these two numbers, if it has one.
+    pub last_activity: Option<Timestamp>,
+}
+
+/// Orders two candidates by R2 (`Less` = ranks first) and names the deciding key.
+fn compare(org: &OrgContext<'_>, a: &Candidate<'_>, b: &Candidate<'_>) -> (Ordering, RouteRule) {
+    let (ra, rb) = (a.record, b.record);
+    let keys = [
+        // Newest activity first; None (no conversation) last.
+        (b.last_activity.cmp(&a.last_activity), RouteRule::RecentConversation),
+        (
+            org.addressed_seller(&rb.owner).cmp(&org.addressed_seller(&ra.owner)),
+            RouteRule::AddressedSeller,
+        ),
+        (
+            org.team_member(&rb.owner).cmp(&org.team_member(&ra.owner)),
+            RouteRule::TeamMember,
+        ),
+        (ra.kind.cmp(&rb.kind), RouteRule::RecordType),
+        (rb.active.cmp(&ra.active), RouteRule::Active),
+        (rb.updated_at.cmp(&ra.updated_at), RouteRule::RecentlyUpdated),
+        (ra.id.cmp(&rb.id), RouteRule::Id),
+    ];
+    keys.into_iter()
+        .find(|(o, _)| o.is_ne())
+        .unwrap_or((Ordering::Equal, RouteRule::Id))
+}
+
+/// Picks the record for a message from `customer` (a match key) among `candidates`.
+///
+/// Candidates with the same record id are merged (latest activity kept). With no
+/// candidate, the decision is a new lead owned by the org number's owner.
+pub fn decide(customer: &str, org: OrgContext<'_>, candidates: &[Candidate<'_>]) -> RouteDecision {
+    let mut unique: Vec<Candidate<'_>> = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match unique.iter_mut().find(|u| u.record.id == c.record.id) {
+            Some(u) => u.last_activity = u.last_activity.max(c.last_activity),
+            None => unique.push(*c),
+        }
+    }
+    let better = |a: &Candidate<'_>, b: &Candidate<'_>| compare(&org, a, b).0;
+    let Some(winner) = unique.iter().min_by(|a, b| better(a, b)) else {
+        return RouteDecision::NewLead {
+            new_lead: NewLead::for_number(customer, org.owner.cloned()),
+            rule: RouteRule::NewLead,
+        };
+    };
+    let runner_up = unique
+        .iter()
+        .filter(|c| c.record.id != winner.record.id)
+        .min_by(|a, b| better(a, b));
+    let rule = runner_up.map_or(RouteRule::OnlyMatch, |r| compare(&org, winner, r).1);
+    RouteDecision::Record {
+        record_id: winner.record.id.clone(),
+        rule,
+    }
+}
+
+/// The two numbers of an inbound message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundAddress {
+    /// The customer's number (or sender id).
+    pub from: String,
+    /// The org number it was sent to.
+    pub to: String,
+}
+
+/// A conversation as routing sees it: which record holds it and its latest activity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationActivity {
+    /// The record the conversation is attached to.
+    pub record_id: String,
+    /// The org number side.
+    pub org_number: String,
+    /// The customer side.
+    pub customer_number: String,
+    /// Latest activity: last message, or the move onto this record if later.
+    pub last_message_at: Timestamp,
+}
+
+/// Everything [`route`] needs, in the flat shape of the JS `routeInbound` input.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteInput {
+    /// The message's numbers.
+    pub inbound: InboundAddress,
+    /// Region for reading national numbers (ISO 3166 alpha-2).
+    #[serde(default)]
+    pub default_region: Option<String>,
+    /// Org numbers and their owners.
+    #[serde(default)]
+    pub org_numbers: Vec<OrgNumber>,
+    /// Teams and their members.
+    #[serde(default)]
+    pub teams: Vec<Team>,
+    /// Records (only those carrying the number or holding its conversations matter).
+    #[serde(default)]
+    pub records: Vec<Record>,
+    /// Conversations with their latest activity.
+    #[serde(default)]
+    pub conversations: Vec<ConversationActivity>,
+}
+
+/// Routes an inbound message over flat directory lists; every number is compared
+/// by its match key (E.164 when it normalises, else verbatim).
+pub fn route(input: &RouteInput) -> RouteDecision {
+    let region = input.default_region.as_deref();
+    let key = |n: &str| match_key(n, region);
+    let from = key(&input.inbound.from);
+    let to = key(&input.inbound.to);
+    let org_owner = input
+        .org_numbers
+        .iter()
+        .find(|o| key(&o.number) == to)
+        .map(|o| &o.owner);
+    let team_members = match org_owner {
+        Some(Owner::Team(t)) => input
+            .teams
+            .iter()
+            .find(|team| &team.id == t)
+            .map_or(&[][..], |team| &team.members[..]),
+        _ => &[],
+    };
+    let org = OrgContext {
+        owner: org_owner,
+        team_members,
+    };
+    let activity: Vec<&ConversationActivity> = input
+        .conversations
+        .iter()
+        .filter(|c| key(&c.org_number) == to && key(&c.customer_number) == from)
+        .collect();
+    let candidates: Vec<Candidate<'_>> = input
+        .records
+        .iter()
+        .filter(|r| {
+            r.phones.iter().any(|p| key(p) == from)
+                || activity.iter().any(|c| c.record_id == r.id)
+        })
+        .map(|record| Candidate {
+            record,
+            last_activity: activity
+                .iter()
+                .filter(|c| c.record_id == record.id)
+                .map(|c| c.last_message_at)
+                .max(),
+        })
+        .collect();
+    decide(&from, org, &candidates)
+}
