@@ -11,11 +11,15 @@
 pub mod phone;
 pub mod time;
 
-pub use phone::{normalize, E164, Party, PhoneError};
+pub use phone::{normalize, Party, PhoneError, E164};
 pub use time::Timestamp;
+pub mod consent;
+pub mod delivery;
+pub mod directory;
+pub mod failure;
+pub mod pane;
+pub mod routing;
 pub mod segments;
 pub mod template;
 pub mod value;
-pub mod directory;
-pub mod routing;
 pub mod visibility;

@@ -156,9 +156,13 @@ fn compare(org: &OrgContext<'_>, a: &Candidate<'_>, b: &Candidate<'_>) -> (Order
     let (ra, rb) = (a.record, b.record);
     let keys = [
         // Newest activity first; None (no conversation) last.
-        (b.last_activity.cmp(&a.last_activity), RouteRule::RecentConversation),
         (
-            org.addressed_seller(&rb.owner).cmp(&org.addressed_seller(&ra.owner)),
+            b.last_activity.cmp(&a.last_activity),
+            RouteRule::RecentConversation,
+        ),
+        (
+            org.addressed_seller(&rb.owner)
+                .cmp(&org.addressed_seller(&ra.owner)),
             RouteRule::AddressedSeller,
         ),
         (
@@ -167,7 +171,10 @@ fn compare(org: &OrgContext<'_>, a: &Candidate<'_>, b: &Candidate<'_>) -> (Order
         ),
         (ra.kind.cmp(&rb.kind), RouteRule::RecordType),
         (rb.active.cmp(&ra.active), RouteRule::Active),
-        (rb.updated_at.cmp(&ra.updated_at), RouteRule::RecentlyUpdated),
+        (
+            rb.updated_at.cmp(&ra.updated_at),
+            RouteRule::RecentlyUpdated,
+        ),
         (ra.id.cmp(&rb.id), RouteRule::Id),
     ];
     keys.into_iter()
@@ -282,8 +289,7 @@ pub fn route(input: &RouteInput) -> RouteDecision {
         .records
         .iter()
         .filter(|r| {
-            r.phones.iter().any(|p| key(p) == from)
-                || activity.iter().any(|c| c.record_id == r.id)
+            r.phones.iter().any(|p| key(p) == from) || activity.iter().any(|c| c.record_id == r.id)
         })
         .map(|record| Candidate {
             record,

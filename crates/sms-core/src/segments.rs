@@ -105,7 +105,11 @@ pub fn count(text: &str) -> SegmentCount {
     let (segments, per_segment, remaining) = if units == 0 {
         (0, encoding.single_segment(), encoding.single_segment())
     } else if units <= encoding.single_segment() {
-        (1, encoding.single_segment(), encoding.single_segment() - units)
+        (
+            1,
+            encoding.single_segment(),
+            encoding.single_segment() - units,
+        )
     } else {
         let per = encoding.multi_segment();
         let mut segments = 1;

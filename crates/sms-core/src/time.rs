@@ -260,7 +260,10 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse(s).unwrap().to_string(), s);
         }
-        assert_eq!(Timestamp::from_millis(-1).to_string(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp::from_millis(-1).to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

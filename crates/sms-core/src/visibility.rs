@@ -87,10 +87,22 @@ mod tests {
         let other = Owner::Seller("ravi".into());
         let north = Owner::Team("north".into());
         let south = Owner::Team("south".into());
-        assert_eq!(visibility(v, Some(&me), Some(&other)), Ok(Visible::OrgNumberOwned));
-        assert_eq!(visibility(v, Some(&north), None), Ok(Visible::OrgNumberTeam));
-        assert_eq!(visibility(v, Some(&other), Some(&me)), Ok(Visible::RecordOwned));
-        assert_eq!(visibility(v, Some(&south), Some(&north)), Ok(Visible::RecordTeam));
+        assert_eq!(
+            visibility(v, Some(&me), Some(&other)),
+            Ok(Visible::OrgNumberOwned)
+        );
+        assert_eq!(
+            visibility(v, Some(&north), None),
+            Ok(Visible::OrgNumberTeam)
+        );
+        assert_eq!(
+            visibility(v, Some(&other), Some(&me)),
+            Ok(Visible::RecordOwned)
+        );
+        assert_eq!(
+            visibility(v, Some(&south), Some(&north)),
+            Ok(Visible::RecordTeam)
+        );
         assert_eq!(visibility(v, Some(&south), Some(&other)), Err(Hidden));
         assert_eq!(visibility(v, None, None), Err(Hidden));
     }

@@ -38,10 +38,19 @@ fn input(records: Vec<Record>, conversations: Vec<ConversationActivity>) -> Rout
         },
         default_region: Some("IN".into()),
         org_numbers: vec![
-            OrgNumber { number: ORG.into(), owner: seller("asha") },
-            OrgNumber { number: "+14155550199".into(), owner: Owner::Team("north".into()) },
+            OrgNumber {
+                number: ORG.into(),
+                owner: seller("asha"),
+            },
+            OrgNumber {
+                number: "+14155550199".into(),
+                owner: Owner::Team("north".into()),
+            },
         ],
-        teams: vec![Team { id: "north".into(), members: vec!["asha".into(), "ravi".into()] }],
+        teams: vec![Team {
+            id: "north".into(),
+            members: vec!["asha".into(), "ravi".into()],
+        }],
         records,
         conversations,
     }
@@ -63,7 +72,10 @@ fn decided(i: &RouteInput) -> (String, RouteRule) {
 
 #[test]
 fn only_match_and_new_lead() {
-    let i = input(vec![record("contact:1", RecordKind::Contact, seller("zoe"))], vec![]);
+    let i = input(
+        vec![record("contact:1", RecordKind::Contact, seller("zoe"))],
+        vec![],
+    );
     assert_eq!(decided(&i), ("contact:1".into(), RouteRule::OnlyMatch));
 
     let mut i = input(vec![], vec![]);
@@ -87,17 +99,26 @@ fn each_rule_can_decide() {
         ]
     };
     // 4: record type.
-    assert_eq!(decided(&input(base(), vec![])), ("account:5".into(), RouteRule::RecordType));
+    assert_eq!(
+        decided(&input(base(), vec![])),
+        ("account:5".into(), RouteRule::RecordType)
+    );
     // 1: the most recent conversation wins over type, offsets compared as instants.
     let convs = vec![
         conv("lead:9", "2024-05-01T10:00:00+05:30"),
         conv("account:5", "2024-05-01T04:00:00Z"),
     ];
-    assert_eq!(decided(&input(base(), convs)), ("lead:9".into(), RouteRule::RecentConversation));
+    assert_eq!(
+        decided(&input(base(), convs)),
+        ("lead:9".into(), RouteRule::RecentConversation)
+    );
     // 2: the seller owning the org number.
     let mut recs = base();
     recs[0].owner = seller("asha");
-    assert_eq!(decided(&input(recs, vec![])), ("lead:9".into(), RouteRule::AddressedSeller));
+    assert_eq!(
+        decided(&input(recs, vec![])),
+        ("lead:9".into(), RouteRule::AddressedSeller)
+    );
     // 3: a member of the team owning the org number.
     let mut i = input(base(), vec![]);
     i.inbound.to = "+14155550199".into();
@@ -107,26 +128,41 @@ fn each_rule_can_decide() {
     let mut recs = base();
     recs[0].kind = RecordKind::Account;
     recs[1].active = false;
-    assert_eq!(decided(&input(recs, vec![])), ("lead:9".into(), RouteRule::Active));
+    assert_eq!(
+        decided(&input(recs, vec![])),
+        ("lead:9".into(), RouteRule::Active)
+    );
     // 6: most recently updated, compared as instants.
     let mut recs = base();
     recs[0].kind = RecordKind::Account;
     recs[0].updated_at = Some(ts("2024-01-01T05:45:00+05:30")); // 00:15Z
     recs[1].updated_at = Some(ts("2023-12-31T23:59:59Z"));
-    assert_eq!(decided(&input(recs, vec![])), ("lead:9".into(), RouteRule::RecentlyUpdated));
+    assert_eq!(
+        decided(&input(recs, vec![])),
+        ("lead:9".into(), RouteRule::RecentlyUpdated)
+    );
     // 7: id.
     let mut recs = base();
     recs[0].kind = RecordKind::Account;
-    assert_eq!(decided(&input(recs, vec![])), ("account:5".into(), RouteRule::Id));
+    assert_eq!(
+        decided(&input(recs, vec![])),
+        ("account:5".into(), RouteRule::Id)
+    );
 }
 
 #[test]
 fn a_moved_conversation_is_a_candidate_without_the_number() {
     let mut moved = record("contact:7", RecordKind::Contact, seller("zoe"));
     moved.phones.clear();
-    let recs = vec![record("account:5", RecordKind::Account, seller("zoe")), moved];
+    let recs = vec![
+        record("account:5", RecordKind::Account, seller("zoe")),
+        moved,
+    ];
     let i = input(recs, vec![conv("contact:7", "2024-02-01T00:00:00Z")]);
-    assert_eq!(decided(&i), ("contact:7".into(), RouteRule::RecentConversation));
+    assert_eq!(
+        decided(&i),
+        ("contact:7".into(), RouteRule::RecentConversation)
+    );
     // A conversation with another org number does not count.
     let mut i = i;
     i.conversations[0].org_number = "+14155550199".into();
@@ -151,7 +187,10 @@ fn json_shapes() {
                      "updated_at": "2024-01-01T00:00:00Z", "phones": ["+919812345678"]}],
     }))
     .unwrap();
-    assert_eq!(serde_json::to_value(route(&i)).unwrap(), json!({"record_id": "c1", "rule": "only_match"}));
+    assert_eq!(
+        serde_json::to_value(route(&i)).unwrap(),
+        json!({"record_id": "c1", "rule": "only_match"})
+    );
     let i: RouteInput = serde_json::from_value(json!({
         "inbound": {"from": "+919812345678", "to": "+14155550100"},
         "org_numbers": [{"number": "+14155550100", "owner": {"seller": "asha"}}],
@@ -175,12 +214,24 @@ fn arb_record() -> impl Strategy<Value = Record> {
     )
         .prop_map(|(id, kind, owner, team, active, updated, carries)| Record {
             id: format!("r{id}"),
-            kind: [RecordKind::Contact, RecordKind::Account, RecordKind::Opportunity, RecordKind::Lead]
-                [kind as usize],
-            owner: if team { Owner::Team(owner.into()) } else { Owner::Seller(owner.into()) },
+            kind: [
+                RecordKind::Contact,
+                RecordKind::Account,
+                RecordKind::Opportunity,
+                RecordKind::Lead,
+            ][kind as usize],
+            owner: if team {
+                Owner::Team(owner.into())
+            } else {
+                Owner::Seller(owner.into())
+            },
             active,
             updated_at: updated.map(|h| Timestamp::from_millis(h * 3_600_000)),
-            phones: if carries { vec![CUSTOMER.into()] } else { vec![] },
+            phones: if carries {
+                vec![CUSTOMER.into()]
+            } else {
+                vec![]
+            },
             name: String::new(),
         })
 }

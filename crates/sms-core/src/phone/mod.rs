@@ -54,7 +54,9 @@ static COMPILED: [OnceLock<Compiled>; PLAN_COUNT] = [const { OnceLock::new() }; 
 fn compile(src: &str, wrap: fn(&str) -> String) -> Option<Regex> {
     // The generated patterns are tested to compile (`all_patterns_compile`); a
     // pattern that failed would only disable that one rule.
-    (!src.is_empty()).then(|| Regex::new(&wrap(src)).ok()).flatten()
+    (!src.is_empty())
+        .then(|| Regex::new(&wrap(src)).ok())
+        .flatten()
 }
 
 impl Plan {
@@ -214,7 +216,9 @@ pub enum PhoneError {
     #[error("unknown country calling code")]
     UnknownCallingCode,
     /// Too short to be reached from abroad (maybe a local number without area code).
-    #[error("too short for {region}: a number that works only locally is not E.164 (add the area code)")]
+    #[error(
+        "too short for {region}: a number that works only locally is not E.164 (add the area code)"
+    )]
     TooShort {
         /// The region whose plan was applied.
         region: &'static str,
@@ -267,7 +271,8 @@ fn is_separator(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            '-' | '.' | '/' | '(' | ')' | '[' | ']' | '~' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{30FC}' | '\u{FF0D}'
+            '-' | '.' | '/' | '(' | ')' | '[' | ']' | '~' | '\u{2010}'
+                ..='\u{2015}' | '\u{2212}' | '\u{30FC}' | '\u{FF0D}'
         )
 }
 
@@ -455,7 +460,12 @@ mod tests {
         for plan in &PLANS {
             let c = plan.compiled();
             assert_eq!(c.idd.is_some(), !plan.idd.is_empty(), "{} idd", plan.region);
-            assert_eq!(c.pattern.is_some(), !plan.pattern.is_empty(), "{} pattern", plan.region);
+            assert_eq!(
+                c.pattern.is_some(),
+                !plan.pattern.is_empty(),
+                "{} pattern",
+                plan.region
+            );
             assert_eq!(
                 c.prefix.is_some(),
                 !plan.prefix_for_parsing.is_empty(),
@@ -504,8 +514,14 @@ mod tests {
 
     #[test]
     fn senders_that_are_not_numbers_are_kept() {
-        assert_eq!(Party::classify(" ACME ", Some("US")), Party::Verbatim("ACME".into()));
-        assert_eq!(Party::classify("12345", Some("US")), Party::Verbatim("12345".into()));
+        assert_eq!(
+            Party::classify(" ACME ", Some("US")),
+            Party::Verbatim("ACME".into())
+        );
+        assert_eq!(
+            Party::classify("12345", Some("US")),
+            Party::Verbatim("12345".into())
+        );
         assert_eq!(match_key("+1 415 555 2671", None), "+14155552671");
     }
 }

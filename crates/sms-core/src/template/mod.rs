@@ -101,7 +101,10 @@ fn to_flow(v: Option<&Value>) -> Flow {
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
     chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars.as_str().to_lowercase().chars()).collect()
+        first
+            .to_uppercase()
+            .chain(chars.as_str().to_lowercase().chars())
+            .collect()
     })
 }
 
@@ -200,7 +203,10 @@ mod tests {
                     ("score", Value::Number(42.0)),
                 ]),
             ),
-            ("seller", Value::object([("name", Value::from("Ravi Kumar"))])),
+            (
+                "seller",
+                Value::object([("name", Value::from("Ravi Kumar"))]),
+            ),
         ])
     }
 
@@ -233,7 +239,10 @@ mod tests {
 
     #[test]
     fn escapes_and_whitespace_control() {
-        assert_eq!(r("\\{{ contact.first_name }}").text, "{{ contact.first_name }}");
+        assert_eq!(
+            r("\\{{ contact.first_name }}").text,
+            "{{ contact.first_name }}"
+        );
         assert_eq!(r("a }} b").text, "a }} b");
         assert_eq!(r("Hi   {{- contact.first_name -}}   !").text, "Hipriya!");
     }
@@ -246,9 +255,18 @@ mod tests {
         assert_eq!(e("{{ }}").kind, TemplateErrorKind::EmptyExpression);
         assert_eq!(e("{{ a | shout }}").kind, TemplateErrorKind::UnknownFilter);
         assert_eq!(e("{{ a | shout }}").offset, 7);
-        assert_eq!(e("{{ a | default }}").kind, TemplateErrorKind::MissingArgument);
-        assert_eq!(e("{{ a | upcase: 1 }}").kind, TemplateErrorKind::UnexpectedArgument);
-        assert_eq!(e("{{ a | default: 'x }}").kind, TemplateErrorKind::UnterminatedString);
+        assert_eq!(
+            e("{{ a | default }}").kind,
+            TemplateErrorKind::MissingArgument
+        );
+        assert_eq!(
+            e("{{ a | upcase: 1 }}").kind,
+            TemplateErrorKind::UnexpectedArgument
+        );
+        assert_eq!(
+            e("{{ a | default: 'x }}").kind,
+            TemplateErrorKind::UnterminatedString
+        );
         assert_eq!(e("{{ a b }}").kind, TemplateErrorKind::UnexpectedCharacter);
         assert_eq!(e("{{ a b }}").offset, 5);
         assert_eq!(e("{% if a %}").kind, TemplateErrorKind::UnsupportedTag);

@@ -138,7 +138,11 @@ impl<'a> Cursor<'a> {
         self.skip_ws();
         let offset = self.at;
         if self.peek().is_none() {
-            return Err(err(Kind::EmptyExpression, offset, "empty `{{ }}`: name a field"));
+            return Err(err(
+                Kind::EmptyExpression,
+                offset,
+                "empty `{{ }}`: name a field",
+            ));
         }
         let path = self.path()?;
         let mut filters = Vec::new();
@@ -163,19 +167,21 @@ impl<'a> Cursor<'a> {
 
     fn filter(&mut self) -> Result<Filter, TemplateError> {
         let offset = self.at;
-        let name = self.ident().ok_or_else(|| self.unexpected("a filter name"))?;
+        let name = self
+            .ident()
+            .ok_or_else(|| self.unexpected("a filter name"))?;
         let kind = match name {
             "default" => FilterKind::Default,
             "upcase" => FilterKind::Upcase,
             "downcase" => FilterKind::Downcase,
             "capitalize" => FilterKind::Capitalize,
-            other => {
-                return Err(err(
-                    Kind::UnknownFilter,
-                    offset,
-                    format!("unknown filter `{other}`, expected default, upcase, downcase or capitalize"),
-                ))
-            }
+            other => return Err(err(
+                Kind::UnknownFilter,
+                offset,
+                format!(
+                    "unknown filter `{other}`, expected default, upcase, downcase or capitalize"
+                ),
+            )),
         };
         self.skip_ws();
         let arg = if self.peek() == Some(':') {
@@ -205,9 +211,9 @@ impl<'a> Cursor<'a> {
             Some(q @ ('"' | '\'')) => {
                 let start = self.at;
                 let body = &self.src[start + 1..self.end];
-                let len = body
-                    .find(q)
-                    .ok_or_else(|| err(Kind::UnterminatedString, start, "string is never closed"))?;
+                let len = body.find(q).ok_or_else(|| {
+                    err(Kind::UnterminatedString, start, "string is never closed")
+                })?;
                 self.at = start + 1 + len + 1;
                 Ok(Arg::Text(body[..len].to_owned()))
             }

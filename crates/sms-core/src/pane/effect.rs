@@ -1,0 +1,79 @@
+//! What the shell must do for the pane: [`Effect`].
+
+use serde::Serialize;
+
+/// The two numbers and the record that identify a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct ConversationKey {
+    /// The record it is attached to.
+    pub record_id: String,
+    /// The org number side (E.164).
+    pub org_number: String,
+    /// The customer side (E.164, or verbatim for a non-phone sender).
+    pub customer_number: String,
+}
+
+/// An outbound message for the relay (`POST /messages`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SendRequest {
+    /// Idempotency key: the same message is sent once, however often it is retried.
+    pub client_ref: String,
+    /// Org number to send from (E.164).
+    pub from: String,
+    /// Customer number to send to (E.164).
+    pub to: String,
+    /// The text as it will be sent (placeholders filled).
+    pub body: String,
+    /// The record the conversation is attached to.
+    pub record_id: String,
+}
+
+/// Something the shell must do, drained with [`super::Pane::poll_effect`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    /// Read a page of history, newest first, older than `before` (all when `None`).
+    LoadHistory {
+        /// The conversation.
+        conversation: ConversationKey,
+        /// Only messages strictly older than this time.
+        before: Option<crate::time::Timestamp>,
+        /// Page size.
+        limit: usize,
+    },
+    /// Mark the conversation's messages and notifications read.
+    MarkRead {
+        /// The conversation.
+        conversation: ConversationKey,
+    },
+    /// Store the draft (empty text deletes it).
+    PersistDraft {
+        /// The conversation.
+        conversation: ConversationKey,
+        /// The draft text.
+        text: String,
+    },
+    /// Store the outbound message as queued and hand it to the relay.
+    Send(SendRequest),
+    /// Ask the relay to move the conversation to another record.
+    RequestMove {
+        /// The conversation.
+        conversation: ConversationKey,
+        /// The target record's id.
+        target_record_id: String,
+    },
+    /// Open the pane on another (related) record: look it up and send `Open`.
+    SwitchRecord {
+        /// The record to open.
+        record_id: String,
+    },
+    /// A message arrived for another conversation: raise a notification.
+    Notify {
+        /// The other conversation.
+        conversation: ConversationKey,
+        /// Its message id.
+        message_id: String,
+    },
+    /// The view changed: re-render it.
+    Render,
+}
