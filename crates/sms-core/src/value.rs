@@ -22,14 +22,14 @@ pub enum Value {
     /// Text.
     String(String),
     /// A list.
-    Array(Vec<Value>),
+    Array(Vec<Self>),
     /// Named fields.
-    Object(BTreeMap<String, Value>),
+    Object(BTreeMap<String, Self>),
 }
 
 impl Value {
     /// Looks up a dotted path (`contact.first_name`, `phones.0`).
-    pub fn lookup<'a, I>(&'a self, path: I) -> Option<&'a Value>
+    pub fn lookup<I>(&self, path: I) -> Option<&Self>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -45,7 +45,7 @@ impl Value {
     }
 
     /// An object from `(key, value)` pairs.
-    pub fn object<K: Into<String>>(fields: impl IntoIterator<Item = (K, Value)>) -> Self {
+    pub fn object<K: Into<String>>(fields: impl IntoIterator<Item = (K, Self)>) -> Self {
         Self::Object(fields.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 }

@@ -12,9 +12,13 @@ fn agrees_with_python_phonenumbers() {
     let fixture = include_str!("phone-inputs/phonenumbers.tsv");
     let mut checked = 0;
     let mut failures = Vec::new();
-    for line in fixture.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in fixture
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let mut cols = line.split('\t');
-        let (Some(region), Some(raw), Some(expected)) = (cols.next(), cols.next(), cols.next()) else {
+        let (Some(region), Some(raw), Some(expected)) = (cols.next(), cols.next(), cols.next())
+        else {
             panic!("bad fixture line {line:?}");
         };
         if KNOWN_DIFFERENCES.contains(&raw) {
@@ -25,10 +29,17 @@ fn agrees_with_python_phonenumbers() {
             Err(_) => "!".to_owned(),
         };
         if ours != expected {
-            failures.push(format!("{region} {raw:?}: ours {ours}, expected {expected}"));
+            failures.push(format!(
+                "{region} {raw:?}: ours {ours}, expected {expected}"
+            ));
         }
         checked += 1;
     }
     assert!(checked > 700, "fixture too small: {checked}");
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

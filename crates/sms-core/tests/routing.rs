@@ -1,6 +1,8 @@
 //! Routing scenarios (R1–R3) and properties: deterministic, order-independent, and
 //! the winner never loses a pairwise comparison.
 
+#![cfg(not(target_family = "wasm"))]
+
 use proptest::prelude::*;
 use serde_json::json;
 use sms_core::directory::{OrgNumber, Owner, Record, RecordKind, Team};

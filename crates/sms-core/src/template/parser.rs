@@ -175,13 +175,15 @@ impl<'a> Cursor<'a> {
             "upcase" => FilterKind::Upcase,
             "downcase" => FilterKind::Downcase,
             "capitalize" => FilterKind::Capitalize,
-            other => return Err(err(
-                Kind::UnknownFilter,
-                offset,
-                format!(
+            other => {
+                return Err(err(
+                    Kind::UnknownFilter,
+                    offset,
+                    format!(
                     "unknown filter `{other}`, expected default, upcase, downcase or capitalize"
                 ),
-            )),
+                ))
+            }
         };
         self.skip_ws();
         let arg = if self.peek() == Some(':') {

@@ -1,0 +1,77 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each installs what it needs first and skips what is already there.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+HOST ?= 127.0.0.1
+PORT ?= 8080
+CARGO_BIN := $(HOME)/.cargo/bin
+export PATH := $(CARGO_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+# The wasm-bindgen version pinned in Cargo.lock; the CLI must match it exactly.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	--enable-mutable-globals --enable-reference-types --enable-multivalue
+PKG := www/pkg
+
+.PHONY: help demo test lint pkg size bench tools rust-tools browser-tools node-tools phone-metadata clean
+
+help:
+	@echo "make demo   build the module and serve the demo page on http://$(HOST):$(PORT)/"
+	@echo "make test   every test: fmt, clippy (native + wasm32), cargo test, browser tests, size"
+	@echo "make lint | pkg | size | bench | phone-metadata"
+
+## ---- installs (each skips what is already there) ----
+tools: rust-tools browser-tools node-tools
+
+rust-tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@if [ "$$(wasm-bindgen --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
+		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); fi
+	@command -v wasm-pack >/dev/null || cargo install wasm-pack
+
+browser-tools:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva; fi
+
+node-tools:
+	@[ -x node_modules/.bin/wasm-opt ] || npm install --no-audit --no-fund
+
+## ---- build ----
+pkg: rust-tools node-tools
+	wasm-pack build --release --target web --out-dir $(PKG) --no-pack
+	wasm-opt $(WASM_OPT_FLAGS) $(PKG)/sms_module_bg.wasm -o $(PKG)/sms_module_bg.wasm
+	@$(MAKE) --no-print-directory size
+
+size:
+	@wasm=$$(gzip -9c $(PKG)/sms_module_bg.wasm | wc -c); js=$$(gzip -9c $(PKG)/sms_module.js | wc -c); \
+	echo "size: wasm $$(wc -c < $(PKG)/sms_module_bg.wasm) B raw, $$wasm B gzip; JS glue $$js B gzip; total $$((wasm + js)) B gzip"; \
+	node tests/instantiate.mjs $(PKG)/sms_module_bg.wasm
+
+## ---- main jobs ----
+demo: pkg
+	@echo "Demo: http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
+	python3 -m http.server $(PORT) --bind $(HOST) --directory www
+
+lint: rust-tools
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --target wasm32-unknown-unknown -- -D warnings
+
+test: tools lint
+	cargo test --workspace
+	wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
+	@$(MAKE) --no-print-directory pkg
+
+bench:
+	cargo run --release -p sms-core --example bench
+
+## ---- maintenance ----
+# Regenerates the phone metadata from the newest libphonenumber-js on npm.
+phone-metadata:
+	d=$$(mktemp -d) && cd $$d && npm pack libphonenumber-js >/dev/null && tar xzf libphonenumber-js-*.tgz && \
+	python3 $(CURDIR)/tools/gen_phone_metadata.py package/metadata.min.json > $(CURDIR)/crates/sms-core/src/phone/metadata.rs
+
+clean:
+	cargo clean
+	rm -rf $(PKG) node_modules
