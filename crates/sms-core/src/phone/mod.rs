@@ -11,15 +11,16 @@
 //! phone number but must never be dropped, so [`Party::classify`] keeps it verbatim.
 
 mod metadata;
+mod pattern;
 
 use std::fmt;
 use std::sync::OnceLock;
 
-use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use metadata::{CALLING_CODES, PLANS, PLAN_COUNT};
+use pattern::{expand, Pattern};
 
 /// The most digits an E.164 number may have (country code included).
 pub const MAX_E164_DIGITS: usize = 15;
@@ -44,19 +45,17 @@ pub(crate) struct Plan {
 
 /// A plan's patterns, compiled on first use.
 struct Compiled {
-    idd: Option<Regex>,
-    pattern: Option<Regex>,
-    prefix: Option<Regex>,
+    idd: Option<Pattern>,
+    pattern: Option<Pattern>,
+    prefix: Option<Pattern>,
 }
 
 static COMPILED: [OnceLock<Compiled>; PLAN_COUNT] = [const { OnceLock::new() }; PLAN_COUNT];
 
-fn compile(src: &str, wrap: fn(&str) -> String) -> Option<Regex> {
-    // The generated patterns are tested to compile (`all_patterns_compile`); a
-    // pattern that failed would only disable that one rule.
-    (!src.is_empty())
-        .then(|| Regex::new(&wrap(src)).ok())
-        .flatten()
+fn compile(src: &str) -> Option<Pattern> {
+    // Every generated pattern compiles (`all_patterns_compile`); one that did not
+    // would only disable that one rule.
+    (!src.is_empty()).then(|| Pattern::new(src).ok()).flatten()
 }
 
 impl Plan {
@@ -67,9 +66,9 @@ impl Plan {
 
     fn compiled(&self) -> &Compiled {
         COMPILED[self.index()].get_or_init(|| Compiled {
-            idd: compile(self.idd, |p| format!("^(?:{p})")),
-            pattern: compile(self.pattern, |p| format!("^(?:{p})$")),
-            prefix: compile(self.prefix_for_parsing, |p| format!("^(?:{p})")),
+            idd: compile(self.idd),
+            pattern: compile(self.pattern),
+            prefix: compile(self.prefix_for_parsing),
         })
     }
 
@@ -77,7 +76,7 @@ impl Plan {
         self.compiled()
             .pattern
             .as_ref()
-            .is_some_and(|re| re.is_match(national))
+            .is_some_and(|p| p.is_full_match(national))
     }
 
     fn check_length(&self, national: &str) -> LengthCheck {
@@ -99,18 +98,21 @@ impl Plan {
     /// Strips a national prefix (and carrier code) when what remains is still viable,
     /// as libphonenumber's `maybeStripNationalPrefixAndCarrierCode` does.
     fn strip_national_prefix(&self, number: &str) -> String {
-        let Some(re) = self.compiled().prefix.as_ref() else {
+        let Some(caps) = self
+            .compiled()
+            .prefix
+            .as_ref()
+            .and_then(|p| p.match_prefix(number))
+        else {
             return number.to_owned();
         };
-        let Some(caps) = re.captures(number) else {
-            return number.to_owned();
-        };
+        let end = caps[0].map_or(0, |(_, end)| end);
         let groups = caps.len() - 1;
-        let last_group = groups > 0 && caps.get(groups).is_some_and(|m| !m.as_str().is_empty());
+        let last_group = groups > 0 && caps[groups].is_some_and(|(a, b)| b > a);
         let stripped = if !self.prefix_transform.is_empty() && last_group {
-            re.replace(number, self.prefix_transform).into_owned()
+            expand(self.prefix_transform, number, &caps) + &number[end..]
         } else {
-            number[caps.get(0).map_or(0, |m| m.end())..].to_owned()
+            number[end..].to_owned()
         };
         if stripped == number {
             return stripped;
@@ -372,8 +374,8 @@ pub fn normalize(raw: &str, default_region: Option<&str>) -> Result<E164, PhoneE
 
 /// Strips the region's international prefix (`00`, `011`, ...), unless a `0` follows it.
 fn strip_idd<'a>(plan: &Plan, digits: &'a str) -> Option<&'a str> {
-    let m = plan.compiled().idd.as_ref()?.find(digits)?;
-    let rest = &digits[m.end()..];
+    let caps = plan.compiled().idd.as_ref()?.match_prefix(digits)?;
+    let rest = &digits[caps[0].map_or(0, |(_, end)| end)..];
     (!rest.is_empty() && !rest.starts_with('0')).then_some(rest)
 }
 
@@ -472,6 +474,52 @@ mod tests {
                 "{} prefix",
                 plan.region
             );
+        }
+    }
+
+    /// The matcher agrees with a general regex engine on every pattern of the metadata.
+    #[test]
+    fn matcher_agrees_with_regex_lite() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for plan in &PLANS {
+            for src in [plan.idd, plan.pattern, plan.prefix_for_parsing] {
+                if src.is_empty() {
+                    continue;
+                }
+                let ours = Pattern::new(src).unwrap();
+                let full = regex_lite::Regex::new(&format!("^(?:{src})$")).unwrap();
+                let prefix = regex_lite::Regex::new(&format!("^(?:{src})")).unwrap();
+                for _ in 0..300 {
+                    let len = (next() % 16) as usize;
+                    let digits: String = (0..len)
+                        .map(|i| {
+                            // Bias towards the pattern's own leading digits.
+                            let from_src = src.bytes().filter(u8::is_ascii_digit).nth(i);
+                            match (next() % 3, from_src) {
+                                (0 | 1, Some(d)) => char::from(d),
+                                _ => char::from(b'0' + (next() % 10) as u8),
+                            }
+                        })
+                        .collect();
+                    assert_eq!(
+                        ours.is_full_match(&digits),
+                        full.is_match(&digits),
+                        "{src} on {digits}"
+                    );
+                    let theirs = prefix.captures(&digits).map(|c| {
+                        (0..c.len())
+                            .map(|i| c.get(i).map(|m| (m.start(), m.end())))
+                            .collect::<Vec<_>>()
+                    });
+                    assert_eq!(ours.match_prefix(&digits), theirs, "{src} on {digits}");
+                }
+            }
         }
     }
 

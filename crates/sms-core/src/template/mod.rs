@@ -83,7 +83,7 @@ fn to_flow(v: Option<&Value>) -> Flow {
         Some(Value::String(s)) => Flow::Text(s.clone()),
         Some(Value::Bool(false)) => Flow::False,
         Some(Value::Bool(true)) => Flow::Text("true".into()),
-        Some(Value::Number(n)) => Flow::Text(n.to_string()),
+        Some(Value::Number(n)) => Flow::Text(crate::value::format_number(*n)),
         Some(Value::Array(items)) if items.is_empty() => Flow::Empty,
         Some(Value::Array(items)) => Flow::Text(
             items

@@ -221,16 +221,20 @@ impl<'a> Cursor<'a> {
             }
             Some(c) if c.is_ascii_digit() || c == '-' => {
                 let start = self.at;
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | '-'))
-                {
+                self.at += 1;
+                while self.peek().is_some_and(|c| c.is_ascii_digit() || c == '.') {
                     self.at += 1;
                 }
                 let text = &self.src[start..self.at];
-                text.parse::<f64>()
-                    .map(|_| Arg::Text(text.to_owned()))
-                    .map_err(|_| err(Kind::UnexpectedCharacter, start, "not a number"))
+                let digits = text.trim_start_matches('-');
+                let well_formed = !digits.is_empty()
+                    && digits.split('.').count() <= 2
+                    && digits.split('.').all(|part| !part.is_empty());
+                if well_formed {
+                    Ok(Arg::Text(text.to_owned()))
+                } else {
+                    Err(err(Kind::UnexpectedCharacter, start, "not a number"))
+                }
             }
             Some(c) if is_ident_char(c) => Ok(Arg::Path(self.path()?)),
             _ => Err(self.unexpected("a quoted text, a number or a field")),
