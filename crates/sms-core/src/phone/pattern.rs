@@ -22,11 +22,11 @@ enum Node {
     /// Alternatives, capturing into group `cap` when it is `Some`.
     Group {
         cap: Option<usize>,
-        alts: Vec<Vec<Node>>,
+        alts: Vec<Vec<Self>>,
     },
     /// Greedy repetition.
     Repeat {
-        node: Box<Node>,
+        node: Box<Self>,
         min: u32,
         max: Option<u32>,
     },
