@@ -111,27 +111,6 @@ impl From<Option<String>> for Value {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::format_number;
-
-    #[test]
-    fn numbers_print_like_js() {
-        for (n, s) in [
-            (42.0, "42"),
-            (-3.0, "-3"),
-            (3.14, "3.14"),
-            (-0.5, "-0.5"),
-            (1999.99, "1999.99"),
-            (0.001, "0.001"),
-            (1e21, "1000000000000000000000"),
-            (123456.789, "123456.789"),
-        ] {
-            assert_eq!(format_number(n), s);
-        }
-    }
-}
-
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -196,5 +175,27 @@ impl<'de> Deserialize<'de> for Value {
             }
         }
         d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_number;
+
+    #[test]
+    fn numbers_print_like_js() {
+        for (n, s) in [
+            (42.0, "42"),
+            (-3.0, "-3"),
+            (2.75, "2.75"),
+            (19.9, "19.9"),
+            (-0.5, "-0.5"),
+            (1999.99, "1999.99"),
+            (0.001, "0.001"),
+            (1e21, "1000000000000000000000"),
+            (123456.789, "123456.789"),
+        ] {
+            assert_eq!(format_number(n), s);
+        }
     }
 }
