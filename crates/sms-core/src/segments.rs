@@ -7,7 +7,7 @@
 //! UAX #29) or GSM-7 escape pair is split across two segments.
 
 use serde::Serialize;
-use unicode_segmentation::UnicodeSegmentation;
+use unicode_segmentation::GraphemeCursor;
 
 /// The longest body the provider accepts, in characters (B7).
 pub const MAX_BODY_CHARS: usize = 1600;
@@ -69,12 +69,68 @@ const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆ�
 /// GSM 03.38 extension table: each costs an escape plus the character.
 const GSM7_EXTENSION: &str = "\u{0C}^{}\\[~]|€";
 
+/// ASCII characters of the GSM-7 basic table, as a bitmap (bit n = code point n).
+const GSM7_ASCII: u128 = {
+    let mut bits = 0u128;
+    let bytes = GSM7_BASIC.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] < 0x80 {
+            bits |= 1 << bytes[i];
+        }
+        i += 1;
+    }
+    bits
+};
+
 /// Septets a character costs in GSM-7, or `None` when it is not in the tables.
 pub fn gsm7_units(c: char) -> Option<usize> {
-    if GSM7_BASIC.contains(c) {
+    if c.is_ascii() && GSM7_ASCII & (1 << c as u32) != 0 {
         Some(1)
     } else if GSM7_EXTENSION.contains(c) {
         Some(2)
+    } else if matches!(
+        c,
+        '£' | '¥'
+            | 'è'
+            | 'é'
+            | 'ù'
+            | 'ì'
+            | 'ò'
+            | 'Ç'
+            | 'Ø'
+            | 'ø'
+            | 'Å'
+            | 'å'
+            | 'Δ'
+            | 'Φ'
+            | 'Γ'
+            | 'Λ'
+            | 'Ω'
+            | 'Π'
+            | 'Ψ'
+            | 'Σ'
+            | 'Θ'
+            | 'Ξ'
+            | 'Æ'
+            | 'æ'
+            | 'ß'
+            | 'É'
+            | '¤'
+            | '¡'
+            | 'Ä'
+            | 'Ö'
+            | 'Ñ'
+            | 'Ü'
+            | '§'
+            | '¿'
+            | 'ä'
+            | 'ö'
+            | 'ñ'
+            | 'ü'
+            | 'à'
+    ) {
+        Some(1)
     } else {
         None
     }
@@ -82,25 +138,22 @@ pub fn gsm7_units(c: char) -> Option<usize> {
 
 /// Counts the encoding, units and segments of `text` as it will be sent.
 pub fn count(text: &str) -> SegmentCount {
-    let mut ucs2_chars: Vec<String> = Vec::new();
+    let mut forcing: Vec<char> = Vec::new();
     for c in text.chars().filter(|&c| gsm7_units(c).is_none()) {
-        let s = c.to_string();
-        if !ucs2_chars.contains(&s) {
-            ucs2_chars.push(s);
+        if !forcing.contains(&c) {
+            forcing.push(c);
         }
     }
+    let ucs2_chars: Vec<String> = forcing.iter().map(char::to_string).collect();
     let encoding = if ucs2_chars.is_empty() {
         Encoding::Gsm7
     } else {
         Encoding::Ucs2
     };
-    let units_of = |s: &str| -> usize {
-        match encoding {
-            Encoding::Gsm7 => s.chars().map(|c| gsm7_units(c).unwrap_or(1)).sum(),
-            Encoding::Ucs2 => s.encode_utf16().count(),
-        }
+    let units = match encoding {
+        Encoding::Gsm7 => text.chars().map(|c| gsm7_units(c).unwrap_or(1)).sum(),
+        Encoding::Ucs2 => text.encode_utf16().count(),
     };
-    let units = units_of(text);
     let chars = text.chars().count();
     let (segments, per_segment, remaining) = if units == 0 {
         (0, encoding.single_segment(), encoding.single_segment())
@@ -112,27 +165,10 @@ pub fn count(text: &str) -> SegmentCount {
         )
     } else {
         let per = encoding.multi_segment();
-        let mut segments = 1;
-        let mut used = 0;
-        let mut place = |u: usize| {
-            if used + u > per {
-                segments += 1;
-                used = 0;
-            }
-            used += u;
-        };
-        for cluster in text.graphemes(true) {
-            let u = units_of(cluster);
-            if u <= per {
-                place(u);
-            } else {
-                // A cluster longer than a whole segment must be split somewhere:
-                // split it between characters, never inside one.
-                for c in cluster.chars() {
-                    place(units_of(c.encode_utf8(&mut [0; 4])));
-                }
-            }
-        }
+        let (segments, used) = pack(text, per, |c| match encoding {
+            Encoding::Gsm7 => gsm7_units(c).unwrap_or(1),
+            Encoding::Ucs2 => c.len_utf16(),
+        });
         (segments, per, per - used)
     };
     SegmentCount {
@@ -145,6 +181,42 @@ pub fn count(text: &str) -> SegmentCount {
         chars,
         too_long: chars > MAX_BODY_CHARS,
     }
+}
+
+/// Packs `text` greedily into segments of `per` units without splitting a grapheme
+/// cluster (or a character): returns the segment count and the units used in the
+/// last one. Only the cut points are checked for cluster boundaries, so the cost is
+/// one pass over the characters plus a few boundary queries.
+fn pack(text: &str, per: usize, units: impl Fn(char) -> usize) -> (usize, usize) {
+    let mut segments = 1;
+    let mut start = 0; // byte offset where the current segment starts
+    let mut used = 0;
+    for (at, c) in text.char_indices() {
+        let u = units(c);
+        if used + u <= per {
+            used += u;
+            continue;
+        }
+        // `c` does not fit: cut before it, or earlier if that splits a cluster.
+        let mut cursor = GraphemeCursor::new(at, text.len(), true);
+        let cut = match cursor.is_boundary(text, 0) {
+            Ok(true) => at,
+            _ => match cursor.prev_boundary(text, 0) {
+                Ok(Some(b)) if b > start => b,
+                // A cluster longer than a segment: split it between characters.
+                _ => at,
+            },
+        };
+        segments += 1;
+        start = cut;
+        used = text[cut..at].chars().map(&units).sum::<usize>() + u;
+        if used > per {
+            // Only possible for a cluster longer than a segment: restart at `c`.
+            start = at;
+            used = u;
+        }
+    }
+    (segments, used)
 }
 
 #[cfg(test)]
@@ -196,6 +268,81 @@ mod tests {
         assert_eq!(c.ucs2_chars.iter().filter(|s| *s == "😀").count(), 1);
         assert!(count("ç").ucs2_chars == ["ç"]);
         assert!(count("Ç\r\n\u{0C}").ucs2_chars.is_empty());
+    }
+
+    /// The straightforward reference: walk every cluster.
+    fn reference(text: &str, per: usize, units: impl Fn(&str) -> usize) -> (usize, usize) {
+        use unicode_segmentation::UnicodeSegmentation;
+        let (mut segments, mut used) = (1, 0);
+        let mut place = |u: usize| {
+            if used + u > per {
+                segments += 1;
+                used = 0;
+            }
+            used += u;
+        };
+        for cluster in text.graphemes(true) {
+            let u = units(cluster);
+            if u <= per {
+                place(u);
+            } else {
+                for c in cluster.chars() {
+                    place(units(c.encode_utf8(&mut [0; 4])));
+                }
+            }
+        }
+        (segments, used)
+    }
+
+    #[test]
+    fn packing_agrees_with_walking_every_cluster() {
+        let pieces = [
+            "a",
+            "€",
+            "क्ष",
+            "नमस्ते",
+            "👩‍👩‍👧",
+            "\r\n",
+            "\r",
+            "é",
+            "e\u{301}",
+            " ",
+            "🇮🇳",
+            "ि",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 33) % 120;
+            for _ in 0..len {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let piece = pieces[((seed >> 33) % pieces.len() as u64) as usize];
+                text.push_str(piece);
+            }
+            let c = count(&text);
+            if c.segments > 1 {
+                let per = c.per_segment;
+                let expected = match c.encoding {
+                    Encoding::Gsm7 => reference(&text, per, |s| {
+                        s.chars().map(|c| gsm7_units(c).unwrap_or(1)).sum()
+                    }),
+                    Encoding::Ucs2 => reference(&text, per, |s| s.encode_utf16().count()),
+                };
+                assert_eq!((c.segments, per - c.remaining), expected, "{text:?}");
+            }
+        }
+        // A single cluster longer than a segment is split between characters.
+        let zalgo = format!("a{}", "\u{301}".repeat(200));
+        let c = count(&zalgo);
+        assert_eq!(
+            (c.segments, c.per_segment - c.remaining),
+            reference(&zalgo, 67, |s| s.encode_utf16().count())
+        );
     }
 
     #[test]
