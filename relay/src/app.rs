@@ -1,0 +1,445 @@
+//! The HTTP surface: routes, shared application state, start-up and shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::auth::{self, Admin, Seller, COOKIE};
+use crate::config::Config;
+use crate::demo::FakeProvider;
+use crate::error::ApiError;
+use crate::model::{Directory, DirectoryPatch, EventBody, SendOutcome};
+use crate::provider::{OutboundSms, Provider, SendResult, Twilio, TwilioConfig};
+use crate::push::{self, Vapid};
+use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendPlan, SendRequest, Sequencer};
+use crate::sse;
+use crate::store::{open_sqlite, LogReader, PushSubscription};
+
+/// The demo/test fault switch: `/events` answers 503 until a time.
+#[derive(Default)]
+pub struct Fault {
+    events_unavailable_until_ms: AtomicI64,
+}
+
+impl Fault {
+    /// Whether `/events` is switched off now.
+    pub fn events_unavailable(&self) -> bool {
+        self.events_unavailable_until_ms.load(Ordering::Relaxed) > now().as_millis()
+    }
+
+    /// Switches `/events` off for `ms` milliseconds.
+    pub fn set(&self, ms: i64) {
+        self.events_unavailable_until_ms
+            .store(now().as_millis() + ms, Ordering::Relaxed);
+    }
+}
+
+/// Everything handlers share.
+pub struct App {
+    /// Configuration.
+    pub config: Config,
+    /// The sequencer of shared state.
+    pub seq: Sequencer,
+    /// Log reader, sessions, push subscriptions.
+    pub reader: Arc<dyn LogReader>,
+    /// The SMS provider.
+    pub provider: Arc<dyn Provider>,
+    /// The VAPID identity for Web Push.
+    pub vapid: Arc<Vapid>,
+    /// Demo/test fault switch.
+    pub fault: Fault,
+    /// The simulated provider (demo mode only).
+    pub fake: Option<Arc<FakeProvider>>,
+}
+
+/// A running relay.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: std::net::SocketAddr,
+    /// Shared state (for tests).
+    pub app: Arc<App>,
+    /// Resolves when the server has stopped.
+    pub done: tokio::task::JoinHandle<()>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, and waits.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.done.await;
+    }
+}
+
+/// Builds the relay from `config` and starts serving on its bind address (port 0
+/// picks a free port; `public_url` then defaults to the real address).
+pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, String> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("bind {}: {e}", config.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    config.bind = addr;
+    let public_url = config.public_url();
+    let (writer, reader) = open_sqlite(&config.database).map_err(|e| e.to_string())?;
+    let reader: Arc<dyn LogReader> = Arc::new(reader);
+    let seed = config.seed_directory()?;
+    let (doorbell_tx, doorbell_rx) = mpsc::unbounded_channel();
+    let seq = Sequencer::start(Box::new(writer), config.default_region.clone(), seed, doorbell_tx)
+        .map_err(|e| e.to_string())?;
+    if reset_log {
+        seq.reset().await.map_err(|e| e.message)?;
+    }
+    let vapid_key = match config.vapid_private_key.clone() {
+        Some(k) => Some(k),
+        None => reader.vapid_key().map_err(|e| e.to_string())?,
+    };
+    let subject = config.vapid_subject.clone().unwrap_or_else(|| "mailto:ops@example.com".into());
+    let vapid = Arc::new(Vapid::new(vapid_key.as_deref(), subject)?);
+    if vapid_key.is_none() {
+        reader.put_vapid_key(&vapid.private_key()).map_err(|e| e.to_string())?;
+    }
+    let (provider, fake): (Arc<dyn Provider>, Option<Arc<FakeProvider>>) = {
+        let callback = format!("{public_url}/webhooks/twilio/status");
+        match (&config.provider, config.demo) {
+            (Some(p), _) => (Arc::new(Twilio::new(p.clone(), callback)), None),
+            (None, _) => {
+                let fake_config = TwilioConfig {
+                    account_sid: "ACdemo".into(),
+                    auth_token: "demo-auth-token".into(),
+                    base_url: format!("{public_url}/fake-twilio"),
+                };
+                config.provider = Some(fake_config.clone());
+                let fake = Arc::new(FakeProvider::new(fake_config.clone(), public_url.clone()));
+                (Arc::new(Twilio::new(fake_config, callback)), Some(fake))
+            }
+        }
+    };
+    tokio::spawn(push::run(reader.clone(), vapid.clone(), doorbell_rx, seq.epoch()));
+    let app = Arc::new(App {
+        config,
+        seq,
+        reader,
+        provider,
+        vapid,
+        fault: Fault::default(),
+        fake,
+    });
+    let router = router(app.clone());
+    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = shutdown_rx.await;
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%addr, %public_url, "relay listening");
+    Ok(Running {
+        addr,
+        app,
+        done,
+        shutdown,
+    })
+}
+
+/// All routes.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    let mut r = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/webhooks/twilio/inbound", post(inbound_webhook))
+        .route("/webhooks/twilio/status", post(status_webhook))
+        .route("/session", post(sign_in).delete(sign_out))
+        .route("/me", get(me))
+        .route("/events", get(sse::events))
+        .route("/events/page", get(sse::page))
+        .route("/directory", get(get_directory).put(put_directory).patch(patch_directory))
+        .route("/messages", post(send_message))
+        .route("/conversations/move", post(move_conversation))
+        .route("/push/subscriptions", post(subscribe_push))
+        .route("/push/subscriptions", delete(unsubscribe_push))
+        .route("/push/vapid-public-key", get(vapid_public_key))
+        .route("/admin/reset", post(reset_log));
+    if app.fake.is_some() {
+        r = r.merge(crate::demo::routes());
+    }
+    if let Some(www) = app.config.www.clone() {
+        r = r.fallback_service(tower_http::services::ServeDir::new(www));
+    }
+    r.layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let reader = app.reader.clone();
+    let head = tokio::task::spawn_blocking(move || reader.head())
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!({ "ok": true, "epoch": *app.seq.epoch().borrow(), "head": head })))
+}
+
+fn form(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| ApiError::bad_request("malformed_form", format!("not a form body: {e}")))
+}
+
+fn twiml() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
+    )
+        .into_response()
+}
+
+/// Checks the provider's signature over the URL it called and the form.
+fn verified(app: &App, uri: &OriginalUri, headers: &HeaderMap, params: &[(String, String)]) -> Result<(), ApiError> {
+    let path_and_query = uri.0.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{}", app.config.public_url(), path_and_query);
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    app.provider.verify(&url, params, signature).map_err(|why| {
+        tracing::warn!(%url, why, "webhook refused");
+        ApiError::new(StatusCode::FORBIDDEN, "bad_signature", why)
+    })
+}
+
+async fn inbound_webhook(State(app): State<Arc<App>>, uri: OriginalUri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let params = form(&body)?;
+    verified(&app, &uri, &headers, &params)?;
+    let sms = app
+        .provider
+        .parse_inbound(&params)
+        .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
+    let events = app.seq.inbound(sms).await?;
+    tracing::info!(events = events.len(), "inbound webhook logged");
+    Ok(twiml())
+}
+
+async fn status_webhook(State(app): State<Arc<App>>, uri: OriginalUri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let params = form(&body)?;
+    verified(&app, &uri, &headers, &params)?;
+    let report = app
+        .provider
+        .parse_status(&params)
+        .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
+    app.seq.status(report).await?;
+    Ok(twiml())
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+async fn sign_in(State(app): State<Arc<App>>, Json(req): Json<SignIn>) -> Result<Response, ApiError> {
+    let seller = auth::seller_for_token(&app, req.token.trim()).ok_or_else(ApiError::unauthorized)?;
+    let id = auth::new_session_id();
+    let hours = app.config.session_hours;
+    let expires = now().as_millis() + (hours as i64) * 3_600_000;
+    let reader = app.reader.clone();
+    let (sid, s) = (id.clone(), seller.clone());
+    tokio::task::spawn_blocking(move || reader.put_session(&sid, &s, expires))
+        .await
+        .map_err(ApiError::internal)??;
+    let secure = if app.config.public_url().starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", hours * 3600);
+    let body = Json(json!({ "seller": seller, "epoch": *app.seq.epoch().borrow() }));
+    Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+}
+
+async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let id = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned());
+    if let Some(id) = id {
+        let reader = app.reader.clone();
+        let _ = tokio::task::spawn_blocking(move || reader.delete_session(&id)).await;
+    }
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response()
+}
+
+async fn me(State(app): State<Arc<App>>, Seller(seller): Seller) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = seller.clone();
+    let (profile, teams, numbers) = app
+        .seq
+        .query(move |state| {
+            let d = state.directory();
+            let profile = d.sellers.iter().find(|x| x.id == s).cloned();
+            let teams: Vec<String> = sms_core::directory::teams_of(&s, &d.teams).into_iter().map(str::to_owned).collect();
+            let numbers: Vec<String> = d
+                .org_numbers
+                .iter()
+                .filter(|o| state.may_send_from(&s, &o.number))
+                .map(|o| o.number.clone())
+                .collect();
+            (profile, teams, numbers)
+        })
+        .await?;
+    Ok(Json(json!({
+        "seller": seller,
+        "profile": profile,
+        "teams": teams,
+        "org_numbers": numbers,
+        "default_region": app.config.default_region,
+        "epoch": *app.seq.epoch().borrow(),
+        "vapid_public_key": app.vapid.public_key(),
+    })))
+}
+
+async fn get_directory(State(app): State<Arc<App>>, Seller(_): Seller) -> Result<Json<serde_json::Value>, ApiError> {
+    let reader = app.reader.clone();
+    // The head is read before the directory, so replaying from it never misses a change.
+    let head = tokio::task::spawn_blocking(move || reader.head())
+        .await
+        .map_err(ApiError::internal)??;
+    let directory = app.seq.query(|s| s.directory().clone()).await?;
+    let epoch = app.seq.epoch().borrow().clone();
+    Ok(Json(json!({ "epoch": epoch, "head": format!("{epoch}:{head}"), "directory": directory })))
+}
+
+async fn put_directory(State(app): State<Arc<App>>, _: Admin, Json(directory): Json<Directory>) -> Result<Json<serde_json::Value>, ApiError> {
+    let events = app.seq.directory(DirectoryUpdate::Replace(directory)).await?;
+    Ok(Json(json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() })))
+}
+
+async fn patch_directory(State(app): State<Arc<App>>, _: Admin, Json(patch): Json<DirectoryPatch>) -> Result<Json<serde_json::Value>, ApiError> {
+    let events = app.seq.directory(DirectoryUpdate::Patch(patch)).await?;
+    Ok(Json(json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() })))
+}
+
+async fn send_message(State(app): State<Arc<App>>, Seller(seller): Seller, Json(req): Json<SendRequest>) -> Result<Response, ApiError> {
+    let client_ref = req.client_ref.clone();
+    let pending = match app.seq.begin_send(seller, req).await? {
+        SendPlan::Done(sent) => {
+            return Ok(Json(json!({
+                "client_ref": client_ref,
+                "message_sid": sent.message_sid,
+                "outcome": sent.outcome,
+                "error_code": sent.error_code,
+                "duplicate": true,
+            }))
+            .into_response())
+        }
+        SendPlan::InProgress => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "send_in_progress", "this message is being sent right now"))
+        }
+        SendPlan::Go(p) => p,
+    };
+    let msg = OutboundSms {
+        from: pending.from.clone(),
+        to: pending.to.clone(),
+        body: pending.body.clone(),
+    };
+    let result = app.provider.send(&msg).await;
+    let (sid, outcome, code, message) = match &result {
+        SendResult::Accepted { sid } => (Some(sid.clone()), SendOutcome::Accepted, None, None),
+        SendResult::Failed { code, message } => (None, SendOutcome::Failed, *code, Some(message.clone())),
+        SendResult::Unknown { message } => (None, SendOutcome::Unknown, None, Some(message.clone())),
+    };
+    app.seq
+        .finish_send(EventBody::Outbound {
+            client_ref: pending.client_ref.clone(),
+            message_sid: sid.clone(),
+            from: pending.from,
+            to: pending.to.clone(),
+            body: pending.body,
+            record_id: pending.record_id,
+            by: pending.seller,
+            at: now(),
+            outcome,
+            error_code: code,
+        })
+        .await?;
+    let mut body = json!({
+        "client_ref": pending.client_ref,
+        "message_sid": sid,
+        "outcome": outcome,
+        "error_code": code,
+    });
+    if let Some(m) = message {
+        body["message"] = json!(m);
+    }
+    if outcome == SendOutcome::Failed {
+        let f = sms_core::failure::explain(code, &pending.to, app.config.default_region.as_deref());
+        body["reason"] = json!(f.reason);
+        body["fix"] = json!(f.fix);
+    }
+    let status = match outcome {
+        SendOutcome::Accepted => StatusCode::CREATED,
+        SendOutcome::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        SendOutcome::Unknown => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+async fn move_conversation(State(app): State<Arc<App>>, Seller(seller): Seller, Json(req): Json<MoveRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+    let events = app.seq.move_conversation(seller, req).await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+struct Subscription {
+    endpoint: String,
+    keys: HashMap<String, String>,
+}
+
+async fn subscribe_push(State(app): State<Arc<App>>, Seller(seller): Seller, Json(sub): Json<Subscription>) -> Result<StatusCode, ApiError> {
+    let (Some(p256dh), Some(auth)) = (sub.keys.get("p256dh"), sub.keys.get("auth")) else {
+        return Err(ApiError::bad_request("malformed_subscription", "keys.p256dh and keys.auth are required"));
+    };
+    if !(sub.endpoint.starts_with("https://") || sub.endpoint.starts_with("http://127.0.0.1")) {
+        return Err(ApiError::bad_request("malformed_subscription", "endpoint must be an https URL"));
+    }
+    let s = PushSubscription {
+        endpoint: sub.endpoint,
+        p256dh: p256dh.clone(),
+        auth: auth.clone(),
+    };
+    let reader = app.reader.clone();
+    tokio::task::spawn_blocking(move || reader.put_subscription(&seller, &s))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct Unsubscribe {
+    endpoint: String,
+}
+
+async fn unsubscribe_push(State(app): State<Arc<App>>, Seller(_): Seller, Json(u): Json<Unsubscribe>) -> Result<StatusCode, ApiError> {
+    let reader = app.reader.clone();
+    tokio::task::spawn_blocking(move || reader.delete_subscription(&u.endpoint))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(json!({ "key": app.vapid.public_key() }))
+}
+
+async fn reset_log(State(app): State<Arc<App>>, _: Admin) -> Result<Json<serde_json::Value>, ApiError> {
+    let epoch = app.seq.reset().await?;
+    Ok(Json(json!({ "epoch": epoch })))
+}

@@ -1,0 +1,251 @@
+//! The built-in simulated provider (demo and tests): a Twilio-compatible Messages
+//! API that answers sends and posts signed status callbacks, a "customer phone" that
+//! posts signed inbound webhooks, and a fault switch for `/events`. All over real
+//! HTTP on the relay's own address, so the whole loop runs on one machine.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sms_core::Timestamp;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::provider::TwilioConfig;
+use crate::sequencer::now;
+use crate::signature::sign;
+
+/// A message the fake provider accepted (what the customer's phone receives).
+#[derive(Clone, Debug, Serialize)]
+pub struct FakeMessage {
+    /// Provider id.
+    pub sid: String,
+    /// Org number.
+    pub from: String,
+    /// Customer number.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// When it was accepted.
+    pub at: Timestamp,
+}
+
+/// The simulated provider.
+pub struct FakeProvider {
+    config: TwilioConfig,
+    public_url: String,
+    http: reqwest::Client,
+    counter: AtomicU64,
+    sent: Mutex<Vec<FakeMessage>>,
+}
+
+impl FakeProvider {
+    /// A fake with these credentials, calling back to `public_url`.
+    pub fn new(config: TwilioConfig, public_url: String) -> Self {
+        Self {
+            config,
+            public_url,
+            http: reqwest::Client::new(),
+            counter: AtomicU64::new(now().as_millis() as u64),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn sid(&self, prefix: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}{n:032x}")
+    }
+
+    /// Posts a signed form to the relay, as the provider would.
+    pub async fn post_signed(&self, path: &str, params: Vec<(String, String)>) -> Result<StatusCode, String> {
+        let url = format!("{}{path}", self.public_url);
+        let signature = sign(&self.config.auth_token, &url, &params);
+        let body = serde_urlencoded::to_string(&params).map_err(|e| e.to_string())?;
+        let r = self
+            .http
+            .post(&url)
+            .header("X-Twilio-Signature", signature)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FakeMessage>> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Demo routes (mounted only in demo mode).
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/fake-twilio/2010-04-01/Accounts/{account}/Messages.json", post(fake_send))
+        .route("/demo/phone/send", post(phone_send))
+        .route("/demo/phone/messages", get(phone_messages))
+        .route("/demo/fault", post(fault))
+}
+
+fn fake(app: &App) -> Result<&Arc<FakeProvider>, ApiError> {
+    app.fake
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "demo mode is off"))
+}
+
+#[derive(Deserialize)]
+struct ApiSend {
+    #[serde(rename = "To")]
+    to: String,
+    #[serde(rename = "From")]
+    from: String,
+    #[serde(rename = "Body", default)]
+    body: String,
+    #[serde(rename = "StatusCallback", default)]
+    status_callback: Option<String>,
+}
+
+fn twilio_error(status: u16, code: u32, message: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, Json(json!({ "code": code, "message": message, "status": status.as_u16() }))).into_response()
+}
+
+/// The fake Messages API: validates like the real one, then reports delivery.
+async fn fake_send(
+    State(app): State<Arc<App>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(req): Form<ApiSend>,
+) -> Result<Response, ApiError> {
+    let fake = fake(&app)?.clone();
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", fake.config.account_sid, fake.config.auth_token))
+    );
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if account != fake.config.account_sid || given != Some(expected.as_str()) {
+        return Ok(twilio_error(401, 20003, "Authenticate".into()));
+    }
+    let valid_to = sms_core::normalize(&req.to, None).is_ok_and(|n| n.as_str() == req.to);
+    if !valid_to {
+        return Ok(twilio_error(400, 21211, format!("The 'To' number {} is not a valid phone number.", req.to)));
+    }
+    if req.body.chars().count() > 1600 {
+        return Ok(twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.".into()));
+    }
+    let sid = fake.sid("SM");
+    let message = FakeMessage {
+        sid: sid.clone(),
+        from: req.from.clone(),
+        to: req.to.clone(),
+        body: req.body.clone(),
+        at: now(),
+    };
+    fake.lock().push(message);
+    if let Some(callback) = req.status_callback {
+        // Numbers ending in 0000 play an unreachable handset in the demo.
+        let unreachable = req.to.ends_with("0000");
+        let path = callback
+            .strip_prefix(&fake.public_url)
+            .unwrap_or("/webhooks/twilio/status")
+            .to_owned();
+        let (from, to, sid) = (req.from.clone(), req.to.clone(), sid.clone());
+        tokio::spawn(async move {
+            let mut steps = vec![("sent", None)];
+            steps.push(if unreachable { ("undelivered", Some("30003")) } else { ("delivered", None) });
+            for (status, code) in steps {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let mut params = vec![
+                    ("MessageSid".to_owned(), sid.clone()),
+                    ("MessageStatus".to_owned(), status.to_owned()),
+                    ("AccountSid".to_owned(), fake.config.account_sid.clone()),
+                    ("From".to_owned(), from.clone()),
+                    ("To".to_owned(), to.clone()),
+                ];
+                if let Some(code) = code {
+                    params.push(("ErrorCode".to_owned(), code.to_owned()));
+                }
+                if let Err(e) = fake.post_signed(&path, params).await {
+                    tracing::warn!(error = %e, "fake provider could not post a status callback");
+                }
+            }
+        });
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "sid": sid, "status": "queued", "to": req.to, "from": req.from, "body": req.body })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct PhoneSend {
+    from: String,
+    to: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    media: Vec<sms_core::pane::Media>,
+}
+
+/// The customer's phone: sends an inbound SMS/MMS through a signed webhook.
+async fn phone_send(State(app): State<Arc<App>>, Json(req): Json<PhoneSend>) -> Result<Json<serde_json::Value>, ApiError> {
+    let fake = fake(&app)?.clone();
+    let sid = fake.sid(if req.media.is_empty() { "SM" } else { "MM" });
+    let mut params = vec![
+        ("MessageSid".to_owned(), sid.clone()),
+        ("AccountSid".to_owned(), fake.config.account_sid.clone()),
+        ("From".to_owned(), req.from),
+        ("To".to_owned(), req.to),
+        ("Body".to_owned(), req.body),
+        ("NumMedia".to_owned(), req.media.len().to_string()),
+        ("NumSegments".to_owned(), "1".to_owned()),
+    ];
+    for (i, m) in req.media.iter().enumerate() {
+        params.push((format!("MediaUrl{i}"), m.url.clone()));
+        params.push((format!("MediaContentType{i}"), m.content_type.clone()));
+    }
+    let status = fake
+        .post_signed("/webhooks/twilio/inbound", params)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "message_sid": sid, "webhook_status": status.as_u16() })))
+}
+
+#[derive(Deserialize)]
+struct PhoneQuery {
+    number: Option<String>,
+}
+
+/// What the customer's phone has received.
+async fn phone_messages(State(app): State<Arc<App>>, Query(q): Query<PhoneQuery>) -> Result<Json<Vec<FakeMessage>>, ApiError> {
+    let fake = fake(&app)?;
+    let list = fake.lock();
+    Ok(Json(
+        list.iter()
+            .filter(|m| q.number.as_deref().is_none_or(|n| n == m.to))
+            .cloned()
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct FaultReq {
+    events_unavailable_ms: i64,
+}
+
+/// Switches `/events` to 503 for a while (so reconnects can be tested).
+async fn fault(State(app): State<Arc<App>>, Json(req): Json<FaultReq>) -> Result<StatusCode, ApiError> {
+    fake(&app)?;
+    app.fault.set(req.events_unavailable_ms.clamp(0, 600_000));
+    Ok(StatusCode::NO_CONTENT)
+}

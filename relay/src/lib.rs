@@ -1,0 +1,24 @@
+//! The relay: the callback URL configured at the SMS provider, the browsers'
+//! source of pushed events, the path of outbound sends, and the one sequencer of
+//! shared state (leads, moves, consent, directory). It runs the same pure core as
+//! the browser (`sms-core`) natively.
+//!
+//! Layout: `provider` (callbacks in, sends out) → `sequencer` (the single writer:
+//! decisions over `state`, durable `store`) → `sse` / `push` (events out). `app` wires
+//! the HTTP routes; `demo` is the simulated provider for the demo and tests.
+
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod model;
+pub mod provider;
+pub mod push;
+pub mod sequencer;
+pub mod signature;
+pub mod sse;
+pub mod state;
+pub mod store;

@@ -1,0 +1,174 @@
+//! Server-Sent Events for browsers (`GET /events`) and a finite page of the same
+//! events for the service worker (`GET /events/page`).
+//!
+//! A client resumes from `Last-Event-ID` or `?since=` (`<epoch>:<id>`). It gets the
+//! events it may see after that id from the log, then live ones, in order, each
+//! once. A client of another epoch first gets `{"kind":"reset"}` and a replay from
+//! the start (S4). A client that falls behind the live buffer is disconnected and
+//! resumes from its last id; it never blocks others.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::app::App;
+use crate::auth::Seller;
+use crate::error::ApiError;
+use crate::model::LoggedEvent;
+
+/// `?since=` and `?limit=`.
+#[derive(Debug, Deserialize)]
+pub struct Since {
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Where a client resumes: `(epoch it knew, last id it applied)`.
+fn parse_position(text: &str) -> Option<(Option<String>, i64)> {
+    let text = text.trim();
+    match text.split_once(':') {
+        Some((epoch, id)) => Some((Some(epoch.to_owned()), id.parse().ok()?)),
+        None => Some((None, text.parse().ok()?)),
+    }
+}
+
+/// The id to replay after, and whether the client must be told to resynchronise.
+fn resume_point(known: Option<(Option<String>, i64)>, epoch: &str) -> (i64, bool) {
+    match known {
+        None => (0, false),
+        Some((Some(e), _)) if e != epoch => (0, true),
+        Some((_, id)) => (id.max(0), false),
+    }
+}
+
+fn position(headers: &HeaderMap, q: &Since) -> Option<(Option<String>, i64)> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_position)
+        .or_else(|| q.since.as_deref().and_then(parse_position))
+}
+
+fn sse_event(e: &LoggedEvent, json: String) -> Event {
+    Event::default().id(e.sse_id()).data(json)
+}
+
+const PAGE: usize = 500;
+const CLIENT_BUFFER: usize = 1024;
+
+/// `GET /events`: the seller's event stream.
+pub async fn events(State(app): State<Arc<App>>, Seller(seller): Seller, headers: HeaderMap, Query(q): Query<Since>) -> Response {
+    if app.fault.events_unavailable() {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events are unavailable (fault switch)")
+            .into_response();
+    }
+    // Subscribe before reading the log, so nothing falls between the two.
+    let mut live = app.seq.subscribe();
+    let mut epoch_rx = app.seq.epoch();
+    let epoch = epoch_rx.borrow_and_update().clone();
+    let (mut last, reset) = resume_point(position(&headers, &q), &epoch);
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(CLIENT_BUFFER);
+    let reader = app.reader.clone();
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(Event::default().retry(Duration::from_secs(2)).comment("hello"))).await;
+        if reset {
+            let data = json!({ "kind": "reset", "epoch": epoch }).to_string();
+            if tx.send(Ok(Event::default().data(data))).await.is_err() {
+                return;
+            }
+        }
+        // Replay from the log, a page at a time.
+        loop {
+            let (r, s) = (reader.clone(), seller.clone());
+            let page = match tokio::task::spawn_blocking(move || r.since(&s, last, PAGE)).await {
+                Ok(Ok(page)) => page,
+                _ => return,
+            };
+            let done = page.len() < PAGE;
+            for e in page {
+                last = e.id;
+                let json = serde_json::to_string(&e).unwrap_or_default();
+                if tx.send(Ok(sse_event(&e, json))).await.is_err() {
+                    return;
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        // Then live events.
+        loop {
+            tokio::select! {
+                msg = live.recv() => match msg {
+                    Ok(p) => {
+                        if p.event.id <= last || !p.audience.includes(&seller) || p.event.epoch != epoch {
+                            continue;
+                        }
+                        last = p.event.id;
+                        if tx.try_send(Ok(sse_event(&p.event, p.json.clone()))).is_err() {
+                            tracing::info!(%seller, "slow SSE client disconnected; it resumes from its last id");
+                            return;
+                        }
+                    }
+                    // Lagged or closed: drop the stream; the client resumes from its last id.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                changed = epoch_rx.changed() => {
+                    let _ = changed;
+                    return;
+                }
+                () = tx.closed() => return,
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("heartbeat"))
+        .into_response()
+}
+
+/// `GET /events/page`: a finite page of events since an id (for the service worker).
+pub async fn page(State(app): State<Arc<App>>, Seller(seller): Seller, headers: HeaderMap, Query(q): Query<Since>) -> Result<Json<serde_json::Value>, ApiError> {
+    let epoch = app.seq.epoch().borrow().clone();
+    let (after, reset) = resume_point(position(&headers, &q), &epoch);
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    let reader = app.reader.clone();
+    let events = tokio::task::spawn_blocking(move || reader.since(&seller, after, limit + 1))
+        .await
+        .map_err(ApiError::internal)??;
+    let more = events.len() > limit;
+    let events: Vec<LoggedEvent> = events.into_iter().take(limit).collect();
+    let next = events.last().map_or(after, |e| e.id);
+    Ok(Json(json!({
+        "epoch": epoch,
+        "reset": reset,
+        "events": events,
+        "next": format!("{epoch}:{next}"),
+        "more": more,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions() {
+        assert_eq!(parse_position("ab12:42"), Some((Some("ab12".into()), 42)));
+        assert_eq!(parse_position("42"), Some((None, 42)));
+        assert_eq!(parse_position("x"), None);
+        assert_eq!(resume_point(Some((Some("e1".into()), 7)), "e1"), (7, false));
+        assert_eq!(resume_point(Some((Some("e0".into()), 7)), "e1"), (0, true));
+        assert_eq!(resume_point(Some((None, 7)), "e1"), (7, false));
+        assert_eq!(resume_point(None, "e1"), (0, false));
+    }
+}

@@ -1,0 +1,431 @@
+//! The durable event log and the relay's small private tables, behind traits so a
+//! shared log (Redis Streams, NATS JetStream) can be added without touching callers.
+//!
+//! The default backend is SQLite (bundled, WAL, `synchronous=FULL`): one writer
+//! connection owned by the sequencer thread, and one connection for readers.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rand::RngCore;
+use rusqlite::{params, Connection, OptionalExtension};
+use thiserror::Error;
+
+use crate::model::{Audience, EventBody, LoggedEvent};
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The operating system said no.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored event no longer parses.
+    #[error("corrupt event {id}: {source}")]
+    Corrupt {
+        /// Event id.
+        id: i64,
+        /// Parse error.
+        source: serde_json::Error,
+    },
+}
+
+/// Result of storage operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An event to append: what happened, its idempotency key, and who may see it.
+pub struct NewEvent {
+    /// What happened.
+    pub body: EventBody,
+    /// Provider-level idempotency key (e.g. `in:<MessageSid>`); a repeat is dropped.
+    pub dedupe: Option<String>,
+    /// Who receives it.
+    pub audience: Audience,
+}
+
+/// A send whose outcome is not logged yet (made durable before calling the provider).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingSend {
+    /// Client reference.
+    pub client_ref: String,
+    /// Sending seller.
+    pub seller: String,
+    /// Org number.
+    pub from: String,
+    /// Customer number.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// Record id.
+    pub record_id: String,
+}
+
+/// The writer side of the log: used by the one sequencer thread, inside batches.
+pub trait LogWriter: Send {
+    /// The current epoch.
+    fn epoch(&self) -> String;
+    /// Starts a batch (one transaction, one sync to disk).
+    fn begin(&mut self) -> StoreResult<()>;
+    /// Makes the batch durable.
+    fn commit(&mut self) -> StoreResult<()>;
+    /// Drops the batch.
+    fn rollback(&mut self) -> StoreResult<()>;
+    /// Whether an event with this idempotency key is in the log.
+    fn seen(&mut self, dedupe: &str) -> StoreResult<bool>;
+    /// Appends an event; `None` when its idempotency key was already logged.
+    fn append(&mut self, event: &NewEvent) -> StoreResult<Option<LoggedEvent>>;
+    /// Every event in log order (to rebuild state at start-up).
+    fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()>;
+    /// Empties the log and starts a new epoch (S4).
+    fn reset(&mut self) -> StoreResult<String>;
+    /// Records a send about to go to the provider.
+    fn add_pending(&mut self, send: &PendingSend) -> StoreResult<()>;
+    /// Forgets a pending send (its outcome is logged).
+    fn remove_pending(&mut self, client_ref: &str) -> StoreResult<()>;
+    /// Sends left pending by a crash.
+    fn pending(&mut self) -> StoreResult<Vec<PendingSend>>;
+}
+
+/// A push subscription of a seller's browser (N2).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushSubscription {
+    /// Push service URL.
+    pub endpoint: String,
+    /// The browser's P-256 public key (base64url).
+    pub p256dh: String,
+    /// The browser's auth secret (base64url).
+    pub auth: String,
+}
+
+/// The reader side: replays for SSE clients, sessions and push subscriptions.
+pub trait LogReader: Send + Sync {
+    /// The current epoch.
+    fn epoch(&self) -> StoreResult<String>;
+    /// Up to `limit` events after `after` that `seller` may see, in log order.
+    fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
+    /// The id of the newest event.
+    fn head(&self) -> StoreResult<i64>;
+    /// Stores a session.
+    fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
+    /// The seller of a live session.
+    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<String>>;
+    /// Ends a session.
+    fn delete_session(&self, id: &str) -> StoreResult<()>;
+    /// Adds or replaces a push subscription.
+    fn put_subscription(&self, seller: &str, sub: &PushSubscription) -> StoreResult<()>;
+    /// A seller's push subscriptions.
+    fn subscriptions(&self, seller: &str) -> StoreResult<Vec<PushSubscription>>;
+    /// Drops an expired subscription.
+    fn delete_subscription(&self, endpoint: &str) -> StoreResult<()>;
+    /// The VAPID private key kept from an earlier start.
+    fn vapid_key(&self) -> StoreResult<Option<String>>;
+    /// Keeps the VAPID private key.
+    fn put_vapid_key(&self, key: &str) -> StoreResult<()>;
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  dedupe TEXT UNIQUE,
+  kind TEXT NOT NULL,
+  public INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_audience (
+  seller TEXT NOT NULL, event_id INTEGER NOT NULL, PRIMARY KEY (seller, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_sends (
+  client_ref TEXT PRIMARY KEY, seller TEXT NOT NULL, from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL, body TEXT NOT NULL, record_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, seller TEXT NOT NULL, expires_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+  endpoint TEXT PRIMARY KEY, seller TEXT NOT NULL, p256dh TEXT NOT NULL, auth TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS push_by_seller ON push_subscriptions (seller);
+";
+
+fn open(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    Ok(conn)
+}
+
+fn new_epoch() -> String {
+    let mut bytes = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_epoch(conn: &Connection) -> StoreResult<String> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?)
+}
+
+/// Opens (creating if needed) the SQLite log at `path`: the writer and a reader.
+pub fn open_sqlite(path: &Path) -> StoreResult<(SqliteWriter, SqliteReader)> {
+    let conn = open(path)?;
+    let epoch: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+        .optional()?;
+    let epoch = match epoch {
+        Some(e) => e,
+        None => {
+            let e = new_epoch();
+            conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?1)", [&e])?;
+            e
+        }
+    };
+    let reader = SqliteReader {
+        conn: Mutex::new(open(path)?),
+    };
+    Ok((SqliteWriter { conn, epoch }, reader))
+}
+
+/// The SQLite writer (owned by the sequencer thread).
+pub struct SqliteWriter {
+    conn: Connection,
+    epoch: String,
+}
+
+fn parse_event(epoch: &str, id: i64, body: &str) -> StoreResult<LoggedEvent> {
+    let body = serde_json::from_str(body).map_err(|source| StoreError::Corrupt { id, source })?;
+    Ok(LoggedEvent {
+        epoch: epoch.to_owned(),
+        id,
+        body,
+    })
+}
+
+impl LogWriter for SqliteWriter {
+    fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    fn begin(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
+    fn rollback(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("ROLLBACK")?)
+    }
+
+    fn seen(&mut self, dedupe: &str) -> StoreResult<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM events WHERE dedupe = ?1")?;
+        Ok(stmt.exists([dedupe])?)
+    }
+
+    fn append(&mut self, event: &NewEvent) -> StoreResult<Option<LoggedEvent>> {
+        if let Some(key) = &event.dedupe {
+            if self.seen(key)? {
+                return Ok(None);
+            }
+        }
+        let json = serde_json::to_string(&event.body).map_err(|source| StoreError::Corrupt { id: 0, source })?;
+        let public = matches!(event.audience, Audience::All);
+        self.conn
+            .prepare_cached("INSERT INTO events (dedupe, kind, public, body) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![event.dedupe, event.body.kind(), public, json])?;
+        let id = self.conn.last_insert_rowid();
+        if let Audience::Sellers(sellers) = &event.audience {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT OR IGNORE INTO event_audience (seller, event_id) VALUES (?1, ?2)")?;
+            for s in sellers {
+                stmt.execute(params![s, id])?;
+            }
+        }
+        Ok(Some(LoggedEvent {
+            epoch: self.epoch.clone(),
+            id,
+            body: event.body.clone(),
+        }))
+    }
+
+    fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
+        let mut stmt = self.conn.prepare("SELECT id, body FROM events ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let body: String = row.get(1)?;
+            f(parse_event(&self.epoch, id, &body)?.body);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) -> StoreResult<String> {
+        let epoch = new_epoch();
+        self.conn.execute_batch(
+            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience; DELETE FROM pending_sends;
+             DELETE FROM sqlite_sequence WHERE name = 'events';",
+        )?;
+        self.conn
+            .execute("UPDATE meta SET value = ?1 WHERE key = 'epoch'", [&epoch])?;
+        self.conn.execute_batch("COMMIT")?;
+        self.epoch = epoch.clone();
+        Ok(epoch)
+    }
+
+    fn add_pending(&mut self, s: &PendingSend) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pending_sends (client_ref, seller, from_number, to_number, body, record_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![s.client_ref, s.seller, s.from, s.to, s.body, s.record_id],
+        )?;
+        Ok(())
+    }
+
+    fn remove_pending(&mut self, client_ref: &str) -> StoreResult<()> {
+        self.conn
+            .execute("DELETE FROM pending_sends WHERE client_ref = ?1", [client_ref])?;
+        Ok(())
+    }
+
+    fn pending(&mut self) -> StoreResult<Vec<PendingSend>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT client_ref, seller, from_number, to_number, body, record_id FROM pending_sends",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PendingSend {
+                client_ref: r.get(0)?,
+                seller: r.get(1)?,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                body: r.get(4)?,
+                record_id: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The SQLite reader (shared by HTTP handlers).
+pub struct SqliteReader {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteReader {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        // A poisoned lock only means another reader panicked mid-query; the
+        // connection itself is still usable.
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn)
+    }
+}
+
+impl LogReader for SqliteReader {
+    fn epoch(&self) -> StoreResult<String> {
+        self.with(read_epoch)
+    }
+
+    fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+        self.with(|conn| {
+            let epoch = read_epoch(conn)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, body FROM events e WHERE e.id > ?1 AND (e.public = 1 OR EXISTS
+                   (SELECT 1 FROM event_audience a WHERE a.seller = ?2 AND a.event_id = e.id))
+                 ORDER BY e.id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![after, seller, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, body) = row?;
+                out.push(parse_event(&epoch, id, &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn head(&self) -> StoreResult<i64> {
+        self.with(|conn| {
+            Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+        })
+    }
+
+    fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO sessions (id, seller, expires_ms) VALUES (?1, ?2, ?3)",
+                params![id, seller, expires_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<String>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT seller FROM sessions WHERE id = ?1 AND expires_ms > ?2")?
+                .query_row(params![id, now_ms], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn delete_session(&self, id: &str) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    }
+
+    fn put_subscription(&self, seller: &str, sub: &PushSubscription) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO push_subscriptions (endpoint, seller, p256dh, auth) VALUES (?1, ?2, ?3, ?4)",
+                params![sub.endpoint, seller, sub.p256dh, sub.auth],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn subscriptions(&self, seller: &str) -> StoreResult<Vec<PushSubscription>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE seller = ?1",
+            )?;
+            let rows = stmt.query_map([seller], |r| {
+                Ok(PushSubscription {
+                    endpoint: r.get(0)?,
+                    p256dh: r.get(1)?,
+                    auth: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn delete_subscription(&self, endpoint: &str) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute("DELETE FROM push_subscriptions WHERE endpoint = ?1", [endpoint])?;
+            Ok(())
+        })
+    }
+
+    fn vapid_key(&self) -> StoreResult<Option<String>> {
+        self.with(|conn| {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = 'vapid'", [], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn put_vapid_key(&self, key: &str) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vapid', ?1)", [key])?;
+            Ok(())
+        })
+    }
+}
