@@ -16,7 +16,7 @@ PKG := www/pkg
 .PHONY: help demo test lint pkg size bench tools rust-tools browser-tools node-tools phone-metadata clean
 
 help:
-	@echo "make demo   build the module and serve the demo page on http://$(HOST):$(PORT)/"
+	@echo "make demo   build the module, start the relay (simulated provider) and the page on http://$(HOST):$(PORT)/"
 	@echo "make test   every test: fmt, clippy (native + wasm32), cargo test, browser tests, size"
 	@echo "make lint | pkg | size | bench | phone-metadata"
 
@@ -50,13 +50,17 @@ size:
 
 ## ---- main jobs ----
 demo: pkg
-	@echo "Demo: http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
-	python3 -m http.server $(PORT) --bind $(HOST) --directory www
+	cargo build --release -p sms-relay
+	@echo ""
+	@echo "Demo: http://$(HOST):$(PORT)/  (relay + page; Ctrl-C to stop)"
+	@echo "Customer phone: POST http://$(HOST):$(PORT)/demo/phone/send {from, to, body}"
+	@echo ""
+	./target/release/sms-relay --config relay/demo/relay.toml --bind $(HOST):$(PORT)
 
 lint: rust-tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --workspace --all-targets --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p sms-module -p sms-core --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 test: tools lint
 	cargo test --workspace
@@ -65,6 +69,7 @@ test: tools lint
 
 bench:
 	cargo run --release -p sms-core --example bench
+	cargo run --release -p sms-relay --example load
 
 ## ---- maintenance ----
 # Regenerates the phone metadata from the newest libphonenumber-js on npm.

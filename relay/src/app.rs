@@ -61,6 +61,8 @@ pub struct App {
     pub fault: Fault,
     /// The simulated provider (demo mode only).
     pub fake: Option<Arc<FakeProvider>>,
+    /// Flips to `true` when the relay shuts down: long-lived streams end.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A running relay.
@@ -95,8 +97,13 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     let reader: Arc<dyn LogReader> = Arc::new(reader);
     let seed = config.seed_directory()?;
     let (doorbell_tx, doorbell_rx) = mpsc::unbounded_channel();
-    let seq = Sequencer::start(Box::new(writer), config.default_region.clone(), seed, doorbell_tx)
-        .map_err(|e| e.to_string())?;
+    let seq = Sequencer::start(
+        Box::new(writer),
+        config.default_region.clone(),
+        seed,
+        doorbell_tx,
+    )
+    .map_err(|e| e.to_string())?;
     if reset_log {
         seq.reset().await.map_err(|e| e.message)?;
     }
@@ -104,10 +111,15 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         Some(k) => Some(k),
         None => reader.vapid_key().map_err(|e| e.to_string())?,
     };
-    let subject = config.vapid_subject.clone().unwrap_or_else(|| "mailto:ops@example.com".into());
+    let subject = config
+        .vapid_subject
+        .clone()
+        .unwrap_or_else(|| "mailto:ops@example.com".into());
     let vapid = Arc::new(Vapid::new(vapid_key.as_deref(), subject)?);
     if vapid_key.is_none() {
-        reader.put_vapid_key(&vapid.private_key()).map_err(|e| e.to_string())?;
+        reader
+            .put_vapid_key(&vapid.private_key())
+            .map_err(|e| e.to_string())?;
     }
     let (provider, fake): (Arc<dyn Provider>, Option<Arc<FakeProvider>>) = {
         let callback = format!("{public_url}/webhooks/twilio/status");
@@ -125,7 +137,13 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
             }
         }
     };
-    tokio::spawn(push::run(reader.clone(), vapid.clone(), doorbell_rx, seq.epoch()));
+    tokio::spawn(push::run(
+        reader.clone(),
+        vapid.clone(),
+        doorbell_rx,
+        seq.epoch(),
+    ));
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         config,
         seq,
@@ -134,12 +152,16 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         vapid,
         fault: Fault::default(),
         fake,
+        closing,
     });
     let router = router(app.clone());
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = shutdown_rx.await;
+            // End SSE streams so their connections can finish; in-flight webhooks
+            // and sends complete (they answer only once their events are durable).
+            let _ = closing_tx.send(true);
         });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "server stopped");
@@ -165,7 +187,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/me", get(me))
         .route("/events", get(sse::events))
         .route("/events/page", get(sse::page))
-        .route("/directory", get(get_directory).put(put_directory).patch(patch_directory))
+        .route(
+            "/directory",
+            get(get_directory).put(put_directory).patch(patch_directory),
+        )
         .route("/messages", post(send_message))
         .route("/conversations/move", post(move_conversation))
         .route("/push/subscriptions", post(subscribe_push))
@@ -179,10 +204,12 @@ pub fn router(app: Arc<App>) -> Router {
         r = r.fallback_service(tower_http::services::ServeDir::new(www));
     }
     r.layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+        .layer(
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        )
         .with_state(app)
 }
 
@@ -191,11 +218,14 @@ async fn healthz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>,
     let head = tokio::task::spawn_blocking(move || reader.head())
         .await
         .map_err(ApiError::internal)??;
-    Ok(Json(json!({ "ok": true, "epoch": *app.seq.epoch().borrow(), "head": head })))
+    Ok(Json(
+        json!({ "ok": true, "epoch": *app.seq.epoch().borrow(), "head": head }),
+    ))
 }
 
 fn form(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_bytes(body).map_err(|e| ApiError::bad_request("malformed_form", format!("not a form body: {e}")))
+    serde_urlencoded::from_bytes(body)
+        .map_err(|e| ApiError::bad_request("malformed_form", format!("not a form body: {e}")))
 }
 
 fn twiml() -> Response {
@@ -207,17 +237,29 @@ fn twiml() -> Response {
 }
 
 /// Checks the provider's signature over the URL it called and the form.
-fn verified(app: &App, uri: &OriginalUri, headers: &HeaderMap, params: &[(String, String)]) -> Result<(), ApiError> {
+fn verified(
+    app: &App,
+    uri: &OriginalUri,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
     let path_and_query = uri.0.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{}", app.config.public_url(), path_and_query);
-    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
     app.provider.verify(&url, params, signature).map_err(|why| {
         tracing::warn!(%url, why, "webhook refused");
         ApiError::new(StatusCode::FORBIDDEN, "bad_signature", why)
     })
 }
 
-async fn inbound_webhook(State(app): State<Arc<App>>, uri: OriginalUri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn inbound_webhook(
+    State(app): State<Arc<App>>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = form(&body)?;
     verified(&app, &uri, &headers, &params)?;
     let sms = app
@@ -229,7 +271,12 @@ async fn inbound_webhook(State(app): State<Arc<App>>, uri: OriginalUri, headers:
     Ok(twiml())
 }
 
-async fn status_webhook(State(app): State<Arc<App>>, uri: OriginalUri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn status_webhook(
+    State(app): State<Arc<App>>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = form(&body)?;
     verified(&app, &uri, &headers, &params)?;
     let report = app
@@ -245,8 +292,12 @@ struct SignIn {
     token: String,
 }
 
-async fn sign_in(State(app): State<Arc<App>>, Json(req): Json<SignIn>) -> Result<Response, ApiError> {
-    let seller = auth::seller_for_token(&app, req.token.trim()).ok_or_else(ApiError::unauthorized)?;
+async fn sign_in(
+    State(app): State<Arc<App>>,
+    Json(req): Json<SignIn>,
+) -> Result<Response, ApiError> {
+    let seller =
+        auth::seller_for_token(&app, req.token.trim()).ok_or_else(ApiError::unauthorized)?;
     let id = auth::new_session_id();
     let hours = app.config.session_hours;
     let expires = now().as_millis() + (hours as i64) * 3_600_000;
@@ -255,8 +306,15 @@ async fn sign_in(State(app): State<Arc<App>>, Json(req): Json<SignIn>) -> Result
     tokio::task::spawn_blocking(move || reader.put_session(&sid, &s, expires))
         .await
         .map_err(ApiError::internal)??;
-    let secure = if app.config.public_url().starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", hours * 3600);
+    let secure = if app.config.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        hours * 3600
+    );
     let body = Json(json!({ "seller": seller, "epoch": *app.seq.epoch().borrow() }));
     Ok(([(header::SET_COOKIE, cookie)], body).into_response())
 }
@@ -278,14 +336,20 @@ async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     ([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response()
 }
 
-async fn me(State(app): State<Arc<App>>, Seller(seller): Seller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn me(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let s = seller.clone();
     let (profile, teams, numbers) = app
         .seq
         .query(move |state| {
             let d = state.directory();
             let profile = d.sellers.iter().find(|x| x.id == s).cloned();
-            let teams: Vec<String> = sms_core::directory::teams_of(&s, &d.teams).into_iter().map(str::to_owned).collect();
+            let teams: Vec<String> = sms_core::directory::teams_of(&s, &d.teams)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             let numbers: Vec<String> = d
                 .org_numbers
                 .iter()
@@ -306,7 +370,10 @@ async fn me(State(app): State<Arc<App>>, Seller(seller): Seller) -> Result<Json<
     })))
 }
 
-async fn get_directory(State(app): State<Arc<App>>, Seller(_): Seller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_directory(
+    State(app): State<Arc<App>>,
+    Seller(_): Seller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let reader = app.reader.clone();
     // The head is read before the directory, so replaying from it never misses a change.
     let head = tokio::task::spawn_blocking(move || reader.head())
@@ -314,20 +381,41 @@ async fn get_directory(State(app): State<Arc<App>>, Seller(_): Seller) -> Result
         .map_err(ApiError::internal)??;
     let directory = app.seq.query(|s| s.directory().clone()).await?;
     let epoch = app.seq.epoch().borrow().clone();
-    Ok(Json(json!({ "epoch": epoch, "head": format!("{epoch}:{head}"), "directory": directory })))
+    Ok(Json(
+        json!({ "epoch": epoch, "head": format!("{epoch}:{head}"), "directory": directory }),
+    ))
 }
 
-async fn put_directory(State(app): State<Arc<App>>, _: Admin, Json(directory): Json<Directory>) -> Result<Json<serde_json::Value>, ApiError> {
-    let events = app.seq.directory(DirectoryUpdate::Replace(directory)).await?;
-    Ok(Json(json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() })))
+async fn put_directory(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Json(directory): Json<Directory>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let events = app
+        .seq
+        .directory(DirectoryUpdate::Replace(directory))
+        .await?;
+    Ok(Json(
+        json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn patch_directory(State(app): State<Arc<App>>, _: Admin, Json(patch): Json<DirectoryPatch>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn patch_directory(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Json(patch): Json<DirectoryPatch>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let events = app.seq.directory(DirectoryUpdate::Patch(patch)).await?;
-    Ok(Json(json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn send_message(State(app): State<Arc<App>>, Seller(seller): Seller, Json(req): Json<SendRequest>) -> Result<Response, ApiError> {
+async fn send_message(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+    Json(req): Json<SendRequest>,
+) -> Result<Response, ApiError> {
     let client_ref = req.client_ref.clone();
     let pending = match app.seq.begin_send(seller, req).await? {
         SendPlan::Done(sent) => {
@@ -341,7 +429,11 @@ async fn send_message(State(app): State<Arc<App>>, Seller(seller): Seller, Json(
             .into_response())
         }
         SendPlan::InProgress => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "send_in_progress", "this message is being sent right now"))
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "send_in_progress",
+                "this message is being sent right now",
+            ))
         }
         SendPlan::Go(p) => p,
     };
@@ -353,8 +445,12 @@ async fn send_message(State(app): State<Arc<App>>, Seller(seller): Seller, Json(
     let result = app.provider.send(&msg).await;
     let (sid, outcome, code, message) = match &result {
         SendResult::Accepted { sid } => (Some(sid.clone()), SendOutcome::Accepted, None, None),
-        SendResult::Failed { code, message } => (None, SendOutcome::Failed, *code, Some(message.clone())),
-        SendResult::Unknown { message } => (None, SendOutcome::Unknown, None, Some(message.clone())),
+        SendResult::Failed { code, message } => {
+            (None, SendOutcome::Failed, *code, Some(message.clone()))
+        }
+        SendResult::Unknown { message } => {
+            (None, SendOutcome::Unknown, None, Some(message.clone()))
+        }
     };
     app.seq
         .finish_send(EventBody::Outbound {
@@ -392,7 +488,11 @@ async fn send_message(State(app): State<Arc<App>>, Seller(seller): Seller, Json(
     Ok((status, Json(body)).into_response())
 }
 
-async fn move_conversation(State(app): State<Arc<App>>, Seller(seller): Seller, Json(req): Json<MoveRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn move_conversation(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+    Json(req): Json<MoveRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let events = app.seq.move_conversation(seller, req).await?;
     Ok(Json(json!({ "events": events })))
 }
@@ -403,12 +503,22 @@ struct Subscription {
     keys: HashMap<String, String>,
 }
 
-async fn subscribe_push(State(app): State<Arc<App>>, Seller(seller): Seller, Json(sub): Json<Subscription>) -> Result<StatusCode, ApiError> {
+async fn subscribe_push(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+    Json(sub): Json<Subscription>,
+) -> Result<StatusCode, ApiError> {
     let (Some(p256dh), Some(auth)) = (sub.keys.get("p256dh"), sub.keys.get("auth")) else {
-        return Err(ApiError::bad_request("malformed_subscription", "keys.p256dh and keys.auth are required"));
+        return Err(ApiError::bad_request(
+            "malformed_subscription",
+            "keys.p256dh and keys.auth are required",
+        ));
     };
     if !(sub.endpoint.starts_with("https://") || sub.endpoint.starts_with("http://127.0.0.1")) {
-        return Err(ApiError::bad_request("malformed_subscription", "endpoint must be an https URL"));
+        return Err(ApiError::bad_request(
+            "malformed_subscription",
+            "endpoint must be an https URL",
+        ));
     }
     let s = PushSubscription {
         endpoint: sub.endpoint,
@@ -427,7 +537,11 @@ struct Unsubscribe {
     endpoint: String,
 }
 
-async fn unsubscribe_push(State(app): State<Arc<App>>, Seller(_): Seller, Json(u): Json<Unsubscribe>) -> Result<StatusCode, ApiError> {
+async fn unsubscribe_push(
+    State(app): State<Arc<App>>,
+    Seller(_): Seller,
+    Json(u): Json<Unsubscribe>,
+) -> Result<StatusCode, ApiError> {
     let reader = app.reader.clone();
     tokio::task::spawn_blocking(move || reader.delete_subscription(&u.endpoint))
         .await
@@ -439,7 +553,10 @@ async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<serde_json::Value
     Json(json!({ "key": app.vapid.public_key() }))
 }
 
-async fn reset_log(State(app): State<Arc<App>>, _: Admin) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset_log(
+    State(app): State<Arc<App>>,
+    _: Admin,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let epoch = app.seq.reset().await?;
     Ok(Json(json!({ "epoch": epoch })))
 }

@@ -63,13 +63,23 @@ pub fn new_session_id() -> String {
 }
 
 fn same_origin(app: &App, parts: &Parts) -> bool {
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
         // Browsers send Origin on every cross-site POST; its absence means a
         // same-origin navigation or a non-browser client.
         return true;
     };
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    origin == app.config.public_url() || origin == format!("http://{host}") || origin == format!("https://{host}")
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    origin == app.config.public_url()
+        || origin == format!("http://{host}")
+        || origin == format!("https://{host}")
 }
 
 impl FromRequestParts<Arc<App>> for Seller {
@@ -77,11 +87,19 @@ impl FromRequestParts<Arc<App>> for Seller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         if let Some(token) = bearer(parts) {
-            return seller_for_token(app, token).map(Seller).ok_or_else(ApiError::unauthorized);
+            return seller_for_token(app, token)
+                .map(Seller)
+                .ok_or_else(ApiError::unauthorized);
         }
-        let id = cookie(parts, COOKIE).ok_or_else(ApiError::unauthorized)?.to_owned();
+        let id = cookie(parts, COOKIE)
+            .ok_or_else(ApiError::unauthorized)?
+            .to_owned();
         if parts.method != Method::GET && !same_origin(app, parts) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "cross_site", "cross-site request refused"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "cross-site request refused",
+            ));
         }
         let reader = app.reader.clone();
         let now_ms = now().as_millis();
@@ -97,7 +115,11 @@ impl FromRequestParts<Arc<App>> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         match (bearer(parts), app.config.admin_token.as_deref()) {
-            (Some(given), Some(expected)) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(Self),
+            (Some(given), Some(expected))
+                if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) =>
+            {
+                Ok(Self)
+            }
             _ => Err(ApiError::unauthorized()),
         }
     }

@@ -11,7 +11,10 @@ use crate::provider::TwilioConfig;
 
 /// Command-line flags (each also read from the environment).
 #[derive(Debug, Parser)]
-#[command(name = "sms-relay", about = "SMS provider callbacks in, Server-Sent Events out, outbound sends")]
+#[command(
+    name = "sms-relay",
+    about = "SMS provider callbacks in, Server-Sent Events out, outbound sends"
+)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, env = "RELAY_CONFIG")]
@@ -134,8 +137,10 @@ impl Config {
     pub fn load(cli: &Cli) -> Result<Self, String> {
         let mut config = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let mut c: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut c: Self =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
                 c.resolve_paths(path.parent().unwrap_or(Path::new(".")));
                 c
             }
@@ -200,7 +205,8 @@ impl Config {
         match &self.directory {
             None => Ok(Directory::default()),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
             }
         }

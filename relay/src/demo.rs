@@ -66,7 +66,11 @@ impl FakeProvider {
     }
 
     /// Posts a signed form to the relay, as the provider would.
-    pub async fn post_signed(&self, path: &str, params: Vec<(String, String)>) -> Result<StatusCode, String> {
+    pub async fn post_signed(
+        &self,
+        path: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<StatusCode, String> {
         let url = format!("{}{path}", self.public_url);
         let signature = sign(&self.config.auth_token, &url, &params);
         let body = serde_urlencoded::to_string(&params).map_err(|e| e.to_string())?;
@@ -90,7 +94,10 @@ impl FakeProvider {
 /// Demo routes (mounted only in demo mode).
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/fake-twilio/2010-04-01/Accounts/{account}/Messages.json", post(fake_send))
+        .route(
+            "/fake-twilio/2010-04-01/Accounts/{account}/Messages.json",
+            post(fake_send),
+        )
         .route("/demo/phone/send", post(phone_send))
         .route("/demo/phone/messages", get(phone_messages))
         .route("/demo/fault", post(fault))
@@ -116,7 +123,11 @@ struct ApiSend {
 
 fn twilio_error(status: u16, code: u32, message: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, Json(json!({ "code": code, "message": message, "status": status.as_u16() }))).into_response()
+    (
+        status,
+        Json(json!({ "code": code, "message": message, "status": status.as_u16() })),
+    )
+        .into_response()
 }
 
 /// The fake Messages API: validates like the real one, then reports delivery.
@@ -129,7 +140,10 @@ async fn fake_send(
     let fake = fake(&app)?.clone();
     let expected = format!(
         "Basic {}",
-        STANDARD.encode(format!("{}:{}", fake.config.account_sid, fake.config.auth_token))
+        STANDARD.encode(format!(
+            "{}:{}",
+            fake.config.account_sid, fake.config.auth_token
+        ))
     );
     let given = headers.get("authorization").and_then(|v| v.to_str().ok());
     if account != fake.config.account_sid || given != Some(expected.as_str()) {
@@ -137,10 +151,18 @@ async fn fake_send(
     }
     let valid_to = sms_core::normalize(&req.to, None).is_ok_and(|n| n.as_str() == req.to);
     if !valid_to {
-        return Ok(twilio_error(400, 21211, format!("The 'To' number {} is not a valid phone number.", req.to)));
+        return Ok(twilio_error(
+            400,
+            21211,
+            format!("The 'To' number {} is not a valid phone number.", req.to),
+        ));
     }
     if req.body.chars().count() > 1600 {
-        return Ok(twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.".into()));
+        return Ok(twilio_error(
+            400,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.".into(),
+        ));
     }
     let sid = fake.sid("SM");
     let message = FakeMessage {
@@ -161,7 +183,11 @@ async fn fake_send(
         let (from, to, sid) = (req.from.clone(), req.to.clone(), sid.clone());
         tokio::spawn(async move {
             let mut steps = vec![("sent", None)];
-            steps.push(if unreachable { ("undelivered", Some("30003")) } else { ("delivered", None) });
+            steps.push(if unreachable {
+                ("undelivered", Some("30003"))
+            } else {
+                ("delivered", None)
+            });
             for (status, code) in steps {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 let mut params = vec![
@@ -198,7 +224,10 @@ struct PhoneSend {
 }
 
 /// The customer's phone: sends an inbound SMS/MMS through a signed webhook.
-async fn phone_send(State(app): State<Arc<App>>, Json(req): Json<PhoneSend>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn phone_send(
+    State(app): State<Arc<App>>,
+    Json(req): Json<PhoneSend>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let fake = fake(&app)?.clone();
     let sid = fake.sid(if req.media.is_empty() { "SM" } else { "MM" });
     let mut params = vec![
@@ -218,7 +247,9 @@ async fn phone_send(State(app): State<Arc<App>>, Json(req): Json<PhoneSend>) -> 
         .post_signed("/webhooks/twilio/inbound", params)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "message_sid": sid, "webhook_status": status.as_u16() })))
+    Ok(Json(
+        json!({ "message_sid": sid, "webhook_status": status.as_u16() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -227,7 +258,10 @@ struct PhoneQuery {
 }
 
 /// What the customer's phone has received.
-async fn phone_messages(State(app): State<Arc<App>>, Query(q): Query<PhoneQuery>) -> Result<Json<Vec<FakeMessage>>, ApiError> {
+async fn phone_messages(
+    State(app): State<Arc<App>>,
+    Query(q): Query<PhoneQuery>,
+) -> Result<Json<Vec<FakeMessage>>, ApiError> {
     let fake = fake(&app)?;
     let list = fake.lock();
     Ok(Json(
@@ -244,7 +278,10 @@ struct FaultReq {
 }
 
 /// Switches `/events` to 503 for a while (so reconnects can be tested).
-async fn fault(State(app): State<Arc<App>>, Json(req): Json<FaultReq>) -> Result<StatusCode, ApiError> {
+async fn fault(
+    State(app): State<Arc<App>>,
+    Json(req): Json<FaultReq>,
+) -> Result<StatusCode, ApiError> {
     fake(&app)?;
     app.fault.set(req.events_unavailable_ms.clamp(0, 600_000));
     Ok(StatusCode::NO_CONTENT)

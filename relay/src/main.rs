@@ -28,7 +28,14 @@ async fn main() {
         }
     };
     let url = running.app.config.public_url();
-    println!("relay listening on {url}/ {}", if demo { "(demo: simulated provider)" } else { "" });
+    println!(
+        "relay listening on {url}/ {}",
+        if demo {
+            "(demo: simulated provider)"
+        } else {
+            ""
+        }
+    );
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     running.stop().await;
@@ -40,7 +47,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -100,7 +100,12 @@ pub enum SendResult {
 /// An SMS provider.
 pub trait Provider: Send + Sync {
     /// Whether a callback to `url` with `params` carries a valid `signature`.
-    fn verify(&self, url: &str, params: &[(String, String)], signature: Option<&str>) -> Result<(), &'static str>;
+    fn verify(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+        signature: Option<&str>,
+    ) -> Result<(), &'static str>;
     /// Reads an inbound-message callback.
     fn parse_inbound(&self, params: &[(String, String)]) -> Result<InboundSms, ProviderError>;
     /// Reads a status callback.
@@ -128,10 +133,16 @@ pub struct Twilio {
 }
 
 fn get<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
-fn required<'a>(params: &'a [(String, String)], name: &'static str) -> Result<&'a str, ProviderError> {
+fn required<'a>(
+    params: &'a [(String, String)],
+    name: &'static str,
+) -> Result<&'a str, ProviderError> {
     get(params, name)
         .filter(|v| !v.trim().is_empty())
         .ok_or(ProviderError::Missing(name))
@@ -176,7 +187,10 @@ impl Twilio {
         self.http
             .post(url)
             .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body)
             .send()
             .await
@@ -237,9 +251,15 @@ impl Twilio {
                     message: format!("provider answered {status}"),
                 }
             } else {
-                let (code, message) = answer.map_or((None, String::new()), |a| (a.code, a.message.unwrap_or_default()));
+                let (code, message) = answer.map_or((None, String::new()), |a| {
+                    (a.code, a.message.unwrap_or_default())
+                });
                 SendResult::Failed {
-                    code: code.or(if status.as_u16() == 429 { Some(20429) } else { None }),
+                    code: code.or(if status.as_u16() == 429 {
+                        Some(20429)
+                    } else {
+                        None
+                    }),
                     message,
                 }
             };
@@ -248,7 +268,12 @@ impl Twilio {
 }
 
 impl Provider for Twilio {
-    fn verify(&self, url: &str, params: &[(String, String)], signature: Option<&str>) -> Result<(), &'static str> {
+    fn verify(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+        signature: Option<&str>,
+    ) -> Result<(), &'static str> {
         let signature = signature.ok_or("missing X-Twilio-Signature")?;
         if signature::verify(&self.config.auth_token, url, params, signature) {
             Ok(())
@@ -268,7 +293,8 @@ impl Provider for Twilio {
         let media = (0..num_media.min(10))
             .filter_map(|i| {
                 let url = get(params, &format!("MediaUrl{i}"))?;
-                let content_type = get(params, &format!("MediaContentType{i}")).unwrap_or("application/octet-stream");
+                let content_type = get(params, &format!("MediaContentType{i}"))
+                    .unwrap_or("application/octet-stream");
                 Some(Media {
                     url: url.to_owned(),
                     content_type: content_type.to_owned(),
@@ -303,7 +329,9 @@ impl Provider for Twilio {
             message_sid: message_sid(params)?,
             status,
             error_code,
-            error_message: get(params, "ErrorMessage").filter(|m| !m.is_empty()).map(str::to_owned),
+            error_message: get(params, "ErrorMessage")
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned),
             from: get(params, "From").unwrap_or_default().trim().to_owned(),
             to: get(params, "To").unwrap_or_default().trim().to_owned(),
         })

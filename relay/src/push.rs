@@ -47,7 +47,11 @@ impl Vapid {
         URL_SAFE_NO_PAD.encode(self.key.public_key().public_key().to_bytes_uncompressed())
     }
 
-    fn request(&self, sub: &PushSubscription, payload: &[u8]) -> Result<http::Request<Vec<u8>>, String> {
+    fn request(
+        &self,
+        sub: &PushSubscription,
+        payload: &[u8],
+    ) -> Result<http::Request<Vec<u8>>, String> {
         let p256dh = URL_SAFE_NO_PAD
             .decode(sub.p256dh.trim_end_matches('='))
             .map_err(|e| e.to_string())?;
@@ -97,7 +101,9 @@ pub async fn run(
                     .and_then(Result::ok)
                     .unwrap_or_default()
             };
-            let payload = serde_json::json!({ "type": "events_waiting", "epoch": epoch, "head": id }).to_string();
+            let payload =
+                serde_json::json!({ "type": "events_waiting", "epoch": epoch, "head": id })
+                    .to_string();
             for sub in subs {
                 ring(&http, &reader, &vapid, &sub, payload.as_bytes()).await;
             }
@@ -105,7 +111,13 @@ pub async fn run(
     }
 }
 
-async fn ring(http: &reqwest::Client, reader: &Arc<dyn LogReader>, vapid: &Vapid, sub: &PushSubscription, payload: &[u8]) {
+async fn ring(
+    http: &reqwest::Client,
+    reader: &Arc<dyn LogReader>,
+    vapid: &Vapid,
+    sub: &PushSubscription,
+    payload: &[u8],
+) {
     let request = match vapid.request(sub, payload) {
         Ok(r) => r,
         Err(e) => {

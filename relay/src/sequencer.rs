@@ -111,7 +111,11 @@ pub fn now() -> Timestamp {
 }
 
 fn gone() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the relay is shutting down")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the relay is shutting down",
+    )
 }
 
 impl Sequencer {
@@ -171,7 +175,11 @@ impl Sequencer {
     }
 
     /// Moves a conversation for `seller`.
-    pub async fn move_conversation(&self, seller: String, req: MoveRequest) -> Result<Vec<LoggedEvent>, ApiError> {
+    pub async fn move_conversation(
+        &self,
+        seller: String,
+        req: MoveRequest,
+    ) -> Result<Vec<LoggedEvent>, ApiError> {
         self.call(|r| Command::Move(seller, req, r)).await
     }
 
@@ -196,12 +204,18 @@ impl Sequencer {
     }
 
     /// Reads the state.
-    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&RelayState) -> T + Send + 'static) -> Result<T, ApiError> {
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RelayState) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(move |s: &RelayState| {
             let _ = reply.send(f(s));
         });
-        self.tx.send(Command::Query(job)).await.map_err(|_| gone())?;
+        self.tx
+            .send(Command::Query(job))
+            .await
+            .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
     }
 }
@@ -237,7 +251,12 @@ impl Worker {
         self.log.replay(&mut |e| state.apply(&e))?;
         self.log.begin()?;
         if self.state.directory() == &Directory::default() && !self.seed_is_empty() {
-            self.emit(EventBody::DirectoryReplaced { directory: self.seed.clone() }, None)?;
+            self.emit(
+                EventBody::DirectoryReplaced {
+                    directory: self.seed.clone(),
+                },
+                None,
+            )?;
         }
         for p in self.log.pending()? {
             // The provider may or may not have it: never resend blindly.
@@ -317,7 +336,9 @@ impl Worker {
                         DirectoryUpdate::Replace(directory) => {
                             self.emit_logged(EventBody::DirectoryReplaced { directory }, None)
                         }
-                        DirectoryUpdate::Patch(patch) => self.emit_logged(EventBody::DirectoryChanged { patch }, None),
+                        DirectoryUpdate::Patch(patch) => {
+                            self.emit_logged(EventBody::DirectoryChanged { patch }, None)
+                        }
                     };
                     deferred.push(defer(reply, r));
                 }
@@ -366,7 +387,12 @@ impl Worker {
         self.in_flight.clear();
         self.log.begin()?;
         if !self.seed_is_empty() {
-            self.emit(EventBody::DirectoryReplaced { directory: self.seed.clone() }, None)?;
+            self.emit(
+                EventBody::DirectoryReplaced {
+                    directory: self.seed.clone(),
+                },
+                None,
+            )?;
         }
         self.log.commit()?;
         self.batch.clear();
@@ -376,7 +402,11 @@ impl Worker {
     }
 
     /// Applies, logs and queues an event for publication; `None` for a duplicate.
-    fn emit(&mut self, body: EventBody, dedupe: Option<String>) -> StoreResult<Option<LoggedEvent>> {
+    fn emit(
+        &mut self,
+        body: EventBody,
+        dedupe: Option<String>,
+    ) -> StoreResult<Option<LoggedEvent>> {
         if let Some(key) = &dedupe {
             if self.log.seen(key)? {
                 return Ok(None);
@@ -384,7 +414,11 @@ impl Worker {
         }
         self.state.apply(&body);
         let audience = self.state.audience(&body);
-        let event = NewEvent { body, dedupe, audience };
+        let event = NewEvent {
+            body,
+            dedupe,
+            audience,
+        };
         let Some(logged) = self.log.append(&event)? else {
             return Ok(None);
         };
@@ -397,7 +431,11 @@ impl Worker {
         Ok(Some(logged))
     }
 
-    fn emit_logged(&mut self, body: EventBody, dedupe: Option<String>) -> Result<Vec<LoggedEvent>, ApiError> {
+    fn emit_logged(
+        &mut self,
+        body: EventBody,
+        dedupe: Option<String>,
+    ) -> Result<Vec<LoggedEvent>, ApiError> {
         Ok(self.emit(body, dedupe)?.into_iter().collect())
     }
 
@@ -418,8 +456,12 @@ impl Worker {
                 .owner
                 .clone()
                 .unwrap_or_else(|| Owner::Team("unassigned".into()));
-            let record = RelayState::new_lead(new_lead.id.clone(), new_lead.phone.clone(), owner, at);
-            out.extend(self.emit(EventBody::LeadCreated { record }, Some(format!("lead:{}", new_lead.id)))?);
+            let record =
+                RelayState::new_lead(new_lead.id.clone(), new_lead.phone.clone(), owner, at);
+            out.extend(self.emit(
+                EventBody::LeadCreated { record },
+                Some(format!("lead:{}", new_lead.id)),
+            )?);
         }
         if let Some(consent) = keyword(&sms.body) {
             if self.state.consent(&to, &from) != consent {
@@ -464,10 +506,18 @@ impl Worker {
         self.emit_logged(body, Some(dedupe))
     }
 
-    fn move_conversation(&mut self, seller: &str, req: MoveRequest) -> Result<Vec<LoggedEvent>, ApiError> {
+    fn move_conversation(
+        &mut self,
+        seller: &str,
+        req: MoveRequest,
+    ) -> Result<Vec<LoggedEvent>, ApiError> {
         let org = self.state.key(&req.org_number);
         let customer = self.state.key(&req.customer_number);
-        if !self.state.conversation_records(&org, &customer).contains(&req.from_record.as_str()) {
+        if !self
+            .state
+            .conversation_records(&org, &customer)
+            .contains(&req.from_record.as_str())
+        {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "no_such_conversation",
@@ -482,10 +532,17 @@ impl Worker {
             ));
         }
         if self.state.record(&req.to_record).is_none() {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_record", "the target record does not exist"));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_record",
+                "the target record does not exist",
+            ));
         }
         if req.to_record == req.from_record {
-            return Err(ApiError::bad_request("same_record", "the conversation is already on that record"));
+            return Err(ApiError::bad_request(
+                "same_record",
+                "the conversation is already on that record",
+            ));
         }
         self.emit_logged(
             EventBody::ConversationMoved {
@@ -502,7 +559,10 @@ impl Worker {
 
     fn begin_send(&mut self, seller: String, req: SendRequest) -> Result<SendPlan, ApiError> {
         if req.client_ref.trim().is_empty() || req.client_ref.len() > 200 {
-            return Err(ApiError::bad_request("invalid_client_ref", "client_ref must be 1–200 characters"));
+            return Err(ApiError::bad_request(
+                "invalid_client_ref",
+                "client_ref must be 1–200 characters",
+            ));
         }
         if let Some(done) = self.state.sent(&req.client_ref) {
             return Ok(SendPlan::Done(done.clone()));
@@ -520,7 +580,11 @@ impl Worker {
         }
         let chars = req.body.chars().count();
         if req.body.trim().is_empty() {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_body", "the message is empty"));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty_body",
+                "the message is empty",
+            ));
         }
         if chars > MAX_BODY_CHARS {
             return Err(ApiError::new(
@@ -533,14 +597,17 @@ impl Worker {
         let to = match normalize(&req.to, self.state.default_region()) {
             Ok(n) => n.to_string(),
             Err(e) => {
-                let fix = sms_core::failure::explain(Some(21211), &req.to, self.state.default_region());
+                let fix =
+                    sms_core::failure::explain(Some(21211), &req.to, self.state.default_region());
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_phone",
                     format!("{} is not a valid destination: {e}", req.to),
                 )
-                .with(json!({ "reason": "InvalidSendingParameters", "error_code": 21211,
-                              "phone_reason": e.reason(), "fix": fix.fix })));
+                .with(
+                    json!({ "reason": "InvalidSendingParameters", "error_code": 21211,
+                              "phone_reason": e.reason(), "fix": fix.fix }),
+                ));
             }
         };
         if self.state.consent(&from, &to) == Consent::OptedOut {
@@ -554,13 +621,22 @@ impl Worker {
         let record_id = match req.record_id.filter(|r| !r.is_empty()) {
             Some(r) if self.state.record(&r).is_some() => r,
             Some(r) => {
-                return Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_record", format!("no record {r}")))
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_record",
+                    format!("no record {r}"),
+                ))
             }
             None => self
                 .state
                 .conversation_record(&from, &to)
                 .map(str::to_owned)
-                .ok_or_else(|| ApiError::bad_request("no_record", "say which record the conversation belongs to"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "no_record",
+                        "say which record the conversation belongs to",
+                    )
+                })?,
         };
         let pending = PendingSend {
             client_ref: req.client_ref.clone(),

@@ -34,7 +34,9 @@ fn url_variants(url: &str) -> Vec<String> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     // Ports follow the last ':' outside an IPv6 literal's brackets.
-    let port_at = authority.rfind(':').filter(|&i| !authority[i..].contains(']'));
+    let port_at = authority
+        .rfind(':')
+        .filter(|&i| !authority[i..].contains(']'));
     match port_at {
         Some(i) if &authority[i + 1..] == default => {
             out.push(format!("{scheme}://{}{tail}", &authority[..i]));
@@ -50,7 +52,10 @@ fn url_variants(url: &str) -> Vec<String> {
 pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], signature: &str) -> bool {
     url_variants(url).iter().any(|u| {
         let expected = sign(auth_token, u, params);
-        expected.as_bytes().ct_eq(signature.trim().as_bytes()).into()
+        expected
+            .as_bytes()
+            .ct_eq(signature.trim().as_bytes())
+            .into()
     })
 }
 
@@ -59,7 +64,9 @@ mod tests {
     use super::*;
 
     fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn call() -> Vec<(String, String)> {
@@ -78,28 +85,68 @@ mod tests {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         assert_eq!(sign("12345", url, &call()), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
         assert_eq!(
-            sign("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", &call()),
+            sign(
+                "12345",
+                "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+                &call()
+            ),
             "kvajT1Ptam85bY51eRf/AJRuM3w="
         );
         assert_eq!(
-            sign("12345", "http://mycompany.com:1234/myapp.php?foo=1&bar=2", &call()),
+            sign(
+                "12345",
+                "http://mycompany.com:1234/myapp.php?foo=1&bar=2",
+                &call()
+            ),
             "Zmvh+3yNM1Phv2jhDCwEM3q5ebU="
         );
         assert_eq!(
-            sign("12345", "http://mycompany.com:80/myapp.php?foo=1&bar=2", &call()),
+            sign(
+                "12345",
+                "http://mycompany.com:80/myapp.php?foo=1&bar=2",
+                &call()
+            ),
             "0ZXoZLH/DfblKGATFgpif+LLRf4="
         );
-        let repeated = params(&[("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]);
-        assert_eq!(sign("12345", url, &repeated), "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
+        let repeated = params(&[
+            ("Sid", "CA123"),
+            ("SidAccount", "AC123"),
+            ("Digits", "5678"),
+            ("Digits", "1234"),
+        ]);
+        assert_eq!(
+            sign("12345", url, &repeated),
+            "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+        );
     }
 
     #[test]
     fn verifies_with_or_without_default_port() {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
-        assert!(verify("12345", url, &call(), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
-        assert!(verify("12345", url, &call(), "kvajT1Ptam85bY51eRf/AJRuM3w="));
-        assert!(verify("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2", &call(), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
-        assert!(verify("12345", "http://mycompany.com/myapp.php?foo=1&bar=2", &call(), "0ZXoZLH/DfblKGATFgpif+LLRf4="));
+        assert!(verify(
+            "12345",
+            url,
+            &call(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        assert!(verify(
+            "12345",
+            url,
+            &call(),
+            "kvajT1Ptam85bY51eRf/AJRuM3w="
+        ));
+        assert!(verify(
+            "12345",
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            &call(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        assert!(verify(
+            "12345",
+            "http://mycompany.com/myapp.php?foo=1&bar=2",
+            &call(),
+            "0ZXoZLH/DfblKGATFgpif+LLRf4="
+        ));
     }
 
     #[test]
@@ -107,16 +154,31 @@ mod tests {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let good = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
         assert!(!verify("12346", url, &call(), good));
-        assert!(!verify("12345", "https://mycompany.com/myapp.php?foo=1&bar=3", &call(), good));
+        assert!(!verify(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=3",
+            &call(),
+            good
+        ));
         let mut p = call();
         p[2].1 = "1235".into();
         assert!(!verify("12345", url, &p, good));
-        assert!(!verify("12345", url, &call(), "RSOYDt4T1cUTdK1PDd93/VVr8B8"));
+        assert!(!verify(
+            "12345",
+            url,
+            &call(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8"
+        ));
         assert!(!verify("12345", url, &call(), ""));
         for i in 0..good.len() {
             let mut bad = good.as_bytes().to_vec();
             bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
-            assert!(!verify("12345", url, &call(), std::str::from_utf8(&bad).unwrap()));
+            assert!(!verify(
+                "12345",
+                url,
+                &call(),
+                std::str::from_utf8(&bad).unwrap()
+            ));
         }
     }
 }

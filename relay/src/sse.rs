@@ -67,10 +67,19 @@ const PAGE: usize = 500;
 const CLIENT_BUFFER: usize = 1024;
 
 /// `GET /events`: the seller's event stream.
-pub async fn events(State(app): State<Arc<App>>, Seller(seller): Seller, headers: HeaderMap, Query(q): Query<Since>) -> Response {
+pub async fn events(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+    headers: HeaderMap,
+    Query(q): Query<Since>,
+) -> Response {
     if app.fault.events_unavailable() {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events are unavailable (fault switch)")
-            .into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "events are unavailable (fault switch)",
+        )
+        .into_response();
     }
     // Subscribe before reading the log, so nothing falls between the two.
     let mut live = app.seq.subscribe();
@@ -79,8 +88,13 @@ pub async fn events(State(app): State<Arc<App>>, Seller(seller): Seller, headers
     let (mut last, reset) = resume_point(position(&headers, &q), &epoch);
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(CLIENT_BUFFER);
     let reader = app.reader.clone();
+    let mut closing = app.closing.clone();
     tokio::spawn(async move {
-        let _ = tx.send(Ok(Event::default().retry(Duration::from_secs(2)).comment("hello"))).await;
+        let _ = tx
+            .send(Ok(Event::default()
+                .retry(Duration::from_secs(2))
+                .comment("hello")))
+            .await;
         if reset {
             let data = json!({ "kind": "reset", "epoch": epoch }).to_string();
             if tx.send(Ok(Event::default().data(data))).await.is_err() {
@@ -123,21 +137,28 @@ pub async fn events(State(app): State<Arc<App>>, Seller(seller): Seller, headers
                     // Lagged or closed: drop the stream; the client resumes from its last id.
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
-                changed = epoch_rx.changed() => {
-                    let _ = changed;
-                    return;
-                }
+                _ = epoch_rx.changed() => return,
+                _ = closing.changed() => return,
                 () = tx.closed() => return,
             }
         }
     });
     Sse::new(ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("heartbeat"))
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("heartbeat"),
+        )
         .into_response()
 }
 
 /// `GET /events/page`: a finite page of events since an id (for the service worker).
-pub async fn page(State(app): State<Arc<App>>, Seller(seller): Seller, headers: HeaderMap, Query(q): Query<Since>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn page(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+    headers: HeaderMap,
+    Query(q): Query<Since>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let epoch = app.seq.epoch().borrow().clone();
     let (after, reset) = resume_point(position(&headers, &q), &epoch);
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);

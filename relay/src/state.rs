@@ -66,7 +66,9 @@ impl RelayState {
 
     /// A record by id.
     pub fn record(&self, id: &str) -> Option<&Record> {
-        self.record_index.get(id).map(|&i| &self.directory.records[i])
+        self.record_index
+            .get(id)
+            .map(|&i| &self.directory.records[i])
     }
 
     fn reindex(&mut self) {
@@ -103,7 +105,8 @@ impl RelayState {
         d.records.retain(|r| !del.records.contains(&r.id));
         d.sellers.retain(|s| !del.sellers.contains(&s.id));
         d.teams.retain(|t| !del.teams.contains(&t.id));
-        d.org_numbers.retain(|o| !del.org_numbers.contains(&o.number));
+        d.org_numbers
+            .retain(|o| !del.org_numbers.contains(&o.number));
         self.reindex();
     }
 
@@ -121,7 +124,11 @@ impl RelayState {
     pub fn apply(&mut self, event: &EventBody) {
         match event {
             EventBody::Inbound {
-                from, to, at, record_id, ..
+                from,
+                to,
+                at,
+                record_id,
+                ..
             } => self.touch(to, from, record_id, *at),
             EventBody::Outbound {
                 client_ref,
@@ -310,7 +317,9 @@ impl RelayState {
     pub fn audience(&self, event: &EventBody) -> Audience {
         match event {
             EventBody::Inbound { to, record_id, .. } => self.sellers_seeing(to, &[record_id]),
-            EventBody::Outbound { from, record_id, .. } => self.sellers_seeing(from, &[record_id]),
+            EventBody::Outbound {
+                from, record_id, ..
+            } => self.sellers_seeing(from, &[record_id]),
             EventBody::Delivery { from, to, .. } => {
                 let record = self.conversation_record(from, to);
                 self.sellers_seeing(from, record.as_slice())
@@ -331,7 +340,9 @@ impl RelayState {
                 let records = self.conversation_records(org_number, customer_number);
                 self.sellers_seeing(org_number, &records)
             }
-            EventBody::DirectoryChanged { .. } | EventBody::DirectoryReplaced { .. } => Audience::All,
+            EventBody::DirectoryChanged { .. } | EventBody::DirectoryReplaced { .. } => {
+                Audience::All
+            }
         }
     }
 

@@ -164,14 +164,20 @@ fn new_epoch() -> String {
 }
 
 fn read_epoch(conn: &Connection) -> StoreResult<String> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Opens (creating if needed) the SQLite log at `path`: the writer and a reader.
 pub fn open_sqlite(path: &Path) -> StoreResult<(SqliteWriter, SqliteReader)> {
     let conn = open(path)?;
     let epoch: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     let epoch = match epoch {
         Some(e) => e,
@@ -232,16 +238,19 @@ impl LogWriter for SqliteWriter {
                 return Ok(None);
             }
         }
-        let json = serde_json::to_string(&event.body).map_err(|source| StoreError::Corrupt { id: 0, source })?;
+        let json = serde_json::to_string(&event.body)
+            .map_err(|source| StoreError::Corrupt { id: 0, source })?;
         let public = matches!(event.audience, Audience::All);
         self.conn
-            .prepare_cached("INSERT INTO events (dedupe, kind, public, body) VALUES (?1, ?2, ?3, ?4)")?
+            .prepare_cached(
+                "INSERT INTO events (dedupe, kind, public, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
             .execute(params![event.dedupe, event.body.kind(), public, json])?;
         let id = self.conn.last_insert_rowid();
         if let Audience::Sellers(sellers) = &event.audience {
-            let mut stmt = self
-                .conn
-                .prepare_cached("INSERT OR IGNORE INTO event_audience (seller, event_id) VALUES (?1, ?2)")?;
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT OR IGNORE INTO event_audience (seller, event_id) VALUES (?1, ?2)",
+            )?;
             for s in sellers {
                 stmt.execute(params![s, id])?;
             }
@@ -254,7 +263,9 @@ impl LogWriter for SqliteWriter {
     }
 
     fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
-        let mut stmt = self.conn.prepare("SELECT id, body FROM events ORDER BY id")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, body FROM events ORDER BY id")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -287,8 +298,10 @@ impl LogWriter for SqliteWriter {
     }
 
     fn remove_pending(&mut self, client_ref: &str) -> StoreResult<()> {
-        self.conn
-            .execute("DELETE FROM pending_sends WHERE client_ref = ?1", [client_ref])?;
+        self.conn.execute(
+            "DELETE FROM pending_sends WHERE client_ref = ?1",
+            [client_ref],
+        )?;
         Ok(())
     }
 
@@ -409,7 +422,10 @@ impl LogReader for SqliteReader {
 
     fn delete_subscription(&self, endpoint: &str) -> StoreResult<()> {
         self.with(|conn| {
-            conn.execute("DELETE FROM push_subscriptions WHERE endpoint = ?1", [endpoint])?;
+            conn.execute(
+                "DELETE FROM push_subscriptions WHERE endpoint = ?1",
+                [endpoint],
+            )?;
             Ok(())
         })
     }
@@ -417,14 +433,19 @@ impl LogReader for SqliteReader {
     fn vapid_key(&self) -> StoreResult<Option<String>> {
         self.with(|conn| {
             Ok(conn
-                .query_row("SELECT value FROM meta WHERE key = 'vapid'", [], |r| r.get(0))
+                .query_row("SELECT value FROM meta WHERE key = 'vapid'", [], |r| {
+                    r.get(0)
+                })
                 .optional()?)
         })
     }
 
     fn put_vapid_key(&self, key: &str) -> StoreResult<()> {
         self.with(|conn| {
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('vapid', ?1)", [key])?;
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('vapid', ?1)",
+                [key],
+            )?;
             Ok(())
         })
     }

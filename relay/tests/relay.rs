@@ -14,25 +14,51 @@ const PRIYA: &str = "+919812345678";
 #[tokio::test]
 async fn signatures_are_checked() {
     let relay = Relay::start().await;
-    let params = [("MessageSid", "SM1"), ("From", PRIYA), ("To", ASHA_ORG), ("Body", "hi")];
-    let missing = relay.webhook("/webhooks/twilio/inbound", &params, Some("")).await;
+    let params = [
+        ("MessageSid", "SM1"),
+        ("From", PRIYA),
+        ("To", ASHA_ORG),
+        ("Body", "hi"),
+    ];
+    let missing = relay
+        .webhook("/webhooks/twilio/inbound", &params, Some(""))
+        .await;
     assert_eq!(missing.status(), 403);
     let bad = relay
-        .webhook("/webhooks/twilio/inbound", &params, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8="))
+        .webhook(
+            "/webhooks/twilio/inbound",
+            &params,
+            Some("RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+        )
         .await;
     assert_eq!(bad.status(), 403);
     assert_eq!(bad.json::<Value>().await.unwrap()["code"], "bad_signature");
     // A signature over other parameters (one byte changed) fails too.
     let url = format!("{}/webhooks/twilio/inbound", relay.url);
-    let other: Vec<(String, String)> = [("MessageSid", "SM1"), ("From", PRIYA), ("To", ASHA_ORG), ("Body", "hj")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let other: Vec<(String, String)> = [
+        ("MessageSid", "SM1"),
+        ("From", PRIYA),
+        ("To", ASHA_ORG),
+        ("Body", "hj"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let sig = sms_relay::signature::sign(common::AUTH_TOKEN, &url, &other);
-    assert_eq!(relay.webhook("/webhooks/twilio/inbound", &params, Some(&sig)).await.status(), 403);
-    assert!(kinds(&relay.events("asha").await).iter().all(|k| k != "inbound"));
+    assert_eq!(
+        relay
+            .webhook("/webhooks/twilio/inbound", &params, Some(&sig))
+            .await
+            .status(),
+        403
+    );
+    assert!(kinds(&relay.events("asha").await)
+        .iter()
+        .all(|k| k != "inbound"));
 
-    let ok = relay.webhook("/webhooks/twilio/inbound", &params, None).await;
+    let ok = relay
+        .webhook("/webhooks/twilio/inbound", &params, None)
+        .await;
     assert_eq!(ok.status(), 200);
     assert!(ok.text().await.unwrap().contains("<Response/>"));
     assert!(kinds(&relay.events("asha").await).contains(&"inbound".to_owned()));
@@ -41,13 +67,23 @@ async fn signatures_are_checked() {
 #[tokio::test]
 async fn malformed_and_oversized_requests_are_rejected() {
     let relay = Relay::start().await;
-    let r = relay.webhook("/webhooks/twilio/inbound", &[("From", PRIYA), ("To", ASHA_ORG)], None).await;
+    let r = relay
+        .webhook(
+            "/webhooks/twilio/inbound",
+            &[("From", PRIYA), ("To", ASHA_ORG)],
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "malformed_webhook");
     assert!(body["message"].as_str().unwrap().contains("MessageSid"));
     let r = relay
-        .webhook("/webhooks/twilio/status", &[("MessageSid", "SM1"), ("MessageStatus", "teleported")], None)
+        .webhook(
+            "/webhooks/twilio/status",
+            &[("MessageSid", "SM1"), ("MessageStatus", "teleported")],
+            None,
+        )
         .await;
     assert_eq!(r.status(), 400);
     let huge = "x".repeat(200 * 1024);
@@ -66,9 +102,20 @@ async fn malformed_and_oversized_requests_are_rejected() {
 async fn a_duplicate_webhook_is_stored_once() {
     let relay = Relay::start().await;
     for _ in 0..3 {
-        assert_eq!(relay.inbound("SMdup", PRIYA, ASHA_ORG, "hello").await.status(), 200);
+        assert_eq!(
+            relay
+                .inbound("SMdup", PRIYA, ASHA_ORG, "hello")
+                .await
+                .status(),
+            200
+        );
     }
-    let inbound: Vec<Value> = relay.events("asha").await.into_iter().filter(|e| e["kind"] == "inbound").collect();
+    let inbound: Vec<Value> = relay
+        .events("asha")
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "inbound")
+        .collect();
     assert_eq!(inbound.len(), 1);
     // Priya's number is on a contact and an opportunity of asha's (who owns the org
     // number) and on ravi's account: asha's records win, the contact before the opportunity.
@@ -79,13 +126,23 @@ async fn a_duplicate_webhook_is_stored_once() {
         let r = relay
             .webhook(
                 "/webhooks/twilio/status",
-                &[("MessageSid", "SMout"), ("MessageStatus", status), ("From", ASHA_ORG), ("To", PRIYA)],
+                &[
+                    ("MessageSid", "SMout"),
+                    ("MessageStatus", status),
+                    ("From", ASHA_ORG),
+                    ("To", PRIYA),
+                ],
                 None,
             )
             .await;
         assert_eq!(r.status(), 200);
     }
-    let deliveries = relay.events("asha").await.into_iter().filter(|e| e["kind"] == "delivery").count();
+    let deliveries = relay
+        .events("asha")
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "delivery")
+        .count();
     assert_eq!(deliveries, 2);
 }
 
@@ -95,28 +152,49 @@ async fn an_unknown_number_creates_exactly_one_lead_even_when_webhooks_race() {
     let stranger = "+919811122233";
     let sends = (0..8).map(|i| {
         let relay = &relay;
-        async move { relay.inbound(&format!("SMrace{i}"), stranger, ASHA_ORG, "who is this?").await.status() }
+        async move {
+            relay
+                .inbound(&format!("SMrace{i}"), stranger, ASHA_ORG, "who is this?")
+                .await
+                .status()
+        }
     });
     for status in futures_util::future::join_all(sends).await {
         assert_eq!(status, 200);
     }
     let events = relay.events("asha").await;
-    let leads: Vec<&Value> = events.iter().filter(|e| e["kind"] == "lead_created").collect();
+    let leads: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "lead_created")
+        .collect();
     assert_eq!(leads.len(), 1);
     assert_eq!(leads[0]["record"]["id"], "lead:+919811122233");
     assert_eq!(leads[0]["record"]["owner"], json!({"seller": "asha"}));
     let inbound: Vec<&Value> = events.iter().filter(|e| e["kind"] == "inbound").collect();
     assert_eq!(inbound.len(), 8);
     assert_eq!(inbound[0]["rule"], "new_lead");
-    assert!(inbound[1..].iter().all(|e| e["record_id"] == "lead:+919811122233"));
+    assert!(inbound[1..]
+        .iter()
+        .all(|e| e["record_id"] == "lead:+919811122233"));
     // The lead was logged before its message.
-    let lead_pos = events.iter().position(|e| e["kind"] == "lead_created").unwrap();
+    let lead_pos = events
+        .iter()
+        .position(|e| e["kind"] == "lead_created")
+        .unwrap();
     let first_in = events.iter().position(|e| e["kind"] == "inbound").unwrap();
     assert!(lead_pos < first_in);
     // A short code is kept verbatim, never dropped.
-    assert_eq!(relay.inbound("SMshort", "56789", ASHA_ORG, "promo").await.status(), 200);
+    assert_eq!(
+        relay
+            .inbound("SMshort", "56789", ASHA_ORG, "promo")
+            .await
+            .status(),
+        200
+    );
     let events = relay.events("asha").await;
-    assert!(events.iter().any(|e| e["kind"] == "inbound" && e["from"] == "56789" && e["record_id"] == "lead:56789"));
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "inbound" && e["from"] == "56789" && e["record_id"] == "lead:56789"));
 }
 
 #[tokio::test]
@@ -127,11 +205,15 @@ async fn sellers_only_receive_what_they_may_see() {
     asha.drain(Duration::from_millis(300)).await;
     zoe.drain(Duration::from_millis(300)).await;
     relay.inbound("SMa", PRIYA, ASHA_ORG, "for asha").await;
-    relay.inbound("SMz", "+14155552671", "+14155550102", "for zoe").await;
+    relay
+        .inbound("SMz", "+14155552671", "+14155550102", "for zoe")
+        .await;
     let a = asha.drain(Duration::from_millis(500)).await;
     let z = zoe.drain(Duration::from_millis(500)).await;
     let bodies = |evs: &[common::SseEvent]| -> Vec<String> {
-        evs.iter().filter_map(|e| e.data["body"].as_str().map(str::to_owned)).collect()
+        evs.iter()
+            .filter_map(|e| e.data["body"].as_str().map(str::to_owned))
+            .collect()
     };
     assert_eq!(bodies(&a), ["for asha"]);
     assert_eq!(bodies(&z), ["for zoe"]);
@@ -139,7 +221,12 @@ async fn sellers_only_receive_what_they_may_see() {
     let zoe_all = relay.events("zoe").await;
     assert!(zoe_all.iter().all(|e| e["body"] != "for asha"));
     // No credentials, no stream.
-    let r = relay.http.get(format!("{}/events", relay.url)).send().await.unwrap();
+    let r = relay
+        .http
+        .get(format!("{}/events", relay.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -148,22 +235,40 @@ async fn restart_and_resume_lose_nothing_and_repeat_nothing() {
     let relay = Relay::start().await;
     let mut sse = SseClient::connect(&relay.url, "asha", None).await;
     for i in 0..5 {
-        relay.inbound(&format!("SMr{i}"), PRIYA, ASHA_ORG, &format!("m{i}")).await;
+        relay
+            .inbound(&format!("SMr{i}"), PRIYA, ASHA_ORG, &format!("m{i}"))
+            .await;
     }
     let first = sse.drain(Duration::from_millis(500)).await;
     let last_id = first.last().unwrap().id.clone().unwrap();
     drop(sse);
     let relay = relay.restart().await;
     for i in 5..8 {
-        relay.inbound(&format!("SMr{i}"), PRIYA, ASHA_ORG, &format!("m{i}")).await;
+        relay
+            .inbound(&format!("SMr{i}"), PRIYA, ASHA_ORG, &format!("m{i}"))
+            .await;
     }
     let mut sse = SseClient::connect(&relay.url, "asha", Some(&last_id)).await;
     relay.inbound("SMr8", PRIYA, ASHA_ORG, "m8").await;
     let rest = sse.drain(Duration::from_millis(700)).await;
-    let bodies: Vec<&str> = first.iter().chain(&rest).filter_map(|e| e.data["body"].as_str()).collect();
-    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]);
-    let ids: Vec<i64> = first.iter().chain(&rest).map(|e| e.data["id"].as_i64().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids strictly increase: {ids:?}");
+    let bodies: Vec<&str> = first
+        .iter()
+        .chain(&rest)
+        .filter_map(|e| e.data["body"].as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]
+    );
+    let ids: Vec<i64> = first
+        .iter()
+        .chain(&rest)
+        .map(|e| e.data["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids strictly increase: {ids:?}"
+    );
     // ?since= works like Last-Event-ID (a new EventSource cannot set the header).
     let page = relay.page("asha", &last_id).await;
     assert_eq!(page["events"].as_array().unwrap().len(), 4);
@@ -176,20 +281,40 @@ async fn a_reset_log_announces_a_new_epoch() {
     let before = relay.page("asha", "0").await;
     let old_next = before["next"].as_str().unwrap().to_owned();
     let old_epoch = before["epoch"].as_str().unwrap().to_owned();
-    let r = relay.http.post(format!("{}/admin/reset", relay.url)).bearer_auth(ADMIN).send().await.unwrap();
+    let r = relay
+        .http
+        .post(format!("{}/admin/reset", relay.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let new_epoch = r.json::<Value>().await.unwrap()["epoch"].as_str().unwrap().to_owned();
+    let new_epoch = r.json::<Value>().await.unwrap()["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_epoch, old_epoch);
     relay.inbound("SMe2", PRIYA, ASHA_ORG, "after").await;
     let mut sse = SseClient::connect(&relay.url, "asha", Some(&old_next)).await;
     let events = sse.drain(Duration::from_millis(500)).await;
     assert_eq!(events[0].data["kind"], "reset");
     assert_eq!(events[0].data["epoch"], new_epoch.as_str());
-    let bodies: Vec<&str> = events.iter().filter_map(|e| e.data["body"].as_str()).collect();
+    let bodies: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.data["body"].as_str())
+        .collect();
     assert_eq!(bodies, ["after"]);
-    assert!(events[1..].iter().all(|e| e.id.as_deref().unwrap().starts_with(&new_epoch)));
+    assert!(events[1..]
+        .iter()
+        .all(|e| e.id.as_deref().unwrap().starts_with(&new_epoch)));
     // Without the admin token, no reset.
-    let r = relay.http.post(format!("{}/admin/reset", relay.url)).bearer_auth("asha-token").send().await.unwrap();
+    let r = relay
+        .http
+        .post(format!("{}/admin/reset", relay.url))
+        .bearer_auth("asha-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -200,7 +325,12 @@ async fn a_move_changes_where_the_next_reply_goes_and_who_gets_it() {
     let rahul = "+919988776655";
     let north_org = "+14155550101";
     relay.inbound("SMm1", rahul, north_org, "hello").await;
-    let first: Vec<Value> = relay.events("ravi").await.into_iter().filter(|e| e["kind"] == "inbound").collect();
+    let first: Vec<Value> = relay
+        .events("ravi")
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "inbound")
+        .collect();
     assert_eq!(first[0]["record_id"], "lead:rahul");
     // Asha moves the conversation to Anita's contact (team south): a cross-type move.
     let r = relay
@@ -211,14 +341,25 @@ async fn a_move_changes_where_the_next_reply_goes_and_who_gets_it() {
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    relay.inbound("SMm2", rahul, north_org, "are you there?").await;
+    relay
+        .inbound("SMm2", rahul, north_org, "are you there?")
+        .await;
     let zoe: Vec<Value> = relay.events("zoe").await;
-    let moved = zoe.iter().find(|e| e["kind"] == "conversation_moved").expect("zoe sees the move onto her team's record");
+    let moved = zoe
+        .iter()
+        .find(|e| e["kind"] == "conversation_moved")
+        .expect("zoe sees the move onto her team's record");
     assert_eq!(moved["by"], "asha");
-    let reply = zoe.iter().find(|e| e["kind"] == "inbound" && e["body"] == "are you there?").expect("zoe gets the reply");
+    let reply = zoe
+        .iter()
+        .find(|e| e["kind"] == "inbound" && e["body"] == "are you there?")
+        .expect("zoe gets the reply");
     assert_eq!(reply["record_id"], "contact:anita");
     assert_eq!(reply["rule"], "recent_conversation");
-    assert!(zoe.iter().all(|e| e["body"] != "hello"), "the first message was on a north record");
+    assert!(
+        zoe.iter().all(|e| e["body"] != "hello"),
+        "the first message was on a north record"
+    );
     // Moving a conversation that is not there any more is refused.
     let r = relay
         .post_json(
@@ -246,12 +387,19 @@ async fn sends_are_validated_idempotent_and_reported() {
     assert_eq!(first["outcome"], "accepted");
     let sid = first["message_sid"].as_str().unwrap().to_owned();
     // The same client_ref again: the same answer, nothing resent.
-    let again: Value = send("c1", "098123 45678", "Hi Priya").await.json().await.unwrap();
+    let again: Value = send("c1", "098123 45678", "Hi Priya")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["message_sid"], sid.as_str());
     assert_eq!(again["duplicate"], true);
     let phone: Vec<Value> = relay
         .http
-        .get(format!("{}/demo/phone/messages?number=%2B919812345678", relay.url))
+        .get(format!(
+            "{}/demo/phone/messages?number=%2B919812345678",
+            relay.url
+        ))
         .send()
         .await
         .unwrap()
@@ -291,26 +439,54 @@ async fn sends_are_validated_idempotent_and_reported() {
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error_code"], 21610);
-    assert!(relay.events("asha").await.iter().any(|e| e["kind"] == "consent_changed" && e["consent"] == "opted_out"));
+    assert!(relay
+        .events("asha")
+        .await
+        .iter()
+        .any(|e| e["kind"] == "consent_changed" && e["consent"] == "opted_out"));
     relay.inbound("SMstart", PRIYA, ASHA_ORG, "START").await;
     assert_eq!(send("c5", PRIYA, "welcome back").await.status(), 201);
     // Other devices of the seller see the outbound message.
-    assert!(relay.events("asha").await.iter().any(|e| e["kind"] == "outbound" && e["body"] == "welcome back"));
+    assert!(relay
+        .events("asha")
+        .await
+        .iter()
+        .any(|e| e["kind"] == "outbound" && e["body"] == "welcome back"));
 }
 
 #[tokio::test]
 async fn the_directory_is_served_and_patched() {
     let relay = Relay::start().await;
-    let r = relay.http.get(format!("{}/directory", relay.url)).bearer_auth("asha-token").send().await.unwrap();
+    let r = relay
+        .http
+        .get(format!("{}/directory", relay.url))
+        .bearer_auth("asha-token")
+        .send()
+        .await
+        .unwrap();
     let d: Value = r.json().await.unwrap();
     assert!(d["directory"]["records"].as_array().unwrap().len() >= 8);
     let patch = json!({
         "upsert": {"records": [{"id": "contact:new", "kind": "contact", "owner": {"seller": "asha"}, "phones": ["+91 90000 22222"]}]},
         "delete": {"records": ["contact:priya"]}
     });
-    let r = relay.http.patch(format!("{}/directory", relay.url)).bearer_auth(ADMIN).json(&patch).send().await.unwrap();
+    let r = relay
+        .http
+        .patch(format!("{}/directory", relay.url))
+        .bearer_auth(ADMIN)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = relay.http.patch(format!("{}/directory", relay.url)).bearer_auth("asha-token").json(&patch).send().await.unwrap();
+    let r = relay
+        .http
+        .patch(format!("{}/directory", relay.url))
+        .bearer_auth("asha-token")
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // Routing follows: Priya's number now lands on the account (rule: record type vs opportunity).
     relay.inbound("SMd1", PRIYA, ASHA_ORG, "hi").await;
@@ -324,7 +500,13 @@ async fn the_directory_is_served_and_patched() {
 #[tokio::test]
 async fn cookie_sessions_and_cross_site_posts() {
     let relay = Relay::start().await;
-    let r = relay.http.post(format!("{}/session", relay.url)).json(&json!({"token": "asha-token"})).send().await.unwrap();
+    let r = relay
+        .http
+        .post(format!("{}/session", relay.url))
+        .json(&json!({"token": "asha-token"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
@@ -362,6 +544,12 @@ async fn cookie_sessions_and_cross_site_posts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let r = relay.http.post(format!("{}/session", relay.url)).json(&json!({"token": "nope"})).send().await.unwrap();
+    let r = relay
+        .http
+        .post(format!("{}/session", relay.url))
+        .json(&json!({"token": "nope"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }

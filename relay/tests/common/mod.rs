@@ -24,18 +24,22 @@ pub struct Relay {
 }
 
 pub fn config(db: PathBuf, port: u16) -> Config {
-    let mut c = Config::default();
-    c.bind = format!("127.0.0.1:{port}").parse().unwrap();
-    c.database = db;
-    c.default_region = Some("IN".into());
-    c.demo = true;
-    c.admin_token = Some(ADMIN.into());
-    c.directory = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/directory.json"));
-    c.sellers = ["asha", "ravi", "meera", "zoe"]
-        .iter()
-        .map(|s| SellerToken { id: s.to_string(), token: format!("{s}-token") })
-        .collect();
-    c
+    Config {
+        bind: format!("127.0.0.1:{port}").parse().unwrap(),
+        database: db,
+        default_region: Some("IN".into()),
+        demo: true,
+        admin_token: Some(ADMIN.into()),
+        directory: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/directory.json")),
+        sellers: ["asha", "ravi", "meera", "zoe"]
+            .iter()
+            .map(|s| SellerToken {
+                id: s.to_string(),
+                token: format!("{s}-token"),
+            })
+            .collect(),
+        ..Config::default()
+    }
 }
 
 impl Relay {
@@ -46,9 +50,17 @@ impl Relay {
     }
 
     pub async fn start_with(dir: tempfile::TempDir, db: PathBuf, port: u16) -> Self {
-        let running = start(config(db.clone(), port), false).await.expect("relay starts");
+        let running = start(config(db.clone(), port), false)
+            .await
+            .expect("relay starts");
         let url = format!("http://{}", running.addr);
-        Self { running: Some(running), url, db, dir, http: reqwest::Client::new() }
+        Self {
+            running: Some(running),
+            url,
+            db,
+            dir,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Stops this relay and starts another on the same database and port.
@@ -64,8 +76,16 @@ impl Relay {
     }
 
     /// Posts a provider webhook, signed unless `signature` says otherwise.
-    pub async fn webhook(&self, path: &str, params: &[(&str, &str)], signature: Option<&str>) -> reqwest::Response {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    pub async fn webhook(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let url = format!("{}{path}", self.url);
         let sig = signature.map_or_else(|| sign(AUTH_TOKEN, &url, &params), str::to_owned);
         let mut req = self
@@ -82,7 +102,14 @@ impl Relay {
     pub async fn inbound(&self, sid: &str, from: &str, to: &str, body: &str) -> reqwest::Response {
         self.webhook(
             "/webhooks/twilio/inbound",
-            &[("MessageSid", sid), ("AccountSid", "ACdemo"), ("From", from), ("To", to), ("Body", body), ("NumMedia", "0")],
+            &[
+                ("MessageSid", sid),
+                ("AccountSid", "ACdemo"),
+                ("From", from),
+                ("To", to),
+                ("Body", body),
+                ("NumMedia", "0"),
+            ],
             None,
         )
         .await
@@ -102,7 +129,10 @@ impl Relay {
 
     /// All events `seller` may see, via the page endpoint.
     pub async fn events(&self, seller: &str) -> Vec<Value> {
-        self.page(seller, "0").await["events"].as_array().unwrap().clone()
+        self.page(seller, "0").await["events"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub async fn post_json(&self, path: &str, seller: &str, body: Value) -> reqwest::Response {
@@ -125,19 +155,25 @@ pub struct SseEvent {
 
 /// A minimal SSE client over reqwest.
 pub struct SseClient {
-    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buf: String,
 }
 
 impl SseClient {
     pub async fn connect(url: &str, seller: &str, last_event_id: Option<&str>) -> Self {
-        let mut req = reqwest::Client::new().get(format!("{url}/events")).bearer_auth(format!("{seller}-token"));
+        let mut req = reqwest::Client::new()
+            .get(format!("{url}/events"))
+            .bearer_auth(format!("{seller}-token"));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200, "SSE connect");
-        Self { stream: Box::pin(resp.bytes_stream()), buf: String::new() }
+        Self {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
     }
 
     /// The next event with data, or `None` after `wait` without one.
@@ -157,7 +193,10 @@ impl SseClient {
                 if data.is_empty() || data == "heartbeat" {
                     continue;
                 }
-                return Some(SseEvent { id, data: serde_json::from_str(&data).unwrap() });
+                return Some(SseEvent {
+                    id,
+                    data: serde_json::from_str(&data).unwrap(),
+                });
             }
             match tokio::time::timeout(wait, self.stream.next()).await {
                 Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
@@ -177,5 +216,8 @@ impl SseClient {
 }
 
 pub fn kinds(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
 }
