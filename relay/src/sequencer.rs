@@ -32,6 +32,50 @@ pub struct Published {
     pub audience: Audience,
 }
 
+/// Per-seller live channels: an event wakes only the streams of the sellers who may
+/// see it (a single shared channel would wake every stream for every event).
+#[derive(Default)]
+pub struct Fanout {
+    channels: std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>>,
+}
+
+/// Events a seller's channel buffers; a stream that falls further behind is
+/// disconnected and resumes from the log.
+const SELLER_BUFFER: usize = 4096;
+
+impl Fanout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes to the events `seller` may see.
+    pub fn subscribe(&self, seller: &str) -> broadcast::Receiver<Arc<Published>> {
+        self.lock()
+            .entry(seller.to_owned())
+            .or_insert_with(|| broadcast::channel(SELLER_BUFFER).0)
+            .subscribe()
+    }
+
+    fn publish(&self, p: &Arc<Published>) {
+        let mut channels = self.lock();
+        channels.retain(|_, tx| tx.receiver_count() > 0);
+        match &p.audience {
+            Audience::All => {
+                for tx in channels.values() {
+                    let _ = tx.send(p.clone());
+                }
+            }
+            Audience::Sellers(sellers) => {
+                for s in sellers {
+                    if let Some(tx) = channels.get(s) {
+                        let _ = tx.send(p.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A request to move a conversation (M1).
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct MoveRequest {
@@ -98,7 +142,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Sequencer {
     tx: mpsc::Sender<Command>,
-    bus: broadcast::Sender<Arc<Published>>,
+    bus: Arc<Fanout>,
     epoch: tokio::sync::watch::Receiver<String>,
 }
 
@@ -128,7 +172,7 @@ impl Sequencer {
         doorbell: mpsc::UnboundedSender<(String, i64)>,
     ) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel(4096);
-        let (bus, _) = broadcast::channel(8192);
+        let bus = Arc::new(Fanout::default());
         let (epoch_tx, epoch) = tokio::sync::watch::channel(log.epoch());
         let mut worker = Worker {
             log,
@@ -148,9 +192,9 @@ impl Sequencer {
         Ok(Self { tx, bus, epoch })
     }
 
-    /// Subscribes to events as they are committed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.bus.subscribe()
+    /// Subscribes to the events `seller` may see, as they are committed.
+    pub fn subscribe(&self, seller: &str) -> broadcast::Receiver<Arc<Published>> {
+        self.bus.subscribe(seller)
     }
 
     /// Watches the epoch (changes when the log is reset).
@@ -225,7 +269,7 @@ struct Worker {
     state: RelayState,
     default_region: Option<String>,
     seed: Directory,
-    bus: broadcast::Sender<Arc<Published>>,
+    bus: Arc<Fanout>,
     epoch: tokio::sync::watch::Sender<String>,
     doorbell: mpsc::UnboundedSender<(String, i64)>,
     in_flight: Vec<String>,
@@ -377,7 +421,7 @@ impl Worker {
                     let _ = self.doorbell.send((s.clone(), published.event.id));
                 }
             }
-            let _ = self.bus.send(published);
+            self.bus.publish(&published);
         }
     }
 
@@ -419,10 +463,7 @@ impl Worker {
             dedupe,
             audience,
         };
-        let Some(logged) = self.log.append(&event)? else {
-            return Ok(None);
-        };
-        let json = serde_json::to_string(&logged).unwrap_or_default();
+        let (logged, json) = self.log.append(&event)?;
         self.batch.push(Arc::new(Published {
             event: logged.clone(),
             json,

@@ -82,7 +82,7 @@ pub async fn events(
         .into_response();
     }
     // Subscribe before reading the log, so nothing falls between the two.
-    let mut live = app.seq.subscribe();
+    let mut live = app.seq.subscribe(&seller);
     let mut epoch_rx = app.seq.epoch();
     let epoch = epoch_rx.borrow_and_update().clone();
     let (mut last, reset) = resume_point(position(&headers, &q), &epoch);

@@ -34,6 +34,10 @@ pub struct RelayState {
     directory: Directory,
     phone_index: HashMap<String, Vec<usize>>,
     record_index: HashMap<String, usize>,
+    /// Org number key -> owner.
+    org_index: HashMap<String, Owner>,
+    /// Team id -> member seller ids.
+    members: HashMap<String, Vec<String>>,
     /// (org number, customer) -> record id -> latest activity (message or move).
     conversations: HashMap<Pair, HashMap<String, Timestamp>>,
     consent: HashMap<Pair, Consent>,
@@ -74,6 +78,18 @@ impl RelayState {
     fn reindex(&mut self) {
         self.phone_index.clear();
         self.record_index.clear();
+        self.org_index = self
+            .directory
+            .org_numbers
+            .iter()
+            .map(|o| (match_key(&o.number, self.default_region.as_deref()), o.owner.clone()))
+            .collect();
+        self.members = self
+            .directory
+            .teams
+            .iter()
+            .map(|t| (t.id.clone(), t.members.clone()))
+            .collect();
         for (i, r) in self.directory.records.iter().enumerate() {
             self.record_index.insert(r.id.clone(), i);
             for p in &r.phones {
@@ -194,12 +210,9 @@ impl RelayState {
 
     /// The owner of an org number (compared by key).
     pub fn org_owner(&self, number: &str) -> Option<&Owner> {
-        let key = self.key(number);
-        self.directory
-            .org_numbers
-            .iter()
-            .find(|o| self.key(&o.number) == key)
-            .map(|o| &o.owner)
+        self.org_index
+            .get(number)
+            .or_else(|| self.org_index.get(&self.key(number)))
     }
 
     /// Routes a message from `from` to `to` (both keys) over the directory and the
@@ -207,12 +220,7 @@ impl RelayState {
     pub fn route(&self, from: &str, to: &str) -> RouteDecision {
         let owner = self.org_owner(to);
         let members = match owner {
-            Some(Owner::Team(t)) => self
-                .directory
-                .teams
-                .iter()
-                .find(|team| &team.id == t)
-                .map_or(&[][..], |team| &team.members[..]),
+            Some(Owner::Team(t)) => self.members.get(t).map_or(&[][..], |m| &m[..]),
             _ => &[],
         };
         let activity = self.conversations.get(&(to.to_owned(), from.to_owned()));
@@ -298,18 +306,25 @@ impl RelayState {
         visibility(viewer, self.org_owner(org), record_owner).is_ok()
     }
 
+    /// The sellers an owner stands for: the seller, or the team's members.
+    fn expand<'a>(&'a self, owner: &'a Owner) -> impl Iterator<Item = &'a String> + 'a {
+        let (seller, team) = match owner {
+            Owner::Seller(s) => (Some(s), None),
+            Owner::Team(t) => (None, self.members.get(t)),
+        };
+        seller.into_iter().chain(team.into_iter().flatten())
+    }
+
+    /// V1 as a set: the sellers holding the org number or one of the records
+    /// (directly or through a team) — the same rule as [`Self::can_see`].
     fn sellers_seeing(&self, org: &str, records: &[&str]) -> Audience {
-        let mut out: Vec<String> = self
-            .directory
-            .sellers
-            .iter()
-            .filter(|s| {
-                self.can_see(&s.id, org, None)
-                    || records.iter().any(|r| self.can_see(&s.id, org, Some(r)))
-            })
-            .map(|s| s.id.clone())
-            .collect();
+        let owners = self
+            .org_owner(org)
+            .into_iter()
+            .chain(records.iter().filter_map(|r| self.record(r)).map(|r| &r.owner));
+        let mut out: Vec<String> = owners.flat_map(|o| self.expand(o)).cloned().collect();
         out.sort();
+        out.dedup();
         Audience::Sellers(out)
     }
 
@@ -347,16 +362,7 @@ impl RelayState {
     }
 
     fn owner_audience(&self, owner: &Owner) -> Audience {
-        let mut out: Vec<String> = match owner {
-            Owner::Seller(s) => vec![s.clone()],
-            Owner::Team(t) => self
-                .directory
-                .teams
-                .iter()
-                .filter(|team| &team.id == t)
-                .flat_map(|team| team.members.iter().cloned())
-                .collect(),
-        };
+        let mut out: Vec<String> = self.expand(owner).cloned().collect();
         out.sort();
         out.dedup();
         Audience::Sellers(out)
@@ -372,6 +378,36 @@ impl RelayState {
             active: true,
             updated_at: Some(at),
             phones: vec![phone],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audience set and the pure visibility rule agree for every seller,
+    /// org number and record of the demo directory.
+    #[test]
+    fn audiences_match_visibility() {
+        let directory: Directory =
+            serde_json::from_str(include_str!("../demo/directory.json")).expect("demo directory");
+        let mut state = RelayState::new(Some("IN".into()));
+        state.apply(&EventBody::DirectoryReplaced { directory: directory.clone() });
+        for org in &directory.org_numbers {
+            for record in &directory.records {
+                let audience = state.sellers_seeing(&org.number, &[&record.id]);
+                for seller in &directory.sellers {
+                    assert_eq!(
+                        audience.includes(&seller.id),
+                        state.can_see(&seller.id, &org.number, Some(&record.id)),
+                        "{} / {} / {}",
+                        seller.id,
+                        org.number,
+                        record.id
+                    );
+                }
+            }
         }
     }
 }

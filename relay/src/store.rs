@@ -74,8 +74,9 @@ pub trait LogWriter: Send {
     fn rollback(&mut self) -> StoreResult<()>;
     /// Whether an event with this idempotency key is in the log.
     fn seen(&mut self, dedupe: &str) -> StoreResult<bool>;
-    /// Appends an event; `None` when its idempotency key was already logged.
-    fn append(&mut self, event: &NewEvent) -> StoreResult<Option<LoggedEvent>>;
+    /// Appends an event (whose idempotency key the caller checked with [`Self::seen`]);
+    /// returns it with its id and its JSON as pushed to browsers.
+    fn append(&mut self, event: &NewEvent) -> StoreResult<(LoggedEvent, String)>;
     /// Every event in log order (to rebuild state at start-up).
     fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()>;
     /// Empties the log and starts a new epoch (S4).
@@ -232,12 +233,7 @@ impl LogWriter for SqliteWriter {
         Ok(stmt.exists([dedupe])?)
     }
 
-    fn append(&mut self, event: &NewEvent) -> StoreResult<Option<LoggedEvent>> {
-        if let Some(key) = &event.dedupe {
-            if self.seen(key)? {
-                return Ok(None);
-            }
-        }
+    fn append(&mut self, event: &NewEvent) -> StoreResult<(LoggedEvent, String)> {
         let json = serde_json::to_string(&event.body)
             .map_err(|source| StoreError::Corrupt { id: 0, source })?;
         let public = matches!(event.audience, Audience::All);
@@ -255,11 +251,15 @@ impl LogWriter for SqliteWriter {
                 stmt.execute(params![s, id])?;
             }
         }
-        Ok(Some(LoggedEvent {
+        // The pushed JSON is the body's object with the epoch and id in front
+        // (`LoggedEvent` flattens the body), built without serialising twice.
+        let pushed = format!("{{\"epoch\":\"{}\",\"id\":{id},{}", self.epoch, &json[1..]);
+        let logged = LoggedEvent {
             epoch: self.epoch.clone(),
             id,
             body: event.body.clone(),
-        }))
+        };
+        Ok((logged, pushed))
     }
 
     fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
