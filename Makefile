@@ -69,6 +69,7 @@ test: tools lint
 
 bench:
 	cargo run --release -p sms-core --example bench
+	cargo build --release -p sms-relay
 	cargo run --release -p sms-relay --example load
 
 ## ---- maintenance ----
