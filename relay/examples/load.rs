@@ -19,13 +19,19 @@ use sms_relay::signature::sign;
 const AUTH_TOKEN: &str = "demo-auth-token";
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn raise_open_file_limit() {
     // SAFETY: plain libc calls on a stack value.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -59,14 +65,19 @@ fn customer(c: usize) -> String {
 
 fn start_relay(port: u16) -> Relay {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sellers: Vec<Value> = (0..SELLERS).map(|s| json!({"id": format!("s{s}"), "name": format!("Seller {s}")})).collect();
-    let orgs: Vec<Value> = (0..SELLERS).map(|s| json!({"number": org(s), "owner": {"seller": format!("s{s}")}})).collect();
+    let sellers: Vec<Value> = (0..SELLERS)
+        .map(|s| json!({"id": format!("s{s}"), "name": format!("Seller {s}")}))
+        .collect();
+    let orgs: Vec<Value> = (0..SELLERS)
+        .map(|s| json!({"number": org(s), "owner": {"seller": format!("s{s}")}}))
+        .collect();
     let records: Vec<Value> = (0..CUSTOMERS)
         .map(|c| json!({"id": format!("contact:{c}"), "kind": "contact", "owner": {"seller": format!("s{}", c % SELLERS)},
                         "updated_at": "2026-01-01T00:00:00Z", "phones": [customer(c)]}))
         .collect();
     let directory = json!({"sellers": sellers, "org_numbers": orgs, "records": records});
-    std::fs::write(dir.path().join("directory.json"), directory.to_string()).expect("write directory");
+    std::fs::write(dir.path().join("directory.json"), directory.to_string())
+        .expect("write directory");
     let mut toml = format!(
         "bind = \"127.0.0.1:{port}\"\ndatabase = \"relay.db\"\ndirectory = \"directory.json\"\ndemo = true\nmax_body_bytes = 65536\n"
     );
@@ -87,12 +98,21 @@ fn start_relay(port: u16) -> Relay {
         .stderr(Stdio::null())
         .spawn()
         .expect("start relay");
-    Relay { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+    Relay {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
 }
 
 async fn wait_healthy(http: &reqwest::Client, url: &str) {
     for _ in 0..100 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -114,10 +134,17 @@ fn rss_kb(pid: u32) -> (u64, u64) {
 }
 
 fn inbound_form(sid: &str, from: &str, to: &str, body: &str) -> Vec<(String, String)> {
-    [("MessageSid", sid), ("AccountSid", "ACdemo"), ("From", from), ("To", to), ("Body", body), ("NumMedia", "0")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("MessageSid", sid),
+        ("AccountSid", "ACdemo"),
+        ("From", from),
+        ("To", to),
+        ("Body", body),
+        ("NumMedia", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 async fn post_webhook(http: &reqwest::Client, url: &str, params: &[(String, String)]) -> bool {
@@ -153,11 +180,25 @@ async fn main() {
     let rate = env("LOAD_RATE", 1000);
     let clients = env("LOAD_CLIENTS", 1000) as usize;
     let relay = start_relay(18_080);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
     wait_healthy(&http, &relay.url).await;
     // Like a browser: import the directory (GET /directory), then stream from its head.
-    let head: Value = http.get(format!("{}/healthz", relay.url)).send().await.expect("healthz").json().await.expect("json");
-    let since = format!("{}:{}", head["epoch"].as_str().unwrap_or_default(), head["head"]);
+    let head: Value = http
+        .get(format!("{}/healthz", relay.url))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    let since = format!(
+        "{}:{}",
+        head["epoch"].as_str().unwrap_or_default(),
+        head["head"]
+    );
     let t0 = Instant::now();
     // Each client keeps its own results (no shared lock on the hot path) and scans
     // frames for the two fields it needs instead of parsing whole JSON documents.
@@ -165,10 +206,20 @@ async fn main() {
     let connected = Arc::new(AtomicU64::new(0));
     for (c, received) in results.iter().enumerate() {
         let seller = c % SELLERS;
-        let (url, received, connected, since) = (relay.url.clone(), received.clone(), connected.clone(), since.clone());
+        let (url, received, connected, since) = (
+            relay.url.clone(),
+            received.clone(),
+            connected.clone(),
+            since.clone(),
+        );
         tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let Ok(resp) = client.get(format!("{url}/events?since={since}")).bearer_auth(format!("t{seller}")).send().await else {
+            let Ok(resp) = client
+                .get(format!("{url}/events?since={since}"))
+                .bearer_auth(format!("t{seller}"))
+                .send()
+                .await
+            else {
                 return;
             };
             connected.fetch_add(1, Ordering::Relaxed);
@@ -180,10 +231,15 @@ async fn main() {
                 while let Some(end) = buf[consumed..].find("\n\n") {
                     let block = &buf[consumed..consumed + end];
                     consumed += end + 2;
-                    let (Some(sid), Some(sent)) = (field(block, "\"message_sid\":\"SMload"), field(block, "\"body\":\"t=")) else {
+                    let (Some(sid), Some(sent)) = (
+                        field(block, "\"message_sid\":\"SMload"),
+                        field(block, "\"body\":\"t="),
+                    ) else {
                         continue;
                     };
-                    let (Ok(sid), Ok(sent_us)) = (sid.parse::<u32>(), sent.parse::<u64>()) else { continue };
+                    let (Ok(sid), Ok(sent_us)) = (sid.parse::<u32>(), sent.parse::<u64>()) else {
+                        continue;
+                    };
                     let now_us = t0.elapsed().as_micros() as u64;
                     let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
                     if r.seen.insert(sid) {
@@ -210,7 +266,11 @@ async fn main() {
         let c = (i as usize * 7919) % CUSTOMERS;
         let seller = c % SELLERS;
         let (http, url, failed) = (http.clone(), relay.url.clone(), failed.clone());
-        *expected.lock().unwrap_or_else(|e| e.into_inner()).entry(seller).or_default() += 1;
+        *expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(seller)
+            .or_default() += 1;
         sends.push(tokio::spawn(async move {
             let body = format!("t={}", t0.elapsed().as_micros());
             let params = inbound_form(&format!("SMload{i}"), &customer(c), &org(seller), &body);
@@ -233,14 +293,39 @@ async fn main() {
         duplicates += r.duplicates;
     }
     let clients_per_seller = clients / SELLERS;
-    let expected_deliveries: u64 = expected.lock().unwrap_or_else(|e| e.into_inner()).values().sum::<u64>() * clients_per_seller as u64;
+    let expected_deliveries: u64 = expected
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .sum::<u64>()
+        * clients_per_seller as u64;
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0;
-    println!("webhooks sent: {total} (failed {}), in {send_secs:.1} s", failed.load(Ordering::Relaxed));
-    println!("deliveries: expected {expected_deliveries}, received {}, lost {}, duplicates {duplicates}",
-        lat.len(), expected_deliveries.saturating_sub(lat.len() as u64));
-    println!("webhook-to-browser latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", pct(0.5), pct(0.99), pct(1.0));
-    println!("relay memory: RSS {} MB now, peak {} MB", rss / 1024, hwm / 1024);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "webhooks sent: {total} (failed {}), in {send_secs:.1} s",
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "deliveries: expected {expected_deliveries}, received {}, lost {}, duplicates {duplicates}",
+        lat.len(),
+        expected_deliveries.saturating_sub(lat.len() as u64)
+    );
+    println!(
+        "webhook-to-browser latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "relay memory: RSS {} MB now, peak {} MB",
+        rss / 1024,
+        hwm / 1024
+    );
 
     // Sustained webhook rate with the log on disk (no SSE clients of interest).
     let n = env("LOAD_BURST", 20_000);
@@ -256,7 +341,12 @@ async fn main() {
                         break;
                     }
                     let c = (i as usize * 31) % CUSTOMERS;
-                    let params = inbound_form(&format!("SMburst{i:08}"), &customer(c), &org(c % SELLERS), "burst");
+                    let params = inbound_form(
+                        &format!("SMburst{i:08}"),
+                        &customer(c),
+                        &org(c % SELLERS),
+                        "burst",
+                    );
                     post_webhook(&http, &url, &params).await;
                 }
             })

@@ -36,7 +36,8 @@ pub struct Published {
 /// see it (a single shared channel would wake every stream for every event).
 #[derive(Default)]
 pub struct Fanout {
-    channels: std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>>,
+    channels:
+        std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>>,
 }
 
 /// Events a seller's channel buffers; a stream that falls further behind is
@@ -44,7 +45,12 @@ pub struct Fanout {
 const SELLER_BUFFER: usize = 4096;
 
 impl Fanout {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>,
+    > {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 

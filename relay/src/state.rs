@@ -82,7 +82,12 @@ impl RelayState {
             .directory
             .org_numbers
             .iter()
-            .map(|o| (match_key(&o.number, self.default_region.as_deref()), o.owner.clone()))
+            .map(|o| {
+                (
+                    match_key(&o.number, self.default_region.as_deref()),
+                    o.owner.clone(),
+                )
+            })
             .collect();
         self.members = self
             .directory
@@ -318,10 +323,12 @@ impl RelayState {
     /// V1 as a set: the sellers holding the org number or one of the records
     /// (directly or through a team) — the same rule as [`Self::can_see`].
     fn sellers_seeing(&self, org: &str, records: &[&str]) -> Audience {
-        let owners = self
-            .org_owner(org)
-            .into_iter()
-            .chain(records.iter().filter_map(|r| self.record(r)).map(|r| &r.owner));
+        let owners = self.org_owner(org).into_iter().chain(
+            records
+                .iter()
+                .filter_map(|r| self.record(r))
+                .map(|r| &r.owner),
+        );
         let mut out: Vec<String> = owners.flat_map(|o| self.expand(o)).cloned().collect();
         out.sort();
         out.dedup();
@@ -393,7 +400,9 @@ mod tests {
         let directory: Directory =
             serde_json::from_str(include_str!("../demo/directory.json")).expect("demo directory");
         let mut state = RelayState::new(Some("IN".into()));
-        state.apply(&EventBody::DirectoryReplaced { directory: directory.clone() });
+        state.apply(&EventBody::DirectoryReplaced {
+            directory: directory.clone(),
+        });
         for org in &directory.org_numbers {
             for record in &directory.records {
                 let audience = state.sellers_seeing(&org.number, &[&record.id]);
