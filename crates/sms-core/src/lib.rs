@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod directory;
 pub mod failure;
 pub mod pane;
+pub mod protocol;
 pub mod routing;
 pub mod segments;
 pub mod template;

@@ -1,0 +1,239 @@
+//! The relay protocol: the directory the relay holds (S3) and the events it logs and
+//! pushes (S1), shared by the relay (native) and the browser module (WASM) so both
+//! read and write exactly the same shapes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::consent::Consent;
+use crate::delivery::DeliveryStatus;
+use crate::directory::{OrgNumber, Record, Team};
+use crate::pane::Media;
+use crate::routing::RouteRule;
+use crate::time::Timestamp;
+use crate::value::Value;
+
+/// A seller as the directory lists them (no secrets: tokens live in the config).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Seller {
+    /// Seller id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// UI language (`en`, `hi`).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Whether the seller has the privilege to receive inbound messages (P3).
+    #[serde(default = "yes")]
+    pub can_receive: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The CRM directory: sellers, teams, org numbers, records (and message templates).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Directory {
+    /// Sellers.
+    #[serde(default)]
+    pub sellers: Vec<Seller>,
+    /// Teams with their members.
+    #[serde(default)]
+    pub teams: Vec<Team>,
+    /// Org numbers and their owners.
+    #[serde(default)]
+    pub org_numbers: Vec<OrgNumber>,
+    /// Records carrying phone numbers.
+    #[serde(default)]
+    pub records: Vec<Record>,
+    /// Shared message templates, passed through to browsers as they are.
+    #[serde(default)]
+    pub templates: Vec<Value>,
+}
+
+/// Changes to the directory: upserts by id, then deletions by id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryPatch {
+    /// Records, sellers, teams, org numbers to add or replace.
+    #[serde(default)]
+    pub upsert: Directory,
+    /// Ids (numbers for org numbers) to delete.
+    #[serde(default)]
+    pub delete: DirectoryDeletes,
+}
+
+/// Ids to delete from the directory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryDeletes {
+    /// Record ids.
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Seller ids.
+    #[serde(default)]
+    pub sellers: Vec<String>,
+    /// Team ids.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Org numbers.
+    #[serde(default)]
+    pub org_numbers: Vec<String>,
+}
+
+/// What happened, as logged and pushed. Serialised with `"kind": "<snake_case>"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A message from a customer, with the relay's routing decision (S2).
+    Inbound {
+        /// Provider message id.
+        message_sid: String,
+        /// Customer number (E.164, or verbatim for a short code / sender id).
+        from: String,
+        /// Org number (E.164).
+        to: String,
+        /// Text.
+        body: String,
+        /// MMS media (B8).
+        #[serde(default)]
+        media: Vec<Media>,
+        /// When the relay received it.
+        at: Timestamp,
+        /// The record it is attached to.
+        record_id: String,
+        /// Which rule decided (B1).
+        rule: RouteRule,
+    },
+    /// A provider delivery report (C5).
+    Delivery {
+        /// Provider message id.
+        message_sid: String,
+        /// Reported status.
+        status: DeliveryStatus,
+        /// Provider error code of a failure.
+        #[serde(default)]
+        error_code: Option<u32>,
+        /// Provider error message.
+        #[serde(default)]
+        error_message: Option<String>,
+        /// Org number.
+        from: String,
+        /// Customer number.
+        to: String,
+        /// When the relay received it.
+        at: Timestamp,
+    },
+    /// A seller sent a message (S1): other devices show it too.
+    Outbound {
+        /// Client reference (idempotency key).
+        client_ref: String,
+        /// Provider message id, when the provider accepted it.
+        #[serde(default)]
+        message_sid: Option<String>,
+        /// Org number.
+        from: String,
+        /// Customer number.
+        to: String,
+        /// Text as sent.
+        body: String,
+        /// Record the conversation is attached to.
+        record_id: String,
+        /// Sending seller.
+        by: String,
+        /// When.
+        at: Timestamp,
+        /// `accepted`, `failed` or `unknown`.
+        outcome: SendOutcome,
+        /// Provider error code when it failed.
+        #[serde(default)]
+        error_code: Option<u32>,
+    },
+    /// A lead created for an unknown number (R3), logged before its message.
+    LeadCreated {
+        /// The lead.
+        record: Record,
+    },
+    /// A conversation moved to another record (M2).
+    ConversationMoved {
+        /// Org number side.
+        org_number: String,
+        /// Customer side.
+        customer_number: String,
+        /// Source record.
+        from_record: String,
+        /// Target record.
+        to_record: String,
+        /// Who moved it.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A customer opted out or back in for an org number (B2).
+    ConsentChanged {
+        /// Org number.
+        org_number: String,
+        /// Customer number.
+        customer_number: String,
+        /// New consent.
+        consent: Consent,
+        /// When.
+        at: Timestamp,
+    },
+    /// The directory was patched (S3).
+    DirectoryChanged {
+        /// The change.
+        patch: DirectoryPatch,
+    },
+    /// The directory was replaced: browsers re-import it from `GET /directory`.
+    DirectoryReplaced {
+        /// The new directory.
+        directory: Directory,
+    },
+}
+
+impl EventBody {
+    /// The event kind's name, as in the JSON `kind` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Inbound { .. } => "inbound",
+            Self::Delivery { .. } => "delivery",
+            Self::Outbound { .. } => "outbound",
+            Self::LeadCreated { .. } => "lead_created",
+            Self::ConversationMoved { .. } => "conversation_moved",
+            Self::ConsentChanged { .. } => "consent_changed",
+            Self::DirectoryChanged { .. } => "directory_changed",
+            Self::DirectoryReplaced { .. } => "directory_replaced",
+        }
+    }
+}
+
+/// How an outbound send ended at the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// The provider accepted it (delivery reports follow).
+    Accepted,
+    /// The provider refused it.
+    Failed,
+    /// Timeout or 5xx: it may or may not have been sent; never resent blindly.
+    Unknown,
+}
+
+/// An event as stored and pushed: its place in the log plus what happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// The log's epoch (changes when the log is reset, S4).
+    pub epoch: String,
+    /// Position in the log, increasing within the epoch.
+    pub id: i64,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl LoggedEvent {
+    /// The SSE id: `<epoch>:<id>`.
+    pub fn sse_id(&self) -> String {
+        format!("{}:{}", self.epoch, self.id)
+    }
+}
