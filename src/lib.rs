@@ -59,7 +59,7 @@ export interface SegmentCount {
 }
 "#;
 
-fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
+pub(crate) fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| js_error("internal", &e.to_string(), &[]))
@@ -128,3 +128,10 @@ pub fn render_template(
 pub fn sms_segments(text: &str) -> JsResult<JsValue> {
     to_js(&segments::count(text))
 }
+
+#[cfg(target_family = "wasm")]
+mod client;
+#[cfg(target_family = "wasm")]
+pub mod store;
+#[cfg(target_family = "wasm")]
+pub use client::SmsClient;

@@ -1,0 +1,111 @@
+//! What is stored in IndexedDB: storage shapes kept apart from the domain types,
+//! with the flat fields the indexes need (phone keys, millisecond times, 0/1 flags).
+
+use serde::{Deserialize, Serialize};
+use sms_core::consent::Consent;
+use sms_core::delivery::Delivery;
+use sms_core::directory::Record;
+use sms_core::pane::{Direction, Media, MoveEntry};
+use sms_core::routing::RouteRule;
+
+/// A directory record plus its normalised phone keys (multi-entry index).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StoredRecord {
+    #[serde(flatten)]
+    pub(crate) record: Record,
+    pub(crate) phone_keys: Vec<String>,
+}
+
+/// The relay position this database has applied up to (D1, S4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Position {
+    pub(crate) key: String,
+    pub(crate) epoch: String,
+    pub(crate) id: i64,
+}
+
+/// A conversation: one record, one org number, one customer number.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredConversation {
+    /// Stable id (kept across moves).
+    pub id: String,
+    /// The record it is attached to now.
+    pub record_id: String,
+    /// Org number (E.164).
+    pub org_number: String,
+    /// Customer number.
+    pub customer_number: String,
+    /// Latest activity, ms since the epoch (index key).
+    pub last_ms: f64,
+    /// Preview of the last message.
+    pub preview: String,
+    /// Unread inbound messages.
+    pub unread: u32,
+    /// The rule that attached it to its record (B1).
+    pub rule: Option<RouteRule>,
+    /// Moves so far (B1).
+    pub moves: Vec<MoveEntry>,
+    /// Consent of the customer for the org number (B2).
+    pub consent: Consent,
+}
+
+/// A message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Provider id, or the client reference of an outbound message.
+    pub id: String,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// Time, ms since the epoch (index key).
+    pub at_ms: f64,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Text.
+    pub body: String,
+    /// Provider id (unique index; absent until the provider accepts an outbound message).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub provider_id: Option<String>,
+    /// Client reference of an outbound message.
+    #[serde(default)]
+    pub client_ref: Option<String>,
+    /// Delivery status of an outbound message.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+    /// MMS media.
+    #[serde(default)]
+    pub media: Vec<Media>,
+}
+
+/// A delivery report kept until its message arrives (D2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PendingReport {
+    pub(crate) message_sid: String,
+    pub(crate) delivery: Delivery,
+}
+
+/// What a notification is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A new inbound message (N1).
+    NewMessage,
+    /// A message arrived but the seller lacks the privilege to receive it (P3).
+    MissingPrivilege,
+}
+
+/// An in-app notification.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredNotification {
+    /// Id (the message id).
+    pub id: String,
+    /// What it is about.
+    pub kind: NotificationKind,
+    /// The conversation to open.
+    pub conversation_id: String,
+    /// Preview text.
+    pub text: String,
+    /// When, ms since the epoch.
+    pub at_ms: f64,
+    /// 1 while unread (IndexedDB cannot index booleans).
+    pub unread: u8,
+}

@@ -1,0 +1,551 @@
+//! The IndexedDB store in a real browser: every ingest path, visibility, moves,
+//! paging, persistence, epochs. A unique database per test, deleted afterwards.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+
+use sms_core::delivery::DeliveryStatus;
+use sms_core::directory::{OrgNumber, Owner, Record, RecordKind, Team};
+use sms_core::protocol::{Directory, EventBody, LoggedEvent, Seller, SendOutcome};
+use sms_core::routing::RouteRule;
+use sms_core::Timestamp;
+use sms_module::store::records::NotificationKind;
+use sms_module::store::{IdbStore, SellerContext};
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+const ORG: &str = "+14155550100";
+const PRIYA: &str = "+919812345678";
+
+thread_local!(static N: Cell<u32> = const { Cell::new(0) });
+
+fn db_name() -> String {
+    let n = N.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    format!("test-{}-{n}", js_sys::Date::now())
+}
+
+fn record(id: &str, kind: RecordKind, owner: Owner, phone: &str) -> Record {
+    Record {
+        id: id.into(),
+        kind,
+        owner,
+        active: true,
+        updated_at: None,
+        phones: vec![phone.into()],
+        name: id.into(),
+    }
+}
+
+fn directory() -> Directory {
+    Directory {
+        sellers: vec![
+            Seller {
+                id: "asha".into(),
+                name: "Asha".into(),
+                language: None,
+                can_receive: true,
+            },
+            Seller {
+                id: "meera".into(),
+                name: "Meera".into(),
+                language: None,
+                can_receive: false,
+            },
+        ],
+        teams: vec![Team {
+            id: "north".into(),
+            members: vec!["asha".into(), "meera".into()],
+        }],
+        org_numbers: vec![
+            OrgNumber {
+                number: ORG.into(),
+                owner: Owner::Seller("asha".into()),
+            },
+            OrgNumber {
+                number: "+14155550101".into(),
+                owner: Owner::Team("north".into()),
+            },
+            OrgNumber {
+                number: "+14155550102".into(),
+                owner: Owner::Seller("zoe".into()),
+            },
+        ],
+        records: vec![
+            record(
+                "contact:priya",
+                RecordKind::Contact,
+                Owner::Seller("asha".into()),
+                "098123 45678",
+            ),
+            record(
+                "account:sharma",
+                RecordKind::Account,
+                Owner::Seller("ravi".into()),
+                PRIYA,
+            ),
+            record(
+                "contact:john",
+                RecordKind::Contact,
+                Owner::Seller("zoe".into()),
+                "+14155552671",
+            ),
+        ],
+        templates: vec![],
+    }
+}
+
+async fn open(name: &str, seller: &str) -> IdbStore {
+    let ctx = SellerContext {
+        seller: seller.into(),
+        default_region: Some("IN".into()),
+    };
+    let store = IdbStore::open(name, ctx).await.expect("open");
+    store
+        .import_directory(&directory(), 2)
+        .await
+        .expect("import");
+    store
+}
+
+struct Log {
+    id: i64,
+    epoch: String,
+}
+
+impl Log {
+    fn new() -> Self {
+        Self {
+            id: 0,
+            epoch: "e1".into(),
+        }
+    }
+
+    fn next(&mut self, body: EventBody) -> LoggedEvent {
+        self.id += 1;
+        LoggedEvent {
+            epoch: self.epoch.clone(),
+            id: self.id,
+            body,
+        }
+    }
+}
+
+fn inbound(
+    sid: &str,
+    from: &str,
+    to: &str,
+    body: &str,
+    record: &str,
+    rule: RouteRule,
+    at_ms: i64,
+) -> EventBody {
+    EventBody::Inbound {
+        message_sid: sid.into(),
+        from: from.into(),
+        to: to.into(),
+        body: body.into(),
+        media: vec![],
+        at: Timestamp::from_millis(at_ms),
+        record_id: record.into(),
+        rule,
+    }
+}
+
+async fn cleanup(store: IdbStore, name: &str) {
+    store.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(name);
+}
+
+#[test]
+async fn inbound_to_a_known_record_notifies_and_dedupes() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    let e = log.next(inbound(
+        "SM1",
+        PRIYA,
+        ORG,
+        "Namaste",
+        "contact:priya",
+        RouteRule::RecordType,
+        1000,
+    ));
+    let out = store.ingest(&e).await.unwrap();
+    assert!(!out.duplicate);
+    assert_eq!(out.record_id.as_deref(), Some("contact:priya"));
+    let n = out.notification.expect("notified");
+    assert_eq!(n.kind, NotificationKind::NewMessage);
+    // The same event again: nothing changes.
+    assert!(store.ingest(&e).await.unwrap().duplicate);
+    // The same message under a new event id (a provider retry): stored once.
+    let again = log.next(inbound(
+        "SM1",
+        PRIYA,
+        ORG,
+        "Namaste",
+        "contact:priya",
+        RouteRule::RecordType,
+        1000,
+    ));
+    assert!(store.ingest(&again).await.unwrap().duplicate);
+    let convs = store.conversations().await.unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].conversation.unread, 1);
+    assert_eq!(convs[0].conversation.rule, Some(RouteRule::RecordType));
+    assert_eq!(
+        store
+            .history(&convs[0].conversation.id, None, 50)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+    assert_eq!(store.notifications().await.unwrap().len(), 1);
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn an_unknown_number_creates_one_lead_even_when_the_relay_announces_it() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    let stranger = "+919811122233";
+    let lead = record(
+        "lead:+919811122233",
+        RecordKind::Lead,
+        Owner::Seller("asha".into()),
+        stranger,
+    );
+    let out = store
+        .ingest(&log.next(EventBody::LeadCreated { record: lead }))
+        .await
+        .unwrap();
+    assert_eq!(out.created_lead.as_deref(), Some("lead:+919811122233"));
+    let out = store
+        .ingest(&log.next(inbound(
+            "SM2",
+            stranger,
+            ORG,
+            "hi",
+            "lead:+919811122233",
+            RouteRule::NewLead,
+            2000,
+        )))
+        .await
+        .unwrap();
+    assert_eq!(out.created_lead, None, "the announced lead is the same row");
+    // Without an announcement (a page fed by another source) the lead is created locally, once.
+    let other = "+919800000099";
+    let out = store
+        .ingest(&log.next(inbound(
+            "SM3",
+            other,
+            ORG,
+            "hello",
+            "lead:+919800000099",
+            RouteRule::NewLead,
+            3000,
+        )))
+        .await
+        .unwrap();
+    assert_eq!(out.created_lead.as_deref(), Some("lead:+919800000099"));
+    let lead = store
+        .record("lead:+919800000099")
+        .await
+        .unwrap()
+        .expect("lead stored");
+    assert_eq!(lead.owner, Owner::Seller("asha".into()));
+    assert_eq!(
+        store.lookup("98000000", 10).await.unwrap()[0].id,
+        "lead:+919800000099"
+    );
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn sellers_see_only_their_conversations_and_privilege_is_explained() {
+    let name = db_name();
+    let mut log = Log::new();
+    let events = [
+        log.next(inbound(
+            "SMa",
+            PRIYA,
+            ORG,
+            "for asha",
+            "contact:priya",
+            RouteRule::RecordType,
+            1000,
+        )),
+        log.next(inbound(
+            "SMz",
+            "+14155552671",
+            "+14155550102",
+            "for zoe",
+            "contact:john",
+            RouteRule::OnlyMatch,
+            2000,
+        )),
+        log.next(inbound(
+            "SMn",
+            PRIYA,
+            "+14155550101",
+            "for north",
+            "account:sharma",
+            RouteRule::OnlyMatch,
+            3000,
+        )),
+    ];
+    let asha = open(&name, "asha").await;
+    for e in &events {
+        asha.ingest(e).await.unwrap();
+    }
+    let previews: Vec<String> = asha
+        .conversations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.conversation.preview)
+        .collect();
+    assert_eq!(previews, ["for north", "for asha"]);
+    assert_eq!(asha.notifications().await.unwrap().len(), 2);
+    cleanup(asha, &name).await;
+
+    // Meera (team north) lacks the privilege: the message is kept, the notice explains.
+    let name = db_name();
+    let meera = open(&name, "meera").await;
+    for e in &events {
+        meera.ingest(e).await.unwrap();
+    }
+    let notes = meera.notifications().await.unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].kind, NotificationKind::MissingPrivilege);
+    assert_eq!(meera.conversations().await.unwrap().len(), 1);
+    cleanup(meera, &name).await;
+}
+
+#[test]
+async fn reports_before_their_message_and_backwards_reports() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    let report = |sid: &str, status| EventBody::Delivery {
+        message_sid: sid.into(),
+        status,
+        error_code: None,
+        error_message: None,
+        from: ORG.into(),
+        to: PRIYA.into(),
+        at: Timestamp::from_millis(5000),
+    };
+    store
+        .ingest(&log.next(report("SMo", DeliveryStatus::Delivered)))
+        .await
+        .unwrap();
+    store
+        .ingest(&log.next(report("SMo", DeliveryStatus::Sent)))
+        .await
+        .unwrap();
+    let out = store
+        .ingest(&log.next(EventBody::Outbound {
+            client_ref: "c1".into(),
+            message_sid: Some("SMo".into()),
+            from: ORG.into(),
+            to: PRIYA.into(),
+            body: "Your order ships today".into(),
+            record_id: "contact:priya".into(),
+            by: "asha".into(),
+            at: Timestamp::from_millis(4000),
+            outcome: SendOutcome::Accepted,
+            error_code: None,
+        }))
+        .await
+        .unwrap();
+    let conv = out.conversation_id.unwrap();
+    let page = store.history(&conv, None, 10).await.unwrap();
+    assert_eq!(
+        page.messages[0].delivery.as_ref().unwrap().status,
+        DeliveryStatus::Delivered
+    );
+    // A late "sent" never moves it back.
+    store
+        .ingest(&log.next(report("SMo", DeliveryStatus::Sent)))
+        .await
+        .unwrap();
+    let page = store.history(&conv, None, 10).await.unwrap();
+    assert_eq!(
+        page.messages[0].delivery.as_ref().unwrap().status,
+        DeliveryStatus::Delivered
+    );
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn a_move_across_types_carries_the_history_and_later_replies_follow() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    store
+        .ingest(&log.next(inbound(
+            "SM1",
+            PRIYA,
+            ORG,
+            "first",
+            "contact:priya",
+            RouteRule::RecordType,
+            1000,
+        )))
+        .await
+        .unwrap();
+    store
+        .ingest(&log.next(EventBody::ConversationMoved {
+            org_number: ORG.into(),
+            customer_number: PRIYA.into(),
+            from_record: "contact:priya".into(),
+            to_record: "account:sharma".into(),
+            by: "asha".into(),
+            at: Timestamp::from_millis(1500),
+        }))
+        .await
+        .unwrap();
+    let out = store
+        .ingest(&log.next(inbound(
+            "SM2",
+            PRIYA,
+            ORG,
+            "second",
+            "account:sharma",
+            RouteRule::RecentConversation,
+            2000,
+        )))
+        .await
+        .unwrap();
+    let convs = store.conversations().await.unwrap();
+    assert_eq!(convs.len(), 1);
+    let c = &convs[0].conversation;
+    assert_eq!(c.record_id, "account:sharma");
+    assert_eq!(c.moves.len(), 1);
+    assert_eq!(out.conversation_id.as_deref(), Some(c.id.as_str()));
+    let bodies: Vec<String> = store
+        .history(&c.id, None, 10)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["first", "second"]);
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn history_pages_newest_first_and_persists_across_reopen() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    let mut conv = String::new();
+    for i in 0..120 {
+        let out = store
+            .ingest(&log.next(inbound(
+                &format!("SM{i}"),
+                PRIYA,
+                ORG,
+                &format!("m{i}"),
+                "contact:priya",
+                RouteRule::RecordType,
+                1000 + i,
+            )))
+            .await
+            .unwrap();
+        conv = out.conversation_id.unwrap();
+    }
+    let page = store.history(&conv, None, 50).await.unwrap();
+    assert!(page.has_more);
+    assert_eq!(page.messages.first().unwrap().body, "m70");
+    assert_eq!(page.messages.last().unwrap().body, "m119");
+    let older = store
+        .history(&conv, Some(page.messages[0].at_ms), 50)
+        .await
+        .unwrap();
+    assert_eq!(older.messages.last().unwrap().body, "m69");
+    let position = store.position().await.unwrap();
+    store.close();
+    let ctx = SellerContext {
+        seller: "asha".into(),
+        default_region: Some("IN".into()),
+    };
+    let store = IdbStore::open(&name, ctx).await.unwrap();
+    assert_eq!(store.position().await.unwrap(), position);
+    assert_eq!(store.position().await.unwrap().as_deref(), Some("e1:120"));
+    assert_eq!(
+        store
+            .history(&conv, None, 200)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        120
+    );
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn a_new_epoch_forces_a_resync() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    store
+        .ingest(&log.next(inbound(
+            "SM1",
+            PRIYA,
+            ORG,
+            "old",
+            "contact:priya",
+            RouteRule::RecordType,
+            1000,
+        )))
+        .await
+        .unwrap();
+    let mut fresh = Log {
+        id: 0,
+        epoch: "e2".into(),
+    };
+    let out = store
+        .ingest(&fresh.next(inbound(
+            "SM9",
+            PRIYA,
+            ORG,
+            "new",
+            "contact:priya",
+            RouteRule::RecordType,
+            9000,
+        )))
+        .await
+        .unwrap();
+    assert!(out.resync);
+    store.reset_position().await.unwrap();
+    assert_eq!(store.position().await.unwrap(), None);
+    let mut fresh = Log {
+        id: 0,
+        epoch: "e2".into(),
+    };
+    let out = store
+        .ingest(&fresh.next(inbound(
+            "SM9",
+            PRIYA,
+            ORG,
+            "new",
+            "contact:priya",
+            RouteRule::RecordType,
+            9000,
+        )))
+        .await
+        .unwrap();
+    assert!(!out.resync && !out.duplicate);
+    cleanup(store, &name).await;
+}
