@@ -39,20 +39,43 @@ pub struct StoreError {
 }
 
 impl From<indexed_db_futures::error::Error> for StoreError {
+    /// Flattens the error into owned data without formatting it through `Display`
+    /// (which would pull number formatting into the module).
     fn from(e: indexed_db_futures::error::Error) -> Self {
         use indexed_db_futures::error::{DomException as D, Error as E};
-        let code = match &e {
-            E::DomException(D::ConstraintError(_)) => "constraint",
-            E::DomException(D::AbortError(_)) => "aborted",
-            E::DomException(D::TransactionInactiveError(_)) => "transaction_inactive",
-            E::DomException(D::Other(d)) if d.name() == "QuotaExceededError" => "quota_exceeded",
-            E::Serialisation(_) => "serialisation",
-            _ => "storage",
+        let (code, message) = match &e {
+            E::DomException(d) => {
+                let raw = match d {
+                    D::InvalidStateError(x)
+                    | D::TransactionInactiveError(x)
+                    | D::NotFoundError(x)
+                    | D::ConstraintError(x)
+                    | D::InvalidAccessError(x)
+                    | D::DataError(x)
+                    | D::AbortError(x)
+                    | D::ReadOnlyError(x)
+                    | D::DataCloneError(x)
+                    | D::SyntaxError(x)
+                    | D::Other(x) => x,
+                };
+                let code = match raw.name().as_str() {
+                    "ConstraintError" => "constraint",
+                    "AbortError" => "aborted",
+                    "QuotaExceededError" => "quota_exceeded",
+                    "TransactionInactiveError" => "transaction_inactive",
+                    "VersionError" => "version",
+                    _ => "storage",
+                };
+                (code, format!("{}: {}", raw.name(), raw.message()))
+            }
+            E::Serialisation(_) => (
+                "serialisation",
+                "a stored value has an unexpected shape".to_owned(),
+            ),
+            E::MissingData(_) => ("storage", "IndexedDB returned no data".to_owned()),
+            E::Unknown(_) => ("storage", "unknown IndexedDB error".to_owned()),
         };
-        Self {
-            code,
-            message: e.to_string(),
-        }
+        Self { code, message }
     }
 }
 
