@@ -549,3 +549,20 @@ async fn a_new_epoch_forces_a_resync() {
     assert!(!out.resync && !out.duplicate);
     cleanup(store, &name).await;
 }
+
+#[test]
+async fn an_upgrade_in_another_tab_is_not_blocked_by_this_connection() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    // Another tab opens a newer version: this connection closes itself on `versionchange`.
+    let newer = indexed_db_futures::database::Database::open(name.as_str())
+        .with_version(2u8)
+        .await
+        .expect("the upgrade is not blocked");
+    assert_eq!(newer.version(), 2.0);
+    newer.close();
+    let err = store.position().await.unwrap_err();
+    assert_eq!(err.code, "db_closed");
+    store.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
+}

@@ -64,6 +64,7 @@ impl From<indexed_db_futures::error::Error> for StoreError {
                     "QuotaExceededError" => "quota_exceeded",
                     "TransactionInactiveError" => "transaction_inactive",
                     "VersionError" => "version",
+                    "InvalidStateError" => "db_closed",
                     _ => "storage",
                 };
                 (code, format!("{}: {}", raw.name(), raw.message()))
@@ -159,6 +160,15 @@ impl IdbStore {
                 Ok(())
             })
             .await?;
+        // Another tab opening a newer version must not wait on us: close this
+        // connection on `versionchange` (later calls fail with `db_closed`).
+        let mut changes = db.version_changes()?;
+        let closing = db.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if changes.recv().await.is_some() {
+                closing.close();
+            }
+        });
         Ok(Self { db, ctx })
     }
 
