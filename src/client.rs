@@ -6,8 +6,11 @@ use sms_core::protocol::{Directory, LoggedEvent};
 use wasm_bindgen::prelude::*;
 
 use crate::js_error::{js_error, JsResult};
-use crate::store::{IdbStore, SellerContext, StoreError};
+use crate::store::records::OutboxEntry;
+use crate::store::{IdbStore, SellerContext, SendAnswer, StoreError};
 use crate::to_js;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_CLIENT: &'static str = r#"
@@ -42,6 +45,25 @@ export interface StoredMessage {
 export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }
 "#;
 
+/// The request the transport receives: what `POST /messages` takes.
+fn send_request(e: &OutboxEntry) -> impl serde::Serialize + '_ {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        client_ref: &'a str,
+        from: &'a str,
+        to: &'a str,
+        body: &'a str,
+        record_id: &'a str,
+    }
+    Request {
+        client_ref: &e.client_ref,
+        from: &e.from,
+        to: &e.to,
+        body: &e.body,
+        record_id: &e.record_id,
+    }
+}
+
 fn store_error(e: StoreError) -> JsValue {
     js_error(e.code, &e.message, &[])
 }
@@ -49,6 +71,16 @@ fn store_error(e: StoreError) -> JsValue {
 fn input<T: for<'de> Deserialize<'de>>(value: JsValue) -> JsResult<T> {
     serde_wasm_bindgen::from_value(value)
         .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))
+}
+
+/// A send from the page (`client.send`).
+#[derive(Deserialize)]
+struct SendInput {
+    client_ref: String,
+    from: String,
+    to: String,
+    body: String,
+    record_id: String,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +96,9 @@ struct Options {
 #[wasm_bindgen]
 pub struct SmsClient {
     store: IdbStore,
+    /// `(request) => Promise<{outcome, message_sid?, error_code?}>`; a rejection
+    /// means the relay is unreachable (the send stays queued).
+    transport: Option<js_sys::Function>,
 }
 
 #[wasm_bindgen]
@@ -72,13 +107,82 @@ impl SmsClient {
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "SmsClientOptions")] options: JsValue,
     ) -> JsResult<SmsClient> {
+        let transport = js_sys::Reflect::get(&options, &"transport".into())
+            .ok()
+            .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
         let o: Options = input(options)?;
         let ctx = SellerContext {
             seller: o.seller,
             default_region: o.default_region,
         };
         let store = IdbStore::open(&o.db_name, ctx).await.map_err(store_error)?;
-        Ok(Self { store })
+        Ok(Self { store, transport })
+    }
+
+    /// Queues an outbound message (it survives reloads) and tries to send the outbox.
+    /// Resolves to the conversation id.
+    pub async fn send(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ client_ref: string; from: string; to: string; body: string; record_id: string }"
+        )]
+        request: JsValue,
+    ) -> JsResult<String> {
+        let r: SendInput = input(request)?;
+        let entry = OutboxEntry {
+            client_ref: r.client_ref,
+            from: r.from,
+            to: r.to,
+            body: r.body,
+            record_id: r.record_id,
+            queued_ms: js_sys::Date::now(),
+            attempts: 0,
+        };
+        let conv = self.store.queue_send(entry).await.map_err(store_error)?;
+        self.flush().await?;
+        Ok(conv)
+    }
+
+    /// Sends what waits in the outbox, in order, through the transport; stops at the
+    /// first unreachable attempt. Resolves to the number still queued.
+    pub async fn flush(&self) -> JsResult<u32> {
+        let Some(transport) = &self.transport else {
+            return Err(js_error(
+                "no_transport",
+                "no transport was given to SmsClient.open",
+                &[],
+            ));
+        };
+        let queued = self.store.outbox().await.map_err(store_error)?;
+        let total = queued.len() as u32;
+        for (i, entry) in queued.into_iter().enumerate() {
+            let request = to_js(&send_request(&entry))?;
+            let answer = match transport.call1(&JsValue::NULL, &request) {
+                Ok(p) => JsFuture::from(js_sys::Promise::resolve(&p)).await,
+                Err(e) => Err(e),
+            };
+            match answer.and_then(|a| input::<SendAnswer>(a)) {
+                Ok(answer) => self
+                    .store
+                    .settle_send(&entry.client_ref, &answer)
+                    .await
+                    .map_err(store_error)?,
+                Err(_) => {
+                    self.store
+                        .send_unreachable(&entry.client_ref)
+                        .await
+                        .map_err(store_error)?;
+                    return Ok(total - i as u32);
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// Sends still waiting (B4), oldest first.
+    #[wasm_bindgen(unchecked_return_type = "object[]")]
+    pub async fn outbox(&self) -> JsResult<JsValue> {
+        to_js(&self.store.outbox().await.map_err(store_error)?)
     }
 
     /// Applies one relay event (in log order) in one transaction.

@@ -566,3 +566,69 @@ async fn an_upgrade_in_another_tab_is_not_blocked_by_this_connection() {
     store.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }
+
+#[test]
+async fn the_outbox_sends_exactly_once_across_a_reload() {
+    use std::rc::Rc;
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen::JsCast;
+
+    let name = db_name();
+    let online = Rc::new(Cell::new(false));
+    let calls: Rc<std::cell::RefCell<Vec<String>>> = Rc::default();
+    let transport = {
+        let (online, calls) = (online.clone(), calls.clone());
+        Closure::wrap(Box::new(move |req: JsValue| -> js_sys::Promise {
+            if !online.get() {
+                return js_sys::Promise::reject(&"relay unreachable".into());
+            }
+            let client_ref = js_sys::Reflect::get(&req, &"client_ref".into())
+                .unwrap()
+                .as_string()
+                .unwrap();
+            calls.borrow_mut().push(client_ref);
+            let answer =
+                js_sys::JSON::parse(r#"{"outcome":"accepted","message_sid":"SMsent"}"#).unwrap();
+            js_sys::Promise::resolve(&answer)
+        }) as Box<dyn FnMut(JsValue) -> js_sys::Promise>)
+    };
+    let options = || {
+        let o = js_sys::Object::new();
+        js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+        js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+        js_sys::Reflect::set(&o, &"transport".into(), transport.as_ref().unchecked_ref()).unwrap();
+        JsValue::from(o)
+    };
+    let request = js_sys::JSON::parse(
+        r#"{"client_ref":"c1","from":"+14155550100","to":"+919812345678","body":"Offline hello","record_id":"contact:priya"}"#,
+    )
+    .unwrap();
+    let client = sms_module::SmsClient::open(options()).await.unwrap();
+    let conv = client.send(request).await.unwrap();
+    assert!(calls.borrow().is_empty());
+    assert_eq!(
+        client.flush().await.unwrap(),
+        1,
+        "still queued while offline"
+    );
+    client.close();
+
+    // "Reload": a new client on the same database, the relay reachable again.
+    online.set(true);
+    let client = sms_module::SmsClient::open(options()).await.unwrap();
+    assert_eq!(client.flush().await.unwrap(), 0);
+    assert_eq!(client.flush().await.unwrap(), 0);
+    assert_eq!(*calls.borrow(), ["c1"], "sent exactly once");
+    client.close();
+    let ctx = SellerContext {
+        seller: "asha".into(),
+        default_region: None,
+    };
+    let store = IdbStore::open(&name, ctx).await.unwrap();
+    let page = store.history(&conv, None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].provider_id.as_deref(), Some("SMsent"));
+    assert!(store.outbox().await.unwrap().is_empty());
+    cleanup(store, &name).await;
+    drop(transport);
+}

@@ -24,7 +24,7 @@ use sms_core::visibility::{visibility, Viewer};
 
 use keys::v1 as k;
 use records::{
-    NotificationKind, PendingReport, Position, StoredConversation, StoredMessage,
+    NotificationKind, OutboxEntry, PendingReport, Position, StoredConversation, StoredMessage,
     StoredNotification, StoredRecord,
 };
 
@@ -435,6 +435,128 @@ impl IdbStore {
             .take(limit)
             .map(|r| r.record)
             .collect())
+    }
+}
+
+/// How the relay answered a send.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SendAnswer {
+    /// `accepted`, `failed` or `unknown`.
+    pub outcome: SendOutcome,
+    /// Provider message id when accepted.
+    #[serde(default)]
+    pub message_sid: Option<String>,
+    /// Provider or relay error code when it failed.
+    #[serde(default)]
+    pub error_code: Option<u32>,
+}
+
+impl IdbStore {
+    /// Queues a send (B4): the outbox entry and the outbound message commit together.
+    pub async fn queue_send(&self, entry: OutboxEntry) -> StoreResult<String> {
+        let tx = self
+            .db
+            .transaction([k::OUTBOX, k::MESSAGES, k::CONVERSATIONS])
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let apply = Apply {
+            store: self,
+            tx: &tx,
+        };
+        let mut conv = apply
+            .conversation(&entry.from, &entry.to, &entry.record_id, None)
+            .await?;
+        let messages = tx.object_store(k::MESSAGES)?;
+        let existing: Option<StoredMessage> =
+            messages.get(entry.client_ref.as_str()).serde()?.await?;
+        if existing.is_none() {
+            messages
+                .put(StoredMessage {
+                    id: entry.client_ref.clone(),
+                    conversation_id: conv.id.clone(),
+                    at_ms: entry.queued_ms,
+                    direction: Direction::Outbound,
+                    body: entry.body.clone(),
+                    provider_id: None,
+                    client_ref: Some(entry.client_ref.clone()),
+                    delivery: None,
+                    media: Vec::new(),
+                })
+                .serde()?;
+            tx.object_store(k::OUTBOX)?.put(entry.clone()).serde()?;
+            conv.last_ms = conv.last_ms.max(entry.queued_ms);
+            conv.preview = preview(&entry.body);
+            tx.object_store(k::CONVERSATIONS)?
+                .put(conv.clone())
+                .serde()?;
+        }
+        tx.commit().await?;
+        Ok(conv.id)
+    }
+
+    /// Sends still waiting, oldest first.
+    pub async fn outbox(&self) -> StoreResult<Vec<OutboxEntry>> {
+        let tx = self.db.transaction(k::OUTBOX).build()?;
+        let mut all: Vec<OutboxEntry> = tx
+            .object_store(k::OUTBOX)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        all.sort_by(|a, b| a.queued_ms.total_cmp(&b.queued_ms));
+        Ok(all)
+    }
+
+    /// Counts an attempt that could not reach the relay (the entry stays queued).
+    pub async fn send_unreachable(&self, client_ref: &str) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction(k::OUTBOX)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let outbox = tx.object_store(k::OUTBOX)?;
+        let entry: Option<OutboxEntry> = outbox.get(client_ref).serde()?.await?;
+        if let Some(mut e) = entry {
+            e.attempts += 1;
+            outbox.put(e).serde()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the relay's answer: the entry leaves the outbox, the message gets its
+    /// provider id or its failure, in one transaction.
+    pub async fn settle_send(&self, client_ref: &str, answer: &SendAnswer) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction([k::OUTBOX, k::MESSAGES, k::PENDING_REPORTS])
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        tx.object_store(k::OUTBOX)?.delete(client_ref).build()?;
+        let messages = tx.object_store(k::MESSAGES)?;
+        let found: Option<StoredMessage> = messages.get(client_ref).serde()?.await?;
+        if let Some(mut m) = found {
+            let status = match answer.outcome {
+                SendOutcome::Failed => DeliveryStatus::Failed,
+                SendOutcome::Accepted | SendOutcome::Unknown => DeliveryStatus::Queued,
+            };
+            let d = m.delivery.get_or_insert_with(|| Delivery::new(status));
+            d.apply(status, answer.error_code);
+            if m.provider_id.is_none() {
+                m.provider_id = answer.message_sid.clone();
+            }
+            if let Some(sid) = &answer.message_sid {
+                let pending = tx.object_store(k::PENDING_REPORTS)?;
+                let report: Option<PendingReport> = pending.get(sid.as_str()).serde()?.await?;
+                if let Some(r) = report {
+                    d.apply(r.delivery.status, r.delivery.error_code);
+                    pending.delete(sid.as_str()).build()?;
+                }
+            }
+            messages.put(m).serde()?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -109,3 +109,23 @@ pub struct StoredNotification {
     /// 1 while unread (IndexedDB cannot index booleans).
     pub unread: u8,
 }
+
+/// A send waiting in the outbox (B4): it stays until the relay answers, and is
+/// resent with the same client reference, which the relay deduplicates.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Client reference (idempotency key).
+    pub client_ref: String,
+    /// Org number.
+    pub from: String,
+    /// Customer number (E.164).
+    pub to: String,
+    /// Text as it will be sent.
+    pub body: String,
+    /// Record the conversation is attached to.
+    pub record_id: String,
+    /// When it was queued, ms since the epoch (sends go out in this order).
+    pub queued_ms: f64,
+    /// Attempts that could not reach the relay.
+    pub attempts: u32,
+}
