@@ -161,7 +161,7 @@ impl SmsClient {
                 Ok(p) => JsFuture::from(js_sys::Promise::resolve(&p)).await,
                 Err(e) => Err(e),
             };
-            match answer.and_then(|a| input::<SendAnswer>(a)) {
+            match answer.and_then(input::<SendAnswer>) {
                 Ok(answer) => self
                     .store
                     .settle_send(&entry.client_ref, &answer)
