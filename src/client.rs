@@ -6,7 +6,7 @@ use sms_core::protocol::{Directory, LoggedEvent};
 use wasm_bindgen::prelude::*;
 
 use crate::js_error::{js_error, JsResult};
-use crate::store::records::OutboxEntry;
+use crate::store::records::{OutboxEntry, StoredTemplate};
 use crate::store::{IdbStore, SellerContext, SendAnswer, StoreError};
 use crate::to_js;
 use wasm_bindgen::JsCast;
@@ -263,6 +263,113 @@ impl SmsClient {
     #[wasm_bindgen(js_name = resetPosition)]
     pub async fn reset_position(&self) -> JsResult<()> {
         self.store.reset_position().await.map_err(store_error)
+    }
+
+    /// Templates, those for `kind` in `language` first (B6).
+    #[wasm_bindgen(
+        unchecked_return_type = "{ id: string; name: string; category: string; language: string; body: string }[]"
+    )]
+    pub async fn templates(
+        &self,
+        kind: Option<String>,
+        language: Option<String>,
+    ) -> JsResult<JsValue> {
+        to_js(
+            &self
+                .store
+                .templates(kind.as_deref(), language.as_deref())
+                .await
+                .map_err(store_error)?,
+        )
+    }
+
+    /// Creates or replaces a template; throws `template_syntax` when its body does not compile.
+    #[wasm_bindgen(js_name = putTemplate)]
+    pub async fn put_template(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ id: string; name: string; category: string; language: string; body: string }"
+        )]
+        template: JsValue,
+    ) -> JsResult<()> {
+        let t: StoredTemplate = input(template)?;
+        self.store.put_template(t).await.map_err(store_error)
+    }
+
+    /// Deletes a template.
+    #[wasm_bindgen(js_name = deleteTemplate)]
+    pub async fn delete_template(&self, id: String) -> JsResult<()> {
+        self.store.delete_template(&id).await.map_err(store_error)
+    }
+
+    /// The draft of a conversation ("" when none).
+    pub async fn draft(&self, conversation_id: String) -> JsResult<String> {
+        self.store
+            .draft(&conversation_id)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Stores the draft of a conversation (empty text deletes it).
+    #[wasm_bindgen(js_name = putDraft)]
+    pub async fn put_draft(&self, conversation_id: String, text: String) -> JsResult<()> {
+        self.store
+            .put_draft(&conversation_id, &text)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Marks a conversation and its notifications read.
+    #[wasm_bindgen(js_name = markRead)]
+    pub async fn mark_read(&self, conversation_id: String) -> JsResult<()> {
+        self.store
+            .mark_read(&conversation_id)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Where a reply from `customer` to `org` would go now, and by which rule (B1).
+    #[wasm_bindgen(js_name = previewRoute, unchecked_return_type = "RouteDecision")]
+    pub async fn preview_route(&self, customer: String, org: String) -> JsResult<JsValue> {
+        to_js(
+            &self
+                .store
+                .preview_route(&customer, &org)
+                .await
+                .map_err(store_error)?,
+        )
+    }
+
+    /// Asks the browser to keep this origin's storage (D4): `"granted"`, `"denied"`
+    /// or `"unsupported"`. Works in pages and workers (no `window`).
+    pub async fn persist() -> JsResult<String> {
+        let storage = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+            .and_then(|n| js_sys::Reflect::get(&n, &"storage".into()))
+            .ok()
+            .filter(|s| !s.is_undefined());
+        let Some(storage) = storage else {
+            return Ok("unsupported".into());
+        };
+        let Ok(persist) = js_sys::Reflect::get(&storage, &"persist".into())
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+        else {
+            return Ok("unsupported".into());
+        };
+        let promise = persist.call0(&storage)?;
+        let granted = JsFuture::from(js_sys::Promise::resolve(&promise)).await?;
+        Ok(if granted.as_bool() == Some(true) {
+            "granted"
+        } else {
+            "denied"
+        }
+        .into())
+    }
+
+    /// Signs out (D4): deletes the local data once the outbox is empty; throws
+    /// `outbox_not_empty` unless `discardOutbox` is true (the client stays usable then).
+    #[wasm_bindgen(js_name = signOut)]
+    pub async fn sign_out(&self, discard_outbox: bool) -> JsResult<()> {
+        self.store.wipe(discard_outbox).await.map_err(store_error)
     }
 
     /// Closes the database connection.

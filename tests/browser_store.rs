@@ -632,3 +632,117 @@ async fn the_outbox_sends_exactly_once_across_a_reload() {
     cleanup(store, &name).await;
     drop(transport);
 }
+
+#[test]
+async fn templates_drafts_reads_preview_and_sign_out() {
+    use sms_module::store::records::StoredTemplate;
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let t = |id: &str, category: &str, language: &str, body: &str| StoredTemplate {
+        id: id.into(),
+        name: id.into(),
+        category: category.into(),
+        language: language.into(),
+        body: body.into(),
+    };
+    store
+        .put_template(t("b-lead", "lead", "en", "Hi"))
+        .await
+        .unwrap();
+    store
+        .put_template(t(
+            "a-contact-hi",
+            "contact",
+            "hi",
+            "नमस्ते {{ contact.first_name }}",
+        ))
+        .await
+        .unwrap();
+    store
+        .put_template(t(
+            "c-contact-en",
+            "contact",
+            "en",
+            "Hello {{ contact.first_name | default: 'there' }}",
+        ))
+        .await
+        .unwrap();
+    let err = store
+        .put_template(t("bad", "contact", "en", "Hi {{ name"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "template_syntax");
+    let ids: Vec<String> = store
+        .templates(Some("contact"), Some("en"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, ["c-contact-en", "a-contact-hi", "b-lead"]);
+    store.delete_template("b-lead").await.unwrap();
+    assert_eq!(store.templates(None, None).await.unwrap().len(), 2);
+
+    store.put_draft("conv-1", "half a thought").await.unwrap();
+    assert_eq!(store.draft("conv-1").await.unwrap(), "half a thought");
+    store.put_draft("conv-1", "").await.unwrap();
+    assert_eq!(store.draft("conv-1").await.unwrap(), "");
+
+    // Unread counts and notifications clear together.
+    let mut log = Log::new();
+    let out = store
+        .ingest(&log.next(inbound(
+            "SM1",
+            PRIYA,
+            ORG,
+            "hi",
+            "contact:priya",
+            RouteRule::RecordType,
+            1000,
+        )))
+        .await
+        .unwrap();
+    let conv = out.conversation_id.unwrap();
+    store.mark_read(&conv).await.unwrap();
+    assert_eq!(
+        store.conversations().await.unwrap()[0].conversation.unread,
+        0
+    );
+    assert_eq!(store.notifications().await.unwrap()[0].unread, 0);
+
+    // Preview: the contact holds the most recent conversation with this number.
+    let d = store.preview_route("098123 45678", ORG).await.unwrap();
+    assert_eq!(d.record_id(), "contact:priya");
+    assert_eq!(d.rule(), RouteRule::RecentConversation);
+    let d = store.preview_route("+919822233344", ORG).await.unwrap();
+    assert_eq!(d.rule(), RouteRule::NewLead);
+
+    // Sign-out refuses while something waits in the outbox, unless the seller agrees.
+    store
+        .queue_send(sms_module::store::records::OutboxEntry {
+            client_ref: "c9".into(),
+            from: ORG.into(),
+            to: PRIYA.into(),
+            body: "pending".into(),
+            record_id: "contact:priya".into(),
+            queued_ms: 5000.0,
+            attempts: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.wipe(false).await.unwrap_err().code,
+        "outbox_not_empty"
+    );
+    store.wipe(true).await.unwrap();
+    let ctx = SellerContext {
+        seller: "asha".into(),
+        default_region: None,
+    };
+    let reopened = IdbStore::open(&name, ctx).await.unwrap();
+    assert!(
+        reopened.conversations().await.unwrap().is_empty(),
+        "everything wiped"
+    );
+    cleanup(reopened, &name).await;
+}

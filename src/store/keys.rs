@@ -40,4 +40,6 @@ pub(crate) mod v1 {
     pub(crate) const TEMPLATES: &str = "templates";
     /// Messages waiting to be sent. Key: `client_ref`.
     pub(crate) const OUTBOX: &str = "outbox";
+    /// Drafts per conversation. Key: `conversation_id`.
+    pub(crate) const DRAFTS: &str = "drafts";
 }

@@ -129,3 +129,28 @@ pub struct OutboxEntry {
     /// Attempts that could not reach the relay.
     pub attempts: u32,
 }
+
+/// A message template (B6): name, category (the record kind whose fields it uses),
+/// language and body; per-placeholder defaults are written in the body with
+/// `| default: "..."`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredTemplate {
+    /// Id.
+    pub id: String,
+    /// Name shown in the picker.
+    pub name: String,
+    /// Record kind whose fields it may use (`contact`, `account`, ...).
+    pub category: String,
+    /// Language (`en`, `hi`, ...).
+    #[serde(default)]
+    pub language: String,
+    /// Template body (Liquid subset).
+    pub body: String,
+}
+
+/// A draft kept per conversation (B4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Draft {
+    pub(crate) conversation_id: String,
+    pub(crate) text: String,
+}

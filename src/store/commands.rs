@@ -1,0 +1,361 @@
+//! Commands: the outbox (B4), templates (B6), drafts, read marks, the routing
+//! preview (B1) and sign-out (D4).
+
+use indexed_db_futures::database::Database;
+use indexed_db_futures::prelude::*;
+use indexed_db_futures::transaction::TransactionMode;
+use sms_core::delivery::{Delivery, DeliveryStatus};
+use sms_core::directory::Owner;
+use sms_core::pane::Direction;
+use sms_core::protocol::SendOutcome;
+
+use super::ingest::{preview, Apply};
+use super::keys::v1 as k;
+use super::records::{
+    Draft, OutboxEntry, PendingReport, StoredConversation, StoredMessage, StoredNotification,
+    StoredRecord, StoredTemplate,
+};
+use super::{pair_key, IdbStore, StoreError, StoreResult};
+
+impl IdbStore {
+    /// Creates or replaces a template; its body must compile.
+    pub async fn put_template(&self, t: StoredTemplate) -> StoreResult<()> {
+        if let Err(e) = sms_core::template::Template::compile(&t.body) {
+            return Err(StoreError {
+                code: "template_syntax",
+                message: format!("{} ({})", e, e.kind.code()),
+            });
+        }
+        let tx = self
+            .db
+            .transaction(k::TEMPLATES)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        tx.object_store(k::TEMPLATES)?.put(t).serde()?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a template.
+    pub async fn delete_template(&self, id: &str) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction(k::TEMPLATES)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        tx.object_store(k::TEMPLATES)?.delete(id).build()?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Templates, those for `kind` in `language` first, then by name (B6).
+    pub async fn templates(
+        &self,
+        kind: Option<&str>,
+        language: Option<&str>,
+    ) -> StoreResult<Vec<StoredTemplate>> {
+        let tx = self.db.transaction(k::TEMPLATES).build()?;
+        let values: Vec<sms_core::value::Value> = tx
+            .object_store(k::TEMPLATES)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let text = |v: &sms_core::value::Value, f: &str| match v.lookup([f]) {
+            Some(sms_core::value::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let mut all: Vec<StoredTemplate> = values
+            .iter()
+            .map(|v| StoredTemplate {
+                id: text(v, "id"),
+                name: text(v, "name"),
+                category: text(v, "category"),
+                language: text(v, "language"),
+                body: text(v, "body"),
+            })
+            .collect();
+        let rank = |t: &StoredTemplate| {
+            (
+                kind.is_some_and(|k| t.category != k),
+                language.is_some_and(|l| t.language != l),
+            )
+        };
+        all.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
+        Ok(all)
+    }
+
+    /// Stores the draft of a conversation (empty text deletes it).
+    pub async fn put_draft(&self, conversation_id: &str, text: &str) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction(k::DRAFTS)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let drafts = tx.object_store(k::DRAFTS)?;
+        if text.is_empty() {
+            drafts.delete(conversation_id).build()?;
+        } else {
+            drafts
+                .put(Draft {
+                    conversation_id: conversation_id.to_owned(),
+                    text: text.to_owned(),
+                })
+                .serde()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The draft of a conversation.
+    pub async fn draft(&self, conversation_id: &str) -> StoreResult<String> {
+        let tx = self.db.transaction(k::DRAFTS).build()?;
+        let d: Option<Draft> = tx
+            .object_store(k::DRAFTS)?
+            .get(conversation_id)
+            .serde()?
+            .await?;
+        Ok(d.map(|d| d.text).unwrap_or_default())
+    }
+
+    /// Marks a conversation's messages and notifications read.
+    pub async fn mark_read(&self, conversation_id: &str) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction([k::CONVERSATIONS, k::NOTIFICATIONS])
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let convs = tx.object_store(k::CONVERSATIONS)?;
+        let c: Option<StoredConversation> = convs.get(conversation_id).serde()?.await?;
+        if let Some(mut c) = c {
+            c.unread = 0;
+            convs.put(c).serde()?;
+        }
+        let notes = tx.object_store(k::NOTIFICATIONS)?;
+        let unread: Vec<StoredNotification> = notes
+            .index(k::NOTIFICATIONS_UNREAD)?
+            .get_all()
+            .with_query(1u8)
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        for mut n in unread
+            .into_iter()
+            .filter(|n| n.conversation_id == conversation_id)
+        {
+            n.unread = 0;
+            notes.put(n).serde()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where a reply from `customer` to `org` would go now, and by which rule (B1):
+    /// the core's routing over the records carrying the number and those holding a
+    /// conversation between the two numbers.
+    pub async fn preview_route(
+        &self,
+        customer: &str,
+        org: &str,
+    ) -> StoreResult<sms_core::routing::RouteDecision> {
+        use sms_core::routing::{decide, Candidate, OrgContext};
+        let (from, to) = (self.key(customer), self.key(org));
+        let tx = self
+            .db
+            .transaction([k::RECORDS, k::CONVERSATIONS, k::ORG_NUMBERS, k::TEAMS])
+            .build()?;
+        let records = tx.object_store(k::RECORDS)?;
+        let mut found: Vec<StoredRecord> = records
+            .index(k::RECORDS_BY_PHONE)?
+            .get_all()
+            .with_query(from.clone())
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let convs: Vec<StoredConversation> = tx
+            .object_store(k::CONVERSATIONS)?
+            .index(k::CONVERSATIONS_BY_PAIR)?
+            .get_all()
+            .with_query(pair_key(&to, &from))
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        for c in &convs {
+            if !found.iter().any(|r| r.record.id == c.record_id) {
+                let r: Option<StoredRecord> = records.get(c.record_id.as_str()).serde()?.await?;
+                found.extend(r);
+            }
+        }
+        let org_row: Option<sms_core::directory::OrgNumber> = tx
+            .object_store(k::ORG_NUMBERS)?
+            .get(to.as_str())
+            .serde()?
+            .await?;
+        let owner = org_row.map(|o| o.owner);
+        let members = match &owner {
+            Some(Owner::Team(t)) => {
+                let team: Option<sms_core::directory::Team> =
+                    tx.object_store(k::TEAMS)?.get(t.as_str()).serde()?.await?;
+                team.map(|t| t.members).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let candidates: Vec<Candidate<'_>> = found
+            .iter()
+            .map(|r| Candidate {
+                record: &r.record,
+                last_activity: convs
+                    .iter()
+                    .filter(|c| c.record_id == r.record.id)
+                    .map(|c| sms_core::Timestamp::from_millis(c.last_ms as i64))
+                    .max(),
+            })
+            .collect();
+        Ok(decide(
+            &from,
+            OrgContext {
+                owner: owner.as_ref(),
+                team_members: &members,
+            },
+            &candidates,
+        ))
+    }
+
+    /// Signs out (D4): deletes the seller's database once the outbox is empty, or
+    /// when the seller agreed to discard what is still queued.
+    pub async fn wipe(&self, discard_outbox: bool) -> StoreResult<()> {
+        let queued = self.outbox().await?.len();
+        if queued > 0 && !discard_outbox {
+            return Err(StoreError {
+                code: "outbox_not_empty",
+                message: format!("{queued} message(s) are still waiting to be sent"),
+            });
+        }
+        let name = self.db.name();
+        self.db.clone().close();
+        Database::delete_by_name(&name)?.await?;
+        Ok(())
+    }
+}
+
+/// How the relay answered a send.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SendAnswer {
+    /// `accepted`, `failed` or `unknown`.
+    pub outcome: SendOutcome,
+    /// Provider message id when accepted.
+    #[serde(default)]
+    pub message_sid: Option<String>,
+    /// Provider or relay error code when it failed.
+    #[serde(default)]
+    pub error_code: Option<u32>,
+}
+
+impl IdbStore {
+    /// Queues a send (B4): the outbox entry and the outbound message commit together.
+    pub async fn queue_send(&self, entry: OutboxEntry) -> StoreResult<String> {
+        let tx = self
+            .db
+            .transaction([k::OUTBOX, k::MESSAGES, k::CONVERSATIONS])
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let apply = Apply {
+            store: self,
+            tx: &tx,
+        };
+        let mut conv = apply
+            .conversation(&entry.from, &entry.to, &entry.record_id, None)
+            .await?;
+        let messages = tx.object_store(k::MESSAGES)?;
+        let existing: Option<StoredMessage> =
+            messages.get(entry.client_ref.as_str()).serde()?.await?;
+        if existing.is_none() {
+            messages
+                .put(StoredMessage {
+                    id: entry.client_ref.clone(),
+                    conversation_id: conv.id.clone(),
+                    at_ms: entry.queued_ms,
+                    direction: Direction::Outbound,
+                    body: entry.body.clone(),
+                    provider_id: None,
+                    client_ref: Some(entry.client_ref.clone()),
+                    delivery: None,
+                    media: Vec::new(),
+                })
+                .serde()?;
+            tx.object_store(k::OUTBOX)?.put(entry.clone()).serde()?;
+            conv.last_ms = conv.last_ms.max(entry.queued_ms);
+            conv.preview = preview(&entry.body);
+            tx.object_store(k::CONVERSATIONS)?
+                .put(conv.clone())
+                .serde()?;
+        }
+        tx.commit().await?;
+        Ok(conv.id)
+    }
+
+    /// Sends still waiting, oldest first.
+    pub async fn outbox(&self) -> StoreResult<Vec<OutboxEntry>> {
+        let tx = self.db.transaction(k::OUTBOX).build()?;
+        let mut all: Vec<OutboxEntry> = tx
+            .object_store(k::OUTBOX)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        all.sort_by(|a, b| a.queued_ms.total_cmp(&b.queued_ms));
+        Ok(all)
+    }
+
+    /// Counts an attempt that could not reach the relay (the entry stays queued).
+    pub async fn send_unreachable(&self, client_ref: &str) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction(k::OUTBOX)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let outbox = tx.object_store(k::OUTBOX)?;
+        let entry: Option<OutboxEntry> = outbox.get(client_ref).serde()?.await?;
+        if let Some(mut e) = entry {
+            e.attempts += 1;
+            outbox.put(e).serde()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the relay's answer: the entry leaves the outbox, the message gets its
+    /// provider id or its failure, in one transaction.
+    pub async fn settle_send(&self, client_ref: &str, answer: &SendAnswer) -> StoreResult<()> {
+        let tx = self
+            .db
+            .transaction([k::OUTBOX, k::MESSAGES, k::PENDING_REPORTS])
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        tx.object_store(k::OUTBOX)?.delete(client_ref).build()?;
+        let messages = tx.object_store(k::MESSAGES)?;
+        let found: Option<StoredMessage> = messages.get(client_ref).serde()?.await?;
+        if let Some(mut m) = found {
+            let status = match answer.outcome {
+                SendOutcome::Failed => DeliveryStatus::Failed,
+                SendOutcome::Accepted | SendOutcome::Unknown => DeliveryStatus::Queued,
+            };
+            let d = m.delivery.get_or_insert_with(|| Delivery::new(status));
+            d.apply(status, answer.error_code);
+            if m.provider_id.is_none() {
+                m.provider_id = answer.message_sid.clone();
+            }
+            if let Some(sid) = &answer.message_sid {
+                let pending = tx.object_store(k::PENDING_REPORTS)?;
+                let report: Option<PendingReport> = pending.get(sid.as_str()).serde()?.await?;
+                if let Some(r) = report {
+                    d.apply(r.delivery.status, r.delivery.error_code);
+                    pending.delete(sid.as_str()).build()?;
+                }
+            }
+            messages.put(m).serde()?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,479 @@
+//! Applying one relay event inside an open transaction: only IndexedDB is awaited.
+
+use indexed_db_futures::prelude::*;
+use sms_core::delivery::{Delivery, DeliveryStatus};
+use sms_core::directory::{teams_of, Owner, Record, RecordKind};
+use sms_core::pane::{Direction, MoveEntry};
+use sms_core::protocol::{EventBody, SendOutcome};
+use sms_core::routing::RouteRule;
+use sms_core::visibility::{visibility, Viewer};
+
+use super::keys::v1 as k;
+use super::records::{
+    NotificationKind, PendingReport, StoredConversation, StoredMessage, StoredNotification,
+    StoredRecord,
+};
+use super::{conversation_range, pair_key, IdbStore, IngestOutcome, StoreResult};
+
+/// Applies one event inside an open transaction (IndexedDB awaits only).
+pub(super) struct Apply<'a> {
+    pub(super) store: &'a IdbStore,
+    pub(super) tx: &'a indexed_db_futures::transaction::Transaction<'a>,
+}
+
+impl Apply<'_> {
+    pub(super) async fn event(&self, body: &EventBody, out: &mut IngestOutcome) -> StoreResult<()> {
+        match body {
+            EventBody::Inbound {
+                message_sid,
+                from,
+                to,
+                body,
+                media,
+                at,
+                record_id,
+                rule,
+            } => {
+                out.record_id = Some(record_id.clone());
+                out.rule = Some(*rule);
+                if *rule == RouteRule::NewLead {
+                    out.created_lead = self
+                        .ensure_lead(record_id, from, to, at.as_millis() as f64)
+                        .await?;
+                }
+                let conv = self.conversation(to, from, record_id, Some(*rule)).await?;
+                let message = StoredMessage {
+                    id: message_sid.clone(),
+                    conversation_id: conv.id.clone(),
+                    at_ms: at.as_millis() as f64,
+                    direction: Direction::Inbound,
+                    body: body.clone(),
+                    provider_id: Some(message_sid.clone()),
+                    client_ref: None,
+                    delivery: None,
+                    media: media.clone(),
+                };
+                let messages = self.tx.object_store(k::MESSAGES)?;
+                let existing: Option<StoredMessage> =
+                    messages.get(message_sid.as_str()).serde()?.await?;
+                if existing.is_some() {
+                    out.duplicate = true;
+                    return Ok(());
+                }
+                messages.put(message.clone()).serde()?;
+                let mut conv = conv;
+                conv.last_ms = conv.last_ms.max(message.at_ms);
+                conv.preview = preview(body);
+                conv.unread += 1;
+                out.conversation_id = Some(conv.id.clone());
+                out.notification = self.notify(&conv, &message).await?;
+                self.tx.object_store(k::CONVERSATIONS)?.put(conv).serde()?;
+            }
+            EventBody::Outbound {
+                client_ref,
+                message_sid,
+                from,
+                to,
+                body,
+                record_id,
+                at,
+                outcome,
+                error_code,
+                ..
+            } => {
+                let conv = self.conversation(from, to, record_id, None).await?;
+                let messages = self.tx.object_store(k::MESSAGES)?;
+                let existing: Option<StoredMessage> =
+                    messages.get(client_ref.as_str()).serde()?.await?;
+                let mut delivery = existing.as_ref().and_then(|m| m.delivery.clone());
+                let status = match outcome {
+                    SendOutcome::Accepted => DeliveryStatus::Queued,
+                    SendOutcome::Failed => DeliveryStatus::Failed,
+                    SendOutcome::Unknown => DeliveryStatus::Queued,
+                };
+                let d = delivery.get_or_insert_with(|| Delivery::new(status));
+                d.apply(status, *error_code);
+                if let Some(sid) = message_sid {
+                    let pending = self.tx.object_store(k::PENDING_REPORTS)?;
+                    let report: Option<PendingReport> = pending.get(sid.as_str()).serde()?.await?;
+                    if let Some(r) = report {
+                        d.apply(r.delivery.status, r.delivery.error_code);
+                        pending.delete(sid.as_str()).build()?;
+                    }
+                }
+                let message = StoredMessage {
+                    id: client_ref.clone(),
+                    conversation_id: conv.id.clone(),
+                    at_ms: existing.as_ref().map_or(at.as_millis() as f64, |m| m.at_ms),
+                    direction: Direction::Outbound,
+                    body: body.clone(),
+                    provider_id: message_sid.clone(),
+                    client_ref: Some(client_ref.clone()),
+                    delivery,
+                    media: Vec::new(),
+                };
+                messages.put(message.clone()).serde()?;
+                let mut conv = conv;
+                conv.last_ms = conv.last_ms.max(message.at_ms);
+                conv.preview = preview(body);
+                out.conversation_id = Some(conv.id.clone());
+                out.record_id = Some(record_id.clone());
+                self.tx.object_store(k::CONVERSATIONS)?.put(conv).serde()?;
+            }
+            EventBody::Delivery {
+                message_sid,
+                status,
+                error_code,
+                ..
+            } => {
+                let messages = self.tx.object_store(k::MESSAGES)?;
+                let found: Option<StoredMessage> = messages
+                    .index(k::MESSAGES_BY_PROVIDER)?
+                    .get(message_sid.as_str())
+                    .serde()?
+                    .await?;
+                match found {
+                    Some(mut m) => {
+                        let d = m
+                            .delivery
+                            .get_or_insert_with(|| Delivery::new(DeliveryStatus::Queued));
+                        if d.apply(*status, *error_code) {
+                            out.conversation_id = Some(m.conversation_id.clone());
+                            messages.put(m).serde()?;
+                        }
+                    }
+                    None => {
+                        // Kept until its message arrives (D2).
+                        let pending = self.tx.object_store(k::PENDING_REPORTS)?;
+                        let existing: Option<PendingReport> =
+                            pending.get(message_sid.as_str()).serde()?.await?;
+                        let mut delivery =
+                            existing.map_or_else(|| Delivery::new(*status), |r| r.delivery);
+                        delivery.apply(*status, *error_code);
+                        pending
+                            .put(PendingReport {
+                                message_sid: message_sid.clone(),
+                                delivery,
+                            })
+                            .serde()?;
+                    }
+                }
+            }
+            EventBody::LeadCreated { record } => {
+                let records = self.tx.object_store(k::RECORDS)?;
+                let existing: Option<StoredRecord> =
+                    records.get(record.id.as_str()).serde()?.await?;
+                if existing.is_none() {
+                    records.put(self.store.stored(record.clone())).serde()?;
+                    out.created_lead = Some(record.id.clone());
+                }
+                out.record_id = Some(record.id.clone());
+            }
+            EventBody::ConversationMoved {
+                org_number,
+                customer_number,
+                from_record,
+                to_record,
+                by,
+                at,
+            } => {
+                self.moved(
+                    org_number,
+                    customer_number,
+                    from_record,
+                    to_record,
+                    by,
+                    *at,
+                    out,
+                )
+                .await?;
+            }
+            EventBody::ConsentChanged {
+                org_number,
+                customer_number,
+                consent,
+                ..
+            } => {
+                let convs = self.tx.object_store(k::CONVERSATIONS)?;
+                let all: Vec<StoredConversation> = convs
+                    .index(k::CONVERSATIONS_BY_PAIR)?
+                    .get_all()
+                    .with_query(pair_key(org_number, customer_number))
+                    .serde()?
+                    .await?
+                    .collect::<Result<_, _>>()?;
+                for mut c in all {
+                    c.consent = *consent;
+                    out.conversation_id = Some(c.id.clone());
+                    convs.put(c).serde()?;
+                }
+            }
+            EventBody::DirectoryChanged { patch } => {
+                let records = self.tx.object_store(k::RECORDS)?;
+                for r in &patch.upsert.records {
+                    records.put(self.store.stored(r.clone())).serde()?;
+                }
+                for id in &patch.delete.records {
+                    records.delete(id.as_str()).build()?;
+                }
+                let sellers = self.tx.object_store(k::SELLERS)?;
+                for s in &patch.upsert.sellers {
+                    sellers.put(s.clone()).serde()?;
+                }
+                for id in &patch.delete.sellers {
+                    sellers.delete(id.as_str()).build()?;
+                }
+                let teams = self.tx.object_store(k::TEAMS)?;
+                for t in &patch.upsert.teams {
+                    teams.put(t.clone()).serde()?;
+                }
+                for id in &patch.delete.teams {
+                    teams.delete(id.as_str()).build()?;
+                }
+                let orgs = self.tx.object_store(k::ORG_NUMBERS)?;
+                for o in &patch.upsert.org_numbers {
+                    let mut o = o.clone();
+                    o.number = self.store.key(&o.number);
+                    orgs.put(o).serde()?;
+                }
+                for n in &patch.delete.org_numbers {
+                    orgs.delete(self.store.key(n).as_str()).build()?;
+                }
+            }
+            EventBody::DirectoryReplaced { directory } => {
+                for store in [k::RECORDS, k::SELLERS, k::TEAMS, k::ORG_NUMBERS] {
+                    self.tx.object_store(store)?.clear()?;
+                }
+                let records = self.tx.object_store(k::RECORDS)?;
+                for r in &directory.records {
+                    records.put(self.store.stored(r.clone())).serde()?;
+                }
+                let sellers = self.tx.object_store(k::SELLERS)?;
+                for s in &directory.sellers {
+                    sellers.put(s.clone()).serde()?;
+                }
+                let teams = self.tx.object_store(k::TEAMS)?;
+                for t in &directory.teams {
+                    teams.put(t.clone()).serde()?;
+                }
+                let orgs = self.tx.object_store(k::ORG_NUMBERS)?;
+                for o in &directory.org_numbers {
+                    let mut o = o.clone();
+                    o.number = self.store.key(&o.number);
+                    orgs.put(o).serde()?;
+                }
+                let templates = self.tx.object_store(k::TEMPLATES)?;
+                for t in &directory.templates {
+                    if t.lookup(["id"]).is_some() {
+                        templates.put(t.clone()).serde()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the lead for an unknown number unless it exists (R3: same id everywhere).
+    async fn ensure_lead(
+        &self,
+        id: &str,
+        phone: &str,
+        org: &str,
+        at_ms: f64,
+    ) -> StoreResult<Option<String>> {
+        let records = self.tx.object_store(k::RECORDS)?;
+        let existing: Option<StoredRecord> = records.get(id).serde()?.await?;
+        if existing.is_some() {
+            return Ok(None);
+        }
+        let org: Option<sms_core::directory::OrgNumber> = self
+            .tx
+            .object_store(k::ORG_NUMBERS)?
+            .get(org)
+            .serde()?
+            .await?;
+        let record = Record {
+            id: id.to_owned(),
+            kind: RecordKind::Lead,
+            owner: org.map_or_else(|| Owner::Team("unassigned".into()), |o| o.owner),
+            active: true,
+            updated_at: Some(sms_core::Timestamp::from_millis(at_ms as i64)),
+            phones: vec![phone.to_owned()],
+            name: phone.to_owned(),
+        };
+        records.put(self.store.stored(record)).serde()?;
+        Ok(Some(id.to_owned()))
+    }
+
+    /// The conversation of these numbers on `record_id`, created if absent.
+    pub(super) async fn conversation(
+        &self,
+        org: &str,
+        customer: &str,
+        record_id: &str,
+        rule: Option<RouteRule>,
+    ) -> StoreResult<StoredConversation> {
+        let convs = self.tx.object_store(k::CONVERSATIONS)?;
+        let all: Vec<StoredConversation> = convs
+            .index(k::CONVERSATIONS_BY_PAIR)?
+            .get_all()
+            .with_query(pair_key(org, customer))
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        if let Some(mut c) = all.into_iter().find(|c| c.record_id == record_id) {
+            if rule.is_some() {
+                c.rule = rule;
+            }
+            return Ok(c);
+        }
+        Ok(StoredConversation {
+            id: format!("{org}|{customer}|{record_id}"),
+            record_id: record_id.to_owned(),
+            org_number: org.to_owned(),
+            customer_number: customer.to_owned(),
+            last_ms: 0.0,
+            preview: String::new(),
+            unread: 0,
+            rule,
+            moves: Vec::new(),
+            consent: Default::default(),
+        })
+    }
+
+    /// Raises the notification for a new inbound message the seller may see (N1),
+    /// or the missing-privilege notice (P3); the message is kept either way.
+    async fn notify(&self, conv: &StoredConversation, m: &StoredMessage) -> StoredResult {
+        let ctx = &self.store.ctx;
+        let teams: Vec<sms_core::directory::Team> = self
+            .tx
+            .object_store(k::TEAMS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let my_teams = teams_of(&ctx.seller, &teams);
+        let record: Option<StoredRecord> = self
+            .tx
+            .object_store(k::RECORDS)?
+            .get(conv.record_id.as_str())
+            .serde()?
+            .await?;
+        let org: Option<sms_core::directory::OrgNumber> = self
+            .tx
+            .object_store(k::ORG_NUMBERS)?
+            .get(conv.org_number.as_str())
+            .serde()?
+            .await?;
+        let viewer = Viewer {
+            seller: &ctx.seller,
+            teams: &my_teams,
+        };
+        if visibility(
+            viewer,
+            org.as_ref().map(|o| &o.owner),
+            record.as_ref().map(|r| &r.record.owner),
+        )
+        .is_err()
+        {
+            return Ok(None);
+        }
+        let me: Option<sms_core::protocol::Seller> = self
+            .tx
+            .object_store(k::SELLERS)?
+            .get(ctx.seller.as_str())
+            .serde()?
+            .await?;
+        let kind = if me.is_none_or(|s| s.can_receive) {
+            NotificationKind::NewMessage
+        } else {
+            NotificationKind::MissingPrivilege
+        };
+        let n = StoredNotification {
+            id: m.id.clone(),
+            kind,
+            conversation_id: conv.id.clone(),
+            text: preview(&m.body),
+            at_ms: m.at_ms,
+            unread: 1,
+        };
+        self.tx
+            .object_store(k::NOTIFICATIONS)?
+            .put(n.clone())
+            .serde()?;
+        Ok(Some(n))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn moved(
+        &self,
+        org: &str,
+        customer: &str,
+        from_record: &str,
+        to_record: &str,
+        by: &str,
+        at: sms_core::Timestamp,
+        out: &mut IngestOutcome,
+    ) -> StoreResult<()> {
+        let convs = self.tx.object_store(k::CONVERSATIONS)?;
+        let all: Vec<StoredConversation> = convs
+            .index(k::CONVERSATIONS_BY_PAIR)?
+            .get_all()
+            .with_query(pair_key(org, customer))
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let Some(mut source) = all.iter().find(|c| c.record_id == from_record).cloned() else {
+            return Ok(());
+        };
+        let entry = MoveEntry {
+            by: by.to_owned(),
+            at,
+            from_record: from_record.to_owned(),
+            to_record: to_record.to_owned(),
+        };
+        let at_ms = at.as_millis() as f64;
+        match all.into_iter().find(|c| c.record_id == to_record) {
+            Some(mut target) => {
+                // Merge the histories (M2): the source's messages join the target.
+                let messages = self.tx.object_store(k::MESSAGES)?;
+                let moving: Vec<StoredMessage> = messages
+                    .index(k::MESSAGES_BY_CONVERSATION)?
+                    .get_all()
+                    .with_query(conversation_range(&source.id, None))
+                    .serde()?
+                    .await?
+                    .collect::<Result<_, _>>()?;
+                for mut m in moving {
+                    m.conversation_id = target.id.clone();
+                    messages.put(m).serde()?;
+                }
+                target.moves.append(&mut source.moves);
+                target.moves.push(entry);
+                target.last_ms = target.last_ms.max(source.last_ms).max(at_ms);
+                target.unread += source.unread;
+                out.conversation_id = Some(target.id.clone());
+                convs.put(target).serde()?;
+                convs.delete(source.id.as_str()).build()?;
+            }
+            None => {
+                source.record_id = to_record.to_owned();
+                source.moves.push(entry);
+                source.last_ms = source.last_ms.max(at_ms);
+                out.conversation_id = Some(source.id.clone());
+                convs.put(source).serde()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+type StoredResult = StoreResult<Option<StoredNotification>>;
+
+pub(super) fn preview(body: &str) -> String {
+    let mut p: String = body.chars().take(80).collect();
+    if body.chars().count() > 80 {
+        p.push('…');
+    }
+    p
+}

@@ -1,0 +1,152 @@
+//! Reads: "My text messages", history pages, notifications, record lookup.
+
+use indexed_db_futures::cursor::CursorDirection;
+use indexed_db_futures::prelude::*;
+use serde::Serialize;
+use sms_core::directory::{teams_of, Record};
+use sms_core::visibility::{visibility, Viewer};
+
+use super::keys::v1 as k;
+use super::records::{StoredConversation, StoredMessage, StoredNotification, StoredRecord};
+use super::{conversation_range, IdbStore, StoreResult};
+
+impl IdbStore {
+    async fn teams(&self) -> StoreResult<Vec<sms_core::directory::Team>> {
+        let tx = self.db.transaction(k::TEAMS).build()?;
+        let teams: Vec<sms_core::directory::Team> = tx
+            .object_store(k::TEAMS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        Ok(teams)
+    }
+
+    /// "My text messages": conversations the seller may see, newest first (O1, V1).
+    pub async fn conversations(&self) -> StoreResult<Vec<ConversationSummary>> {
+        let teams = self.teams().await?;
+        let my_teams: Vec<&str> = teams_of(&self.ctx.seller, &teams);
+        let tx = self
+            .db
+            .transaction([k::CONVERSATIONS, k::RECORDS, k::ORG_NUMBERS])
+            .build()?;
+        let conv_store = tx.object_store(k::CONVERSATIONS)?;
+        let convs = conv_store.index(k::CONVERSATIONS_BY_LAST)?;
+        let records = tx.object_store(k::RECORDS)?;
+        let orgs = tx.object_store(k::ORG_NUMBERS)?;
+        let mut out = Vec::new();
+        let Some(mut cursor) = convs
+            .open_cursor()
+            .with_direction(CursorDirection::Prev)
+            .serde()?
+            .await?
+        else {
+            return Ok(out);
+        };
+        while let Some(c) = cursor.next_record_ser::<StoredConversation>().await? {
+            let record: Option<StoredRecord> = records.get(c.record_id.as_str()).serde()?.await?;
+            let org: Option<sms_core::directory::OrgNumber> =
+                orgs.get(c.org_number.as_str()).serde()?.await?;
+            let viewer = Viewer {
+                seller: &self.ctx.seller,
+                teams: &my_teams,
+            };
+            let record_owner = record.as_ref().map(|r| &r.record.owner);
+            if visibility(viewer, org.as_ref().map(|o| &o.owner), record_owner).is_ok() {
+                out.push(ConversationSummary {
+                    record_name: record.map(|r| r.record.name).unwrap_or_default(),
+                    conversation: c,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of history, newest `limit` messages older than `before_ms`, returned
+    /// oldest to newest, read with a reverse cursor (never the whole history).
+    pub async fn history(
+        &self,
+        conversation_id: &str,
+        before_ms: Option<f64>,
+        limit: usize,
+    ) -> StoreResult<HistoryPage> {
+        let tx = self.db.transaction(k::MESSAGES).build()?;
+        let messages = tx.object_store(k::MESSAGES)?;
+        let index = messages.index(k::MESSAGES_BY_CONVERSATION)?;
+        let range = conversation_range(conversation_id, before_ms);
+        let mut messages = Vec::new();
+        let mut has_more = false;
+        if let Some(mut cursor) = index
+            .open_cursor()
+            .with_query(range)
+            .with_direction(CursorDirection::Prev)
+            .serde()?
+            .await?
+        {
+            while let Some(m) = cursor.next_record_ser::<StoredMessage>().await? {
+                if messages.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                messages.push(m);
+            }
+        }
+        messages.reverse();
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    /// Notifications, newest first.
+    pub async fn notifications(&self) -> StoreResult<Vec<StoredNotification>> {
+        let tx = self.db.transaction(k::NOTIFICATIONS).build()?;
+        let mut all: Vec<StoredNotification> = tx
+            .object_store(k::NOTIFICATIONS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        all.sort_by(|a, b| b.at_ms.total_cmp(&a.at_ms));
+        Ok(all)
+    }
+
+    /// Finds records by name or phone across all kinds (M1).
+    pub async fn lookup(&self, query: &str, limit: usize) -> StoreResult<Vec<Record>> {
+        let q = query.trim().to_lowercase();
+        let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+        let tx = self.db.transaction(k::RECORDS).build()?;
+        let all: Vec<StoredRecord> = tx
+            .object_store(k::RECORDS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|r| {
+                r.record.name.to_lowercase().contains(&q)
+                    || r.record.id.to_lowercase().contains(&q)
+                    || (digits.len() >= 3 && r.phone_keys.iter().any(|p| p.contains(&digits)))
+            })
+            .take(limit)
+            .map(|r| r.record)
+            .collect())
+    }
+}
+
+/// A conversation in the grid.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationSummary {
+    /// The conversation.
+    #[serde(flatten)]
+    pub conversation: StoredConversation,
+    /// Its record's name.
+    pub record_name: String,
+}
+
+/// A page of history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryPage {
+    /// Messages, oldest to newest.
+    pub messages: Vec<StoredMessage>,
+    /// Whether older messages remain.
+    pub has_more: bool,
+}
