@@ -2,12 +2,12 @@
 //! Works in a page and in a service worker (it never touches `window`).
 
 use serde::Deserialize;
-use sms_core::protocol::{Directory, LoggedEvent};
+use sms_core::protocol::{Directory, EventBody, LoggedEvent};
 use wasm_bindgen::prelude::*;
 
 use crate::js_error::{js_error, JsResult};
 use crate::store::records::{OutboxEntry, StoredTemplate};
-use crate::store::{IdbStore, SellerContext, SendAnswer, StoreError};
+use crate::store::{IdbStore, IngestOutcome, SellerContext, SendAnswer, StoreError};
 use crate::to_js;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -62,6 +62,45 @@ fn send_request(e: &OutboxEntry) -> impl serde::Serialize + '_ {
         body: &e.body,
         record_id: &e.record_id,
     }
+}
+
+/// Reads a relay event by its `kind`, deserialising only that kind's fields (a
+/// derived internally-tagged decoder would buffer every event through a generic
+/// tree and add ~30 KB to the module). `None` for a `reset` notice.
+fn decode_event(v: &JsValue) -> JsResult<Option<LoggedEvent>> {
+    let get = |key: &str| js_sys::Reflect::get(v, &key.into()).ok();
+    let bad = |what: &str| js_error("invalid_input", &format!("relay event without {what}"), &[]);
+    let kind = get("kind")
+        .and_then(|k| k.as_string())
+        .ok_or_else(|| bad("a kind"))?;
+    if kind == "reset" {
+        return Ok(None);
+    }
+    let epoch = get("epoch")
+        .and_then(|e| e.as_string())
+        .ok_or_else(|| bad("an epoch"))?;
+    let id = get("id")
+        .and_then(|i| i.as_f64())
+        .ok_or_else(|| bad("an id"))? as i64;
+    let v = v.clone();
+    let body = match kind.as_str() {
+        "inbound" => EventBody::Inbound(input(v)?),
+        "delivery" => EventBody::Delivery(input(v)?),
+        "outbound" => EventBody::Outbound(input(v)?),
+        "lead_created" => EventBody::LeadCreated(input(v)?),
+        "conversation_moved" => EventBody::ConversationMoved(input(v)?),
+        "consent_changed" => EventBody::ConsentChanged(input(v)?),
+        "directory_changed" => EventBody::DirectoryChanged(input(v)?),
+        "directory_replaced" => EventBody::DirectoryReplaced(input(v)?),
+        other => {
+            return Err(js_error(
+                "unknown_event",
+                &format!("unknown relay event kind {other:?}"),
+                &[],
+            ))
+        }
+    };
+    Ok(Some(LoggedEvent { epoch, id, body }))
 }
 
 fn store_error(e: StoreError) -> JsValue {
@@ -191,7 +230,15 @@ impl SmsClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "object")] event: JsValue,
     ) -> JsResult<JsValue> {
-        let event: LoggedEvent = input(event)?;
+        let Some(event) = decode_event(&event)? else {
+            // `{"kind":"reset"}`: the relay's log has a new epoch (S4).
+            self.store.reset_position().await.map_err(store_error)?;
+            return to_js(&IngestOutcome {
+                resync: true,
+                kind: "reset".into(),
+                ..Default::default()
+            });
+        };
         let outcome = self.store.ingest(&event).await.map_err(store_error)?;
         to_js(&outcome)
     }

@@ -3,6 +3,7 @@
 
 #![cfg(target_arch = "wasm32")]
 
+use sms_core::protocol::events::*;
 use std::cell::Cell;
 
 use sms_core::delivery::DeliveryStatus;
@@ -144,7 +145,7 @@ fn inbound(
     rule: RouteRule,
     at_ms: i64,
 ) -> EventBody {
-    EventBody::Inbound {
+    EventBody::Inbound(InboundEvent {
         message_sid: sid.into(),
         from: from.into(),
         to: to.into(),
@@ -153,7 +154,7 @@ fn inbound(
         at: Timestamp::from_millis(at_ms),
         record_id: record.into(),
         rule,
-    }
+    })
 }
 
 async fn cleanup(store: IdbStore, name: &str) {
@@ -223,7 +224,7 @@ async fn an_unknown_number_creates_one_lead_even_when_the_relay_announces_it() {
         stranger,
     );
     let out = store
-        .ingest(&log.next(EventBody::LeadCreated { record: lead }))
+        .ingest(&log.next(EventBody::LeadCreated(LeadCreatedEvent { record: lead })))
         .await
         .unwrap();
     assert_eq!(out.created_lead.as_deref(), Some("lead:+919811122233"));
@@ -334,14 +335,16 @@ async fn reports_before_their_message_and_backwards_reports() {
     let name = db_name();
     let store = open(&name, "asha").await;
     let mut log = Log::new();
-    let report = |sid: &str, status| EventBody::Delivery {
-        message_sid: sid.into(),
-        status,
-        error_code: None,
-        error_message: None,
-        from: ORG.into(),
-        to: PRIYA.into(),
-        at: Timestamp::from_millis(5000),
+    let report = |sid: &str, status| {
+        EventBody::Delivery(DeliveryEvent {
+            message_sid: sid.into(),
+            status,
+            error_code: None,
+            error_message: None,
+            from: ORG.into(),
+            to: PRIYA.into(),
+            at: Timestamp::from_millis(5000),
+        })
     };
     store
         .ingest(&log.next(report("SMo", DeliveryStatus::Delivered)))
@@ -352,7 +355,7 @@ async fn reports_before_their_message_and_backwards_reports() {
         .await
         .unwrap();
     let out = store
-        .ingest(&log.next(EventBody::Outbound {
+        .ingest(&log.next(EventBody::Outbound(OutboundEvent {
             client_ref: "c1".into(),
             message_sid: Some("SMo".into()),
             from: ORG.into(),
@@ -363,7 +366,7 @@ async fn reports_before_their_message_and_backwards_reports() {
             at: Timestamp::from_millis(4000),
             outcome: SendOutcome::Accepted,
             error_code: None,
-        }))
+        })))
         .await
         .unwrap();
     let conv = out.conversation_id.unwrap();
@@ -403,14 +406,16 @@ async fn a_move_across_types_carries_the_history_and_later_replies_follow() {
         .await
         .unwrap();
     store
-        .ingest(&log.next(EventBody::ConversationMoved {
-            org_number: ORG.into(),
-            customer_number: PRIYA.into(),
-            from_record: "contact:priya".into(),
-            to_record: "account:sharma".into(),
-            by: "asha".into(),
-            at: Timestamp::from_millis(1500),
-        }))
+        .ingest(
+            &log.next(EventBody::ConversationMoved(ConversationMovedEvent {
+                org_number: ORG.into(),
+                customer_number: PRIYA.into(),
+                from_record: "contact:priya".into(),
+                to_record: "account:sharma".into(),
+                by: "asha".into(),
+                at: Timestamp::from_millis(1500),
+            })),
+        )
         .await
         .unwrap();
     let out = store
@@ -745,4 +750,48 @@ async fn templates_drafts_reads_preview_and_sign_out() {
         "everything wiped"
     );
     cleanup(reopened, &name).await;
+}
+
+#[test]
+async fn the_js_client_decodes_relay_events_by_kind() {
+    let name = db_name();
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let json = |s: &str| js_sys::JSON::parse(s).unwrap();
+    let dir = json(
+        r#"{"sellers":[{"id":"asha"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
+        "records":[{"id":"contact:priya","kind":"contact","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
+    );
+    assert_eq!(client.import_directory(dir).await.unwrap(), 1);
+    // Exactly the JSON the relay pushes over SSE.
+    let event = json(
+        r#"{"epoch":"e1","id":7,"kind":"inbound","message_sid":"SMj","from":"+919812345678",
+        "to":"+14155550100","body":"from JS","media":[],"at":"2026-11-27T10:00:00Z","record_id":"contact:priya","rule":"only_match"}"#,
+    );
+    let out = client.ingest(event).await.unwrap();
+    let get = |v: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).unwrap();
+    assert_eq!(
+        get(&out, "record_id").as_string().as_deref(),
+        Some("contact:priya")
+    );
+    assert_eq!(get(&out, "rule").as_string().as_deref(), Some("only_match"));
+    assert_eq!(client.position().await.unwrap().as_deref(), Some("e1:7"));
+    let out = client
+        .ingest(json(r#"{"kind":"reset","epoch":"e2"}"#))
+        .await
+        .unwrap();
+    assert_eq!(get(&out, "resync").as_bool(), Some(true));
+    assert_eq!(client.position().await.unwrap(), None);
+    let err = client
+        .ingest(json(r#"{"epoch":"e2","id":1,"kind":"teleport"}"#))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        get(&err, "code").as_string().as_deref(),
+        Some("unknown_event")
+    );
+    client.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }

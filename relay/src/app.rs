@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, shared application state, start-up and shutdown.
 
+use sms_core::protocol::events::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -453,7 +454,7 @@ async fn send_message(
         }
     };
     app.seq
-        .finish_send(EventBody::Outbound {
+        .finish_send(EventBody::Outbound(OutboundEvent {
             client_ref: pending.client_ref.clone(),
             message_sid: sid.clone(),
             from: pending.from,
@@ -464,7 +465,7 @@ async fn send_message(
             at: now(),
             outcome,
             error_code: code,
-        })
+        }))
         .await?;
     let mut body = json!({
         "client_ref": pending.client_ref,

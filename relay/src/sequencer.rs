@@ -3,6 +3,7 @@
 //! per batch), answers them only after the batch is durable (D1), then publishes
 //! the new events to SSE clients and the push doorbell.
 
+use sms_core::protocol::events::*;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -302,16 +303,16 @@ impl Worker {
         self.log.begin()?;
         if self.state.directory() == &Directory::default() && !self.seed_is_empty() {
             self.emit(
-                EventBody::DirectoryReplaced {
+                EventBody::DirectoryReplaced(DirectoryReplacedEvent {
                     directory: self.seed.clone(),
-                },
+                }),
                 None,
             )?;
         }
         for p in self.log.pending()? {
             // The provider may or may not have it: never resend blindly.
             self.emit(
-                EventBody::Outbound {
+                EventBody::Outbound(OutboundEvent {
                     client_ref: p.client_ref.clone(),
                     message_sid: None,
                     from: p.from,
@@ -322,7 +323,7 @@ impl Worker {
                     at: now(),
                     outcome: SendOutcome::Unknown,
                     error_code: None,
-                },
+                }),
                 Some(format!("out:{}", p.client_ref)),
             )?;
             self.log.remove_pending(&p.client_ref)?;
@@ -383,12 +384,14 @@ impl Worker {
                 }
                 Command::Directory(update, reply) => {
                     let r = match update {
-                        DirectoryUpdate::Replace(directory) => {
-                            self.emit_logged(EventBody::DirectoryReplaced { directory }, None)
-                        }
-                        DirectoryUpdate::Patch(patch) => {
-                            self.emit_logged(EventBody::DirectoryChanged { patch }, None)
-                        }
+                        DirectoryUpdate::Replace(directory) => self.emit_logged(
+                            EventBody::DirectoryReplaced(DirectoryReplacedEvent { directory }),
+                            None,
+                        ),
+                        DirectoryUpdate::Patch(patch) => self.emit_logged(
+                            EventBody::DirectoryChanged(DirectoryChangedEvent { patch }),
+                            None,
+                        ),
                     };
                     deferred.push(defer(reply, r));
                 }
@@ -438,9 +441,9 @@ impl Worker {
         self.log.begin()?;
         if !self.seed_is_empty() {
             self.emit(
-                EventBody::DirectoryReplaced {
+                EventBody::DirectoryReplaced(DirectoryReplacedEvent {
                     directory: self.seed.clone(),
-                },
+                }),
                 None,
             )?;
         }
@@ -506,25 +509,25 @@ impl Worker {
             let record =
                 RelayState::new_lead(new_lead.id.clone(), new_lead.phone.clone(), owner, at);
             out.extend(self.emit(
-                EventBody::LeadCreated { record },
+                EventBody::LeadCreated(LeadCreatedEvent { record }),
                 Some(format!("lead:{}", new_lead.id)),
             )?);
         }
         if let Some(consent) = keyword(&sms.body) {
             if self.state.consent(&to, &from) != consent {
                 out.extend(self.emit(
-                    EventBody::ConsentChanged {
+                    EventBody::ConsentChanged(ConsentChangedEvent {
                         org_number: to.clone(),
                         customer_number: from.clone(),
                         consent,
                         at,
-                    },
+                    }),
                     None,
                 )?);
             }
         }
         out.extend(self.emit(
-            EventBody::Inbound {
+            EventBody::Inbound(InboundEvent {
                 message_sid: sms.message_sid,
                 from,
                 to,
@@ -533,7 +536,7 @@ impl Worker {
                 at,
                 record_id: decision.record_id().to_owned(),
                 rule: decision.rule(),
-            },
+            }),
             Some(dedupe),
         )?);
         Ok(out)
@@ -541,7 +544,7 @@ impl Worker {
 
     fn status(&mut self, r: StatusReport) -> Result<Vec<LoggedEvent>, ApiError> {
         let dedupe = format!("st:{}:{:?}", r.message_sid, r.status);
-        let body = EventBody::Delivery {
+        let body = EventBody::Delivery(DeliveryEvent {
             message_sid: r.message_sid,
             status: r.status,
             error_code: r.error_code,
@@ -549,7 +552,7 @@ impl Worker {
             from: self.state.key(&r.from),
             to: self.state.key(&r.to),
             at: now(),
-        };
+        });
         self.emit_logged(body, Some(dedupe))
     }
 
@@ -592,14 +595,14 @@ impl Worker {
             ));
         }
         self.emit_logged(
-            EventBody::ConversationMoved {
+            EventBody::ConversationMoved(ConversationMovedEvent {
                 org_number: org,
                 customer_number: customer,
                 from_record: req.from_record,
                 to_record: req.to_record,
                 by: seller.to_owned(),
                 at: now(),
-            },
+            }),
             None,
         )
     }
@@ -699,7 +702,7 @@ impl Worker {
     }
 
     fn finish_send(&mut self, event: EventBody) -> Result<Vec<LoggedEvent>, ApiError> {
-        let EventBody::Outbound { client_ref, .. } = &event else {
+        let EventBody::Outbound(OutboundEvent { client_ref, .. }) = &event else {
             return Err(ApiError::internal("finish_send without an outbound event"));
         };
         let client_ref = client_ref.clone();

@@ -2,6 +2,7 @@
 //! [`RelayState::apply`], and the decisions it takes over it with the pure core:
 //! routing (S2), visibility/audiences (V1), consent (B2). No IO here.
 
+use sms_core::protocol::events::*;
 use std::collections::HashMap;
 
 use sms_core::consent::Consent;
@@ -144,14 +145,14 @@ impl RelayState {
     /// Applies a logged event to the state.
     pub fn apply(&mut self, event: &EventBody) {
         match event {
-            EventBody::Inbound {
+            EventBody::Inbound(InboundEvent {
                 from,
                 to,
                 at,
                 record_id,
                 ..
-            } => self.touch(to, from, record_id, *at),
-            EventBody::Outbound {
+            }) => self.touch(to, from, record_id, *at),
+            EventBody::Outbound(OutboundEvent {
                 client_ref,
                 message_sid,
                 from,
@@ -161,7 +162,7 @@ impl RelayState {
                 outcome,
                 error_code,
                 ..
-            } => {
+            }) => {
                 self.sent.insert(
                     client_ref.clone(),
                     SentMessage {
@@ -174,21 +175,21 @@ impl RelayState {
                     self.touch(from, to, record_id, *at);
                 }
             }
-            EventBody::Delivery { .. } => {}
-            EventBody::LeadCreated { record } => {
+            EventBody::Delivery(DeliveryEvent { .. }) => {}
+            EventBody::LeadCreated(LeadCreatedEvent { record }) => {
                 if self.record(&record.id).is_none() {
                     self.directory.records.push(record.clone());
                     self.reindex();
                 }
             }
-            EventBody::ConversationMoved {
+            EventBody::ConversationMoved(ConversationMovedEvent {
                 org_number,
                 customer_number,
                 from_record,
                 to_record,
                 at,
                 ..
-            } => {
+            }) => {
                 let key = (org_number.clone(), customer_number.clone());
                 let records = self.conversations.entry(key).or_default();
                 // The history moves with it: its activity joins the target's (merge, M2).
@@ -196,17 +197,17 @@ impl RelayState {
                 let slot = records.entry(to_record.clone()).or_insert(moved);
                 *slot = (*slot).max(moved).max(*at);
             }
-            EventBody::ConsentChanged {
+            EventBody::ConsentChanged(ConsentChangedEvent {
                 org_number,
                 customer_number,
                 consent,
                 ..
-            } => {
+            }) => {
                 self.consent
                     .insert((org_number.clone(), customer_number.clone()), *consent);
             }
-            EventBody::DirectoryChanged { patch } => self.patch(patch),
-            EventBody::DirectoryReplaced { directory } => {
+            EventBody::DirectoryChanged(DirectoryChangedEvent { patch }) => self.patch(patch),
+            EventBody::DirectoryReplaced(DirectoryReplacedEvent { directory }) => {
                 self.directory = directory.clone();
                 self.reindex();
             }
@@ -338,33 +339,36 @@ impl RelayState {
     /// Who receives `event`, judged on the state *after* it was applied (V1).
     pub fn audience(&self, event: &EventBody) -> Audience {
         match event {
-            EventBody::Inbound { to, record_id, .. } => self.sellers_seeing(to, &[record_id]),
-            EventBody::Outbound {
+            EventBody::Inbound(InboundEvent { to, record_id, .. }) => {
+                self.sellers_seeing(to, &[record_id])
+            }
+            EventBody::Outbound(OutboundEvent {
                 from, record_id, ..
-            } => self.sellers_seeing(from, &[record_id]),
-            EventBody::Delivery { from, to, .. } => {
+            }) => self.sellers_seeing(from, &[record_id]),
+            EventBody::Delivery(DeliveryEvent { from, to, .. }) => {
                 let record = self.conversation_record(from, to);
                 self.sellers_seeing(from, record.as_slice())
             }
             // The lead's owner is the org number's owner (R3): its sellers see it.
-            EventBody::LeadCreated { record } => self.owner_audience(&record.owner),
-            EventBody::ConversationMoved {
+            EventBody::LeadCreated(LeadCreatedEvent { record }) => {
+                self.owner_audience(&record.owner)
+            }
+            EventBody::ConversationMoved(ConversationMovedEvent {
                 org_number,
                 from_record,
                 to_record,
                 ..
-            } => self.sellers_seeing(org_number, &[from_record, to_record]),
-            EventBody::ConsentChanged {
+            }) => self.sellers_seeing(org_number, &[from_record, to_record]),
+            EventBody::ConsentChanged(ConsentChangedEvent {
                 org_number,
                 customer_number,
                 ..
-            } => {
+            }) => {
                 let records = self.conversation_records(org_number, customer_number);
                 self.sellers_seeing(org_number, &records)
             }
-            EventBody::DirectoryChanged { .. } | EventBody::DirectoryReplaced { .. } => {
-                Audience::All
-            }
+            EventBody::DirectoryChanged(DirectoryChangedEvent { .. })
+            | EventBody::DirectoryReplaced(DirectoryReplacedEvent { .. }) => Audience::All,
         }
     }
 
@@ -400,9 +404,9 @@ mod tests {
         let directory: Directory =
             serde_json::from_str(include_str!("../demo/directory.json")).expect("demo directory");
         let mut state = RelayState::new(Some("IN".into()));
-        state.apply(&EventBody::DirectoryReplaced {
+        state.apply(&EventBody::DirectoryReplaced(DirectoryReplacedEvent {
             directory: directory.clone(),
-        });
+        }));
         for org in &directory.org_numbers {
             for record in &directory.records {
                 let audience = state.sellers_seeing(&org.number, &[&record.id]);

@@ -4,6 +4,7 @@ use indexed_db_futures::prelude::*;
 use sms_core::delivery::{Delivery, DeliveryStatus};
 use sms_core::directory::{teams_of, Owner, Record, RecordKind};
 use sms_core::pane::{Direction, MoveEntry};
+use sms_core::protocol::events::*;
 use sms_core::protocol::{EventBody, SendOutcome};
 use sms_core::routing::RouteRule;
 use sms_core::visibility::{visibility, Viewer};
@@ -24,7 +25,7 @@ pub(super) struct Apply<'a> {
 impl Apply<'_> {
     pub(super) async fn event(&self, body: &EventBody, out: &mut IngestOutcome) -> StoreResult<()> {
         match body {
-            EventBody::Inbound {
+            EventBody::Inbound(InboundEvent {
                 message_sid,
                 from,
                 to,
@@ -33,7 +34,7 @@ impl Apply<'_> {
                 at,
                 record_id,
                 rule,
-            } => {
+            }) => {
                 out.record_id = Some(record_id.clone());
                 out.rule = Some(*rule);
                 if *rule == RouteRule::NewLead {
@@ -69,7 +70,7 @@ impl Apply<'_> {
                 out.notification = self.notify(&conv, &message).await?;
                 self.tx.object_store(k::CONVERSATIONS)?.put(conv).serde()?;
             }
-            EventBody::Outbound {
+            EventBody::Outbound(OutboundEvent {
                 client_ref,
                 message_sid,
                 from,
@@ -80,7 +81,7 @@ impl Apply<'_> {
                 outcome,
                 error_code,
                 ..
-            } => {
+            }) => {
                 let conv = self.conversation(from, to, record_id, None).await?;
                 let messages = self.tx.object_store(k::MESSAGES)?;
                 let existing: Option<StoredMessage> =
@@ -120,12 +121,12 @@ impl Apply<'_> {
                 out.record_id = Some(record_id.clone());
                 self.tx.object_store(k::CONVERSATIONS)?.put(conv).serde()?;
             }
-            EventBody::Delivery {
+            EventBody::Delivery(DeliveryEvent {
                 message_sid,
                 status,
                 error_code,
                 ..
-            } => {
+            }) => {
                 let messages = self.tx.object_store(k::MESSAGES)?;
                 let found: Option<StoredMessage> = messages
                     .index(k::MESSAGES_BY_PROVIDER)?
@@ -159,7 +160,7 @@ impl Apply<'_> {
                     }
                 }
             }
-            EventBody::LeadCreated { record } => {
+            EventBody::LeadCreated(LeadCreatedEvent { record }) => {
                 let records = self.tx.object_store(k::RECORDS)?;
                 let existing: Option<StoredRecord> =
                     records.get(record.id.as_str()).serde()?.await?;
@@ -169,14 +170,14 @@ impl Apply<'_> {
                 }
                 out.record_id = Some(record.id.clone());
             }
-            EventBody::ConversationMoved {
+            EventBody::ConversationMoved(ConversationMovedEvent {
                 org_number,
                 customer_number,
                 from_record,
                 to_record,
                 by,
                 at,
-            } => {
+            }) => {
                 self.moved(
                     org_number,
                     customer_number,
@@ -188,12 +189,12 @@ impl Apply<'_> {
                 )
                 .await?;
             }
-            EventBody::ConsentChanged {
+            EventBody::ConsentChanged(ConsentChangedEvent {
                 org_number,
                 customer_number,
                 consent,
                 ..
-            } => {
+            }) => {
                 let convs = self.tx.object_store(k::CONVERSATIONS)?;
                 let all: Vec<StoredConversation> = convs
                     .index(k::CONVERSATIONS_BY_PAIR)?
@@ -208,7 +209,7 @@ impl Apply<'_> {
                     convs.put(c).serde()?;
                 }
             }
-            EventBody::DirectoryChanged { patch } => {
+            EventBody::DirectoryChanged(DirectoryChangedEvent { patch }) => {
                 let records = self.tx.object_store(k::RECORDS)?;
                 for r in &patch.upsert.records {
                     records.put(self.store.stored(r.clone())).serde()?;
@@ -240,7 +241,7 @@ impl Apply<'_> {
                     orgs.delete(self.store.key(n).as_str()).build()?;
                 }
             }
-            EventBody::DirectoryReplaced { directory } => {
+            EventBody::DirectoryReplaced(DirectoryReplacedEvent { directory }) => {
                 for store in [k::RECORDS, k::SELLERS, k::TEAMS, k::ORG_NUMBERS] {
                     self.tx.object_store(store)?.clear()?;
                 }

@@ -6,7 +6,7 @@ pub(crate) mod v1 {
     pub(crate) const VERSION: u8 = 1;
     /// Key/value settings: `position` (epoch + last applied event id).
     pub(crate) const META: &str = "meta";
-    /// Directory records. Key: `id`. Index [`RECORDS_BY_PHONE`] (multi-entry, not unique).
+    /// Directory records. Key: `record.id`. Index [`RECORDS_BY_PHONE`] (multi-entry, not unique).
     pub(crate) const RECORDS: &str = "records";
     /// Records by normalised phone key.
     pub(crate) const RECORDS_BY_PHONE: &str = "by_phone";

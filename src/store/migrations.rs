@@ -13,7 +13,7 @@ pub(super) fn v1(db: &Database) -> indexed_db_futures::Result<()> {
         .build()?;
     let records = db
         .create_object_store(k::RECORDS)
-        .with_key_path("id".into())
+        .with_key_path("record.id".into())
         .build()?;
     records
         .create_index(k::RECORDS_BY_PHONE, "phone_keys".into())

@@ -8,10 +8,10 @@ use sms_core::directory::Record;
 use sms_core::pane::{Direction, Media, MoveEntry};
 use sms_core::routing::RouteRule;
 
-/// A directory record plus its normalised phone keys (multi-entry index).
+/// A directory record plus its normalised phone keys (multi-entry index). Nested,
+/// not flattened: serde's flatten buffers through a generic map and costs WASM size.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct StoredRecord {
-    #[serde(flatten)]
     pub(crate) record: Record,
     pub(crate) phone_keys: Vec<String>,
 }

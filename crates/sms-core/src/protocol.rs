@@ -80,115 +80,154 @@ pub struct DirectoryDeletes {
     pub org_numbers: Vec<String>,
 }
 
+/// The payload of each event kind (the fields next to `kind`).
+pub mod events {
+    use super::*;
+
+    /// A message from a customer, with the relay's routing decision (S2).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct InboundEvent {
+        /// Provider message id.
+        pub message_sid: String,
+        /// Customer number (E.164, or verbatim for a short code / sender id).
+        pub from: String,
+        /// Org number (E.164).
+        pub to: String,
+        /// Text.
+        pub body: String,
+        /// MMS media (B8).
+        #[serde(default)]
+        pub media: Vec<Media>,
+        /// When the relay received it.
+        pub at: Timestamp,
+        /// The record it is attached to.
+        pub record_id: String,
+        /// Which rule decided (B1).
+        pub rule: RouteRule,
+    }
+
+    /// A provider delivery report (C5).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct DeliveryEvent {
+        /// Provider message id.
+        pub message_sid: String,
+        /// Reported status.
+        pub status: DeliveryStatus,
+        /// Provider error code of a failure.
+        #[serde(default)]
+        pub error_code: Option<u32>,
+        /// Provider error message.
+        #[serde(default)]
+        pub error_message: Option<String>,
+        /// Org number.
+        pub from: String,
+        /// Customer number.
+        pub to: String,
+        /// When the relay received it.
+        pub at: Timestamp,
+    }
+
+    /// A seller sent a message (S1): other devices show it too.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct OutboundEvent {
+        /// Client reference (idempotency key).
+        pub client_ref: String,
+        /// Provider message id, when the provider accepted it.
+        #[serde(default)]
+        pub message_sid: Option<String>,
+        /// Org number.
+        pub from: String,
+        /// Customer number.
+        pub to: String,
+        /// Text as sent.
+        pub body: String,
+        /// Record the conversation is attached to.
+        pub record_id: String,
+        /// Sending seller.
+        pub by: String,
+        /// When.
+        pub at: Timestamp,
+        /// `accepted`, `failed` or `unknown`.
+        pub outcome: SendOutcome,
+        /// Provider error code when it failed.
+        #[serde(default)]
+        pub error_code: Option<u32>,
+    }
+
+    /// A lead created for an unknown number (R3), logged before its message.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct LeadCreatedEvent {
+        /// The lead.
+        pub record: Record,
+    }
+
+    /// A conversation moved to another record (M2).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ConversationMovedEvent {
+        /// Org number side.
+        pub org_number: String,
+        /// Customer side.
+        pub customer_number: String,
+        /// Source record.
+        pub from_record: String,
+        /// Target record.
+        pub to_record: String,
+        /// Who moved it.
+        pub by: String,
+        /// When.
+        pub at: Timestamp,
+    }
+
+    /// A customer opted out or back in for an org number (B2).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ConsentChangedEvent {
+        /// Org number.
+        pub org_number: String,
+        /// Customer number.
+        pub customer_number: String,
+        /// New consent.
+        pub consent: Consent,
+        /// When.
+        pub at: Timestamp,
+    }
+
+    /// The directory was patched (S3).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct DirectoryChangedEvent {
+        /// The change.
+        pub patch: DirectoryPatch,
+    }
+
+    /// The directory was replaced: browsers re-import it from `GET /directory`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct DirectoryReplacedEvent {
+        /// The new directory.
+        pub directory: Directory,
+    }
+}
+
+use events::*;
+
 /// What happened, as logged and pushed. Serialised with `"kind": "<snake_case>"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
     /// A message from a customer, with the relay's routing decision (S2).
-    Inbound {
-        /// Provider message id.
-        message_sid: String,
-        /// Customer number (E.164, or verbatim for a short code / sender id).
-        from: String,
-        /// Org number (E.164).
-        to: String,
-        /// Text.
-        body: String,
-        /// MMS media (B8).
-        #[serde(default)]
-        media: Vec<Media>,
-        /// When the relay received it.
-        at: Timestamp,
-        /// The record it is attached to.
-        record_id: String,
-        /// Which rule decided (B1).
-        rule: RouteRule,
-    },
+    Inbound(InboundEvent),
     /// A provider delivery report (C5).
-    Delivery {
-        /// Provider message id.
-        message_sid: String,
-        /// Reported status.
-        status: DeliveryStatus,
-        /// Provider error code of a failure.
-        #[serde(default)]
-        error_code: Option<u32>,
-        /// Provider error message.
-        #[serde(default)]
-        error_message: Option<String>,
-        /// Org number.
-        from: String,
-        /// Customer number.
-        to: String,
-        /// When the relay received it.
-        at: Timestamp,
-    },
+    Delivery(DeliveryEvent),
     /// A seller sent a message (S1): other devices show it too.
-    Outbound {
-        /// Client reference (idempotency key).
-        client_ref: String,
-        /// Provider message id, when the provider accepted it.
-        #[serde(default)]
-        message_sid: Option<String>,
-        /// Org number.
-        from: String,
-        /// Customer number.
-        to: String,
-        /// Text as sent.
-        body: String,
-        /// Record the conversation is attached to.
-        record_id: String,
-        /// Sending seller.
-        by: String,
-        /// When.
-        at: Timestamp,
-        /// `accepted`, `failed` or `unknown`.
-        outcome: SendOutcome,
-        /// Provider error code when it failed.
-        #[serde(default)]
-        error_code: Option<u32>,
-    },
+    Outbound(OutboundEvent),
     /// A lead created for an unknown number (R3), logged before its message.
-    LeadCreated {
-        /// The lead.
-        record: Record,
-    },
+    LeadCreated(LeadCreatedEvent),
     /// A conversation moved to another record (M2).
-    ConversationMoved {
-        /// Org number side.
-        org_number: String,
-        /// Customer side.
-        customer_number: String,
-        /// Source record.
-        from_record: String,
-        /// Target record.
-        to_record: String,
-        /// Who moved it.
-        by: String,
-        /// When.
-        at: Timestamp,
-    },
+    ConversationMoved(ConversationMovedEvent),
     /// A customer opted out or back in for an org number (B2).
-    ConsentChanged {
-        /// Org number.
-        org_number: String,
-        /// Customer number.
-        customer_number: String,
-        /// New consent.
-        consent: Consent,
-        /// When.
-        at: Timestamp,
-    },
+    ConsentChanged(ConsentChangedEvent),
     /// The directory was patched (S3).
-    DirectoryChanged {
-        /// The change.
-        patch: DirectoryPatch,
-    },
+    DirectoryChanged(DirectoryChangedEvent),
     /// The directory was replaced: browsers re-import it from `GET /directory`.
-    DirectoryReplaced {
-        /// The new directory.
-        directory: Directory,
-    },
+    DirectoryReplaced(DirectoryReplacedEvent),
 }
 
 impl EventBody {
