@@ -45,6 +45,39 @@ export interface StoredMessage {
 export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }
 "#;
 
+impl SmsClient {
+    /// Posts `{kind, conversation_id}` to every subscriber, in this tab and others.
+    fn announce(&self, kind: &str, conversation_id: Option<&str>) {
+        if let Some(channel) = &self.changes {
+            let msg = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&msg, &"kind".into(), &kind.into());
+            let conv = conversation_id.map_or(JsValue::NULL, JsValue::from);
+            let _ = js_sys::Reflect::set(&msg, &"conversation_id".into(), &conv);
+            let _ = channel.post_message(&msg);
+        }
+    }
+}
+
+/// A change subscription (RAII: dropping or closing it stops the listener).
+#[wasm_bindgen]
+pub struct Subscription {
+    channel: web_sys::BroadcastChannel,
+    _callback: Closure<dyn FnMut(web_sys::MessageEvent)>,
+}
+
+#[wasm_bindgen]
+impl Subscription {
+    /// Stops listening.
+    pub fn close(self) {}
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.channel.set_onmessage(None);
+        self.channel.close();
+    }
+}
+
 /// The request the transport receives: what `POST /messages` takes.
 fn send_request(e: &OutboxEntry) -> impl serde::Serialize + '_ {
     #[derive(serde::Serialize)]
@@ -135,6 +168,9 @@ struct Options {
 #[wasm_bindgen]
 pub struct SmsClient {
     store: IdbStore,
+    /// Tells other tabs (and this tab's subscribers) what changed.
+    changes: Option<web_sys::BroadcastChannel>,
+    channel_name: String,
     /// `(request) => Promise<{outcome, message_sid?, error_code?}>`; a rejection
     /// means the relay is unreachable (the send stays queued).
     transport: Option<js_sys::Function>,
@@ -154,8 +190,15 @@ impl SmsClient {
             seller: o.seller,
             default_region: o.default_region,
         };
+        let channel_name = format!("sms-changes:{}", o.db_name);
         let store = IdbStore::open(&o.db_name, ctx).await.map_err(store_error)?;
-        Ok(Self { store, transport })
+        let changes = web_sys::BroadcastChannel::new(&channel_name).ok();
+        Ok(Self {
+            store,
+            transport,
+            changes,
+            channel_name,
+        })
     }
 
     /// Queues an outbound message (it survives reloads) and tries to send the outbox.
@@ -178,6 +221,7 @@ impl SmsClient {
             attempts: 0,
         };
         let conv = self.store.queue_send(entry).await.map_err(store_error)?;
+        self.announce("queued", Some(&conv));
         self.flush().await?;
         Ok(conv)
     }
@@ -201,11 +245,13 @@ impl SmsClient {
                 Err(e) => Err(e),
             };
             match answer.and_then(input::<SendAnswer>) {
-                Ok(answer) => self
-                    .store
-                    .settle_send(&entry.client_ref, &answer)
-                    .await
-                    .map_err(store_error)?,
+                Ok(answer) => {
+                    self.store
+                        .settle_send(&entry.client_ref, &answer)
+                        .await
+                        .map_err(store_error)?;
+                    self.announce("sent", None);
+                }
                 Err(_) => {
                     self.store
                         .send_unreachable(&entry.client_ref)
@@ -240,6 +286,9 @@ impl SmsClient {
             });
         };
         let outcome = self.store.ingest(&event).await.map_err(store_error)?;
+        if !outcome.duplicate && !outcome.resync {
+            self.announce(&outcome.kind, outcome.conversation_id.as_deref());
+        }
         to_js(&outcome)
     }
 
@@ -372,7 +421,25 @@ impl SmsClient {
         self.store
             .mark_read(&conversation_id)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        self.announce("read", Some(&conversation_id));
+        Ok(())
+    }
+
+    /// Calls `listener({kind, conversation_id})` whenever this or another tab changes
+    /// the database (multi-tab: a change reaches every open pane without reload).
+    /// Call `close()` on the returned subscription to stop.
+    pub fn subscribe(&self, listener: js_sys::Function) -> JsResult<Subscription> {
+        let channel = web_sys::BroadcastChannel::new(&self.channel_name)?;
+        let callback =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                let _ = listener.call1(&JsValue::NULL, &e.data());
+            });
+        channel.set_onmessage(Some(callback.as_ref().unchecked_ref()));
+        Ok(Subscription {
+            channel,
+            _callback: callback,
+        })
     }
 
     /// Where a reply from `customer` to `org` would go now, and by which rule (B1).
@@ -421,6 +488,9 @@ impl SmsClient {
 
     /// Closes the database connection.
     pub fn close(self) {
+        if let Some(c) = &self.changes {
+            c.close();
+        }
         self.store.close();
     }
 }

@@ -134,4 +134,4 @@ mod client;
 #[cfg(target_family = "wasm")]
 pub mod store;
 #[cfg(target_family = "wasm")]
-pub use client::SmsClient;
+pub use client::{SmsClient, Subscription};

@@ -795,3 +795,136 @@ async fn the_js_client_decodes_relay_events_by_kind() {
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }
+
+#[test]
+async fn two_tabs_store_once_create_one_lead_and_hear_each_other() {
+    use std::rc::Rc;
+    use wasm_bindgen::prelude::*;
+
+    let name = db_name();
+    let options = || {
+        let o = js_sys::Object::new();
+        js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+        js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+        JsValue::from(o)
+    };
+    let json = |s: &str| js_sys::JSON::parse(s).unwrap();
+    let tab_a = sms_module::SmsClient::open(options()).await.unwrap();
+    let tab_b = sms_module::SmsClient::open(options()).await.unwrap();
+    let dir = json(
+        r#"{"sellers":[{"id":"asha"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],"records":[]}"#,
+    );
+    tab_a.import_directory(dir).await.unwrap();
+
+    let heard: Rc<std::cell::RefCell<Vec<String>>> = Rc::default();
+    let listener = {
+        let heard = heard.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |msg: JsValue| {
+            let kind = js_sys::Reflect::get(&msg, &"kind".into())
+                .unwrap()
+                .as_string()
+                .unwrap();
+            heard.borrow_mut().push(kind);
+        })
+    };
+    let subscription = tab_b.subscribe(listener.as_ref().clone().into()).unwrap();
+
+    // Both tabs receive the same events from the relay, concurrently.
+    let lead = r#"{"epoch":"e1","id":1,"kind":"inbound","message_sid":"SMx","from":"+919811122233",
+        "to":"+14155550100","body":"who?","media":[],"at":"2026-11-27T10:00:00Z",
+        "record_id":"lead:+919811122233","rule":"new_lead"}"#;
+    let (a, b) = futures_join(tab_a.ingest(json(lead)), tab_b.ingest(json(lead))).await;
+    let dup = |v: &JsValue| {
+        js_sys::Reflect::get(v, &"duplicate".into())
+            .unwrap()
+            .as_bool()
+            .unwrap()
+    };
+    let created = |v: &JsValue| {
+        !js_sys::Reflect::get(v, &"created_lead".into())
+            .unwrap()
+            .is_null()
+    };
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(dup(&a), dup(&b), "exactly one tab applied it");
+    assert!(created(&a) ^ created(&b), "exactly one lead");
+    let convs: js_sys::Array = tab_a.conversations().await.unwrap().into();
+    assert_eq!(convs.length(), 1);
+    let history = tab_a
+        .history(
+            js_sys::Reflect::get(&convs.get(0), &"id".into())
+                .unwrap()
+                .as_string()
+                .unwrap(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let messages: js_sys::Array = js_sys::Reflect::get(&history, &"messages".into())
+        .unwrap()
+        .into();
+    assert_eq!(messages.length(), 1);
+
+    // The tab that applied it told the other one.
+    let mut waited = 0;
+    while heard.borrow().is_empty() && waited < 50 {
+        gloo_sleep(20).await;
+        waited += 1;
+    }
+    assert_eq!(*heard.borrow(), ["inbound"]);
+    subscription.close();
+    tab_a.close();
+    tab_b.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
+}
+
+/// Polls two futures to completion concurrently (no extra crates).
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    use std::pin::pin;
+    use std::task::Poll;
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (ra.unwrap(), rb.unwrap())
+}
+
+async fn gloo_sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global: web_sys_global::Global = wasm_bindgen::JsValue::from(js_sys::global()).into();
+        let _ = global.set_timeout(&resolve, ms);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+mod web_sys_global {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        /// The global scope (window or worker).
+        pub type Global;
+        #[wasm_bindgen(method, js_name = setTimeout)]
+        pub fn set_timeout(this: &Global, handler: &js_sys::Function, ms: i32) -> i32;
+    }
+}
