@@ -167,7 +167,8 @@ struct Options {
 /// The browser runtime: relay events in, queries out, all in IndexedDB.
 #[wasm_bindgen]
 pub struct SmsClient {
-    store: IdbStore,
+    pub(crate) store: IdbStore,
+    pub(crate) pane: crate::pane_driver::PaneSlot,
     /// Tells other tabs (and this tab's subscribers) what changed.
     changes: Option<web_sys::BroadcastChannel>,
     channel_name: String,
@@ -195,6 +196,7 @@ impl SmsClient {
         let changes = web_sys::BroadcastChannel::new(&channel_name).ok();
         Ok(Self {
             store,
+            pane: Default::default(),
             transport,
             changes,
             channel_name,
@@ -288,6 +290,7 @@ impl SmsClient {
         let outcome = self.store.ingest(&event).await.map_err(store_error)?;
         if !outcome.duplicate && !outcome.resync {
             self.announce(&outcome.kind, outcome.conversation_id.as_deref());
+            self.show_in_pane(&event).await?;
         }
         to_js(&outcome)
     }

@@ -928,3 +928,131 @@ mod web_sys_global {
         pub fn set_timeout(this: &Global, handler: &js_sys::Function, ms: i32) -> i32;
     }
 }
+
+#[test]
+async fn the_pane_runs_against_the_store_and_updates_live() {
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen::JsCast;
+
+    let name = db_name();
+    let transport = Closure::wrap(Box::new(|_req: JsValue| -> js_sys::Promise {
+        js_sys::Promise::resolve(
+            &js_sys::JSON::parse(r#"{"outcome":"accepted","message_sid":"SMout1"}"#).unwrap(),
+        )
+    }) as Box<dyn FnMut(JsValue) -> js_sys::Promise>);
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
+    js_sys::Reflect::set(&o, &"transport".into(), transport.as_ref().unchecked_ref()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let json = |s: &str| js_sys::JSON::parse(s).unwrap();
+    let get = |v: &JsValue, path: &str| {
+        path.split('.').fold(v.clone(), |v, k| {
+            js_sys::Reflect::get(&v, &k.into())
+                .unwrap_or_else(|_| panic!("{path}: no {k} in {:?}", js_sys::JSON::stringify(&v)))
+        })
+    };
+    client
+        .import_directory(json(
+            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
+            "records":[{"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
+        ))
+        .await
+        .unwrap();
+    let out = client
+        .ingest(json(
+            r#"{"epoch":"e1","id":1,"kind":"inbound","message_sid":"SM1","from":"+919812345678","to":"+14155550100",
+            "body":"Is my order ready?","media":[],"at":"2026-11-27T10:00:00Z","record_id":"contact:priya","rule":"only_match"}"#,
+        ))
+        .await
+        .unwrap();
+    let conv = get(&out, "conversation_id").as_string().unwrap();
+
+    let view = client
+        .open_conversation(conv.clone(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&view, "record.name").as_string().as_deref(),
+        Some("Priya Sharma")
+    );
+    assert_eq!(js_sys::Array::from(&get(&view, "messages")).length(), 1);
+    assert_eq!(
+        get(&view, "route_rule").as_string().as_deref(),
+        Some("only_match")
+    );
+
+    let view = client
+        .dispatch(json(r#"{"type":"composer_edited","text":"Hi {{ contact.first_name }}, yes! — {{ seller.name }}"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&view, "composer.preview").as_string().as_deref(),
+        Some("Hi Priya, yes! — Asha Rao")
+    );
+    assert_eq!(
+        get(&view, "composer.segments.encoding")
+            .as_string()
+            .as_deref(),
+        Some("UCS-2")
+    );
+    assert_eq!(
+        client.draft(conv.clone()).await.unwrap(),
+        "Hi {{ contact.first_name }}, yes! — {{ seller.name }}"
+    );
+
+    let view = client
+        .dispatch(json(r#"{"type":"send","client_ref":"c1"}"#))
+        .await
+        .unwrap();
+    let messages = js_sys::Array::from(&get(&view, "messages"));
+    assert_eq!(messages.length(), 2);
+    let sent = messages.get(1);
+    assert_eq!(
+        get(&sent, "body").as_string().as_deref(),
+        Some("Hi Priya, yes! — Asha Rao")
+    );
+    assert_eq!(get(&sent, "local").as_string().as_deref(), Some("accepted"));
+    assert_eq!(
+        get(&sent, "provider_id").as_string().as_deref(),
+        Some("SMout1")
+    );
+    assert_eq!(
+        client.draft(conv.clone()).await.unwrap(),
+        "",
+        "the draft is cleared once sent"
+    );
+
+    // Live: a reply and a delivery report reach the open pane without reopening it.
+    client
+        .ingest(json(
+            r#"{"epoch":"e1","id":2,"kind":"delivery","message_sid":"SMout1","status":"delivered","from":"+14155550100",
+            "to":"+919812345678","at":"2026-11-27T10:01:00Z"}"#,
+        ))
+        .await
+        .unwrap();
+    client
+        .ingest(json(
+            r#"{"epoch":"e1","id":3,"kind":"inbound","message_sid":"SM2","from":"+919812345678","to":"+14155550100",
+            "body":"धन्यवाद!","media":[],"at":"2099-01-01T10:02:00Z","record_id":"contact:priya","rule":"recent_conversation"}"#,
+        ))
+        .await
+        .unwrap();
+    let view = client.pane_view().unwrap();
+    let messages = js_sys::Array::from(&get(&view, "messages"));
+    assert_eq!(messages.length(), 3);
+    assert_eq!(
+        get(&messages.get(1), "delivery.status")
+            .as_string()
+            .as_deref(),
+        Some("delivered")
+    );
+    assert_eq!(
+        get(&messages.get(2), "body").as_string().as_deref(),
+        Some("धन्यवाद!")
+    );
+    client.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
+    drop(transport);
+}

@@ -150,3 +150,114 @@ pub struct HistoryPage {
     /// Whether older messages remain.
     pub has_more: bool,
 }
+
+/// What the pane needs to open on a conversation, read in one transaction.
+#[derive(Debug, Clone)]
+pub struct PaneSeed {
+    /// The conversation.
+    pub conversation: StoredConversation,
+    /// Its record, when the directory has it.
+    pub record: Option<Record>,
+    /// Every org number with its owner.
+    pub org_numbers: Vec<sms_core::directory::OrgNumber>,
+    /// Every team.
+    pub teams: Vec<sms_core::directory::Team>,
+    /// The seller's profile.
+    pub me: Option<sms_core::protocol::Seller>,
+    /// The conversation's draft.
+    pub draft: String,
+}
+
+impl IdbStore {
+    /// A conversation by id.
+    pub async fn conversation(&self, id: &str) -> StoreResult<Option<StoredConversation>> {
+        let tx = self.db.transaction(k::CONVERSATIONS).build()?;
+        let c: Option<StoredConversation> =
+            tx.object_store(k::CONVERSATIONS)?.get(id).serde()?.await?;
+        Ok(c)
+    }
+
+    /// The conversation between two numbers attached to `record_id`, if any.
+    pub async fn find_conversation(
+        &self,
+        org: &str,
+        customer: &str,
+        record_id: &str,
+    ) -> StoreResult<Option<StoredConversation>> {
+        let tx = self.db.transaction(k::CONVERSATIONS).build()?;
+        let all: Vec<StoredConversation> = tx
+            .object_store(k::CONVERSATIONS)?
+            .index(k::CONVERSATIONS_BY_PAIR)?
+            .get_all()
+            .with_query(super::pair_key(org, customer))
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        Ok(all.into_iter().find(|c| c.record_id == record_id))
+    }
+
+    /// A message by id (provider id, or client reference of an outbound message).
+    pub async fn message(&self, id: &str) -> StoreResult<Option<StoredMessage>> {
+        let tx = self.db.transaction(k::MESSAGES).build()?;
+        let m: Option<StoredMessage> = tx.object_store(k::MESSAGES)?.get(id).serde()?.await?;
+        Ok(m)
+    }
+
+    /// Everything the pane needs for `conversation_id`.
+    pub async fn pane_seed(&self, conversation_id: &str) -> StoreResult<Option<PaneSeed>> {
+        let tx = self
+            .db
+            .transaction([
+                k::CONVERSATIONS,
+                k::RECORDS,
+                k::ORG_NUMBERS,
+                k::TEAMS,
+                k::SELLERS,
+                k::DRAFTS,
+            ])
+            .build()?;
+        let c: Option<StoredConversation> = tx
+            .object_store(k::CONVERSATIONS)?
+            .get(conversation_id)
+            .serde()?
+            .await?;
+        let Some(conversation) = c else {
+            return Ok(None);
+        };
+        let record: Option<StoredRecord> = tx
+            .object_store(k::RECORDS)?
+            .get(conversation.record_id.as_str())
+            .serde()?
+            .await?;
+        let org_numbers = tx
+            .object_store(k::ORG_NUMBERS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let teams = tx
+            .object_store(k::TEAMS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let me = tx
+            .object_store(k::SELLERS)?
+            .get(self.ctx.seller.as_str())
+            .serde()?
+            .await?;
+        let draft: Option<super::records::Draft> = tx
+            .object_store(k::DRAFTS)?
+            .get(conversation_id)
+            .serde()?
+            .await?;
+        Ok(Some(PaneSeed {
+            conversation,
+            record: record.map(|r| r.record),
+            org_numbers,
+            teams,
+            me,
+            draft: draft.map(|d| d.text).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,387 @@
+//! The imperative shell around the pure pane state machine: it seeds the pane from
+//! IndexedDB, carries out its effects (history pages, read marks, drafts, sends) and
+//! feeds the results back, so JS only dispatches inputs and renders the view.
+
+use std::cell::RefCell;
+
+use sms_core::directory::{teams_of, OrgNumber, Owner, Record};
+use sms_core::pane::{
+    Effect, LocalState, MessageView, OpenRequest, OpenSource, Pane, PaneConfig, PaneInput,
+    RecordRef,
+};
+use sms_core::protocol::{EventBody, LoggedEvent};
+use sms_core::value::Value;
+use sms_core::Timestamp;
+use wasm_bindgen::prelude::*;
+
+use crate::client::SmsClient;
+use crate::js_error::{js_error, JsResult};
+use crate::store::records::StoredMessage;
+use crate::store::{PaneSeed, StoreError};
+use crate::to_js;
+
+/// The open pane, if any (borrowed only between awaits, never across them).
+#[derive(Default)]
+pub(crate) struct PaneSlot(RefCell<Option<Pane>>);
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(js_sys::Date::now() as i64)
+}
+
+fn store_error(e: StoreError) -> JsValue {
+    js_error(e.code, &e.message, &[])
+}
+
+fn pane_error(e: sms_core::pane::PaneError) -> JsValue {
+    js_error(e.code(), &e.to_string(), &[])
+}
+
+pub(crate) fn message_view(m: StoredMessage, queued: bool) -> MessageView {
+    MessageView {
+        id: m.id,
+        client_ref: m.client_ref,
+        provider_id: m.provider_id,
+        direction: m.direction,
+        body: m.body,
+        at: Timestamp::from_millis(m.at_ms as i64),
+        delivery: m.delivery,
+        local: queued.then_some(LocalState::QueuedOffline),
+        failure: None,
+        media: m.media,
+    }
+}
+
+fn record_ref(r: &Record) -> RecordRef {
+    RecordRef {
+        id: r.id.clone(),
+        kind: r.kind,
+        name: r.name.clone(),
+        owner: r.owner.clone(),
+    }
+}
+
+/// Template fields: the record under `record` and under its kind, the seller, the org number.
+fn template_data(record: Option<&Record>, seller: &str, seller_name: &str, org: &str) -> Value {
+    let mut fields = vec![
+        (
+            "seller",
+            Value::object([
+                ("id", Value::from(seller)),
+                ("name", Value::from(seller_name)),
+            ]),
+        ),
+        ("org_number", Value::object([("number", Value::from(org))])),
+    ];
+    if let Some(r) = record {
+        let mut words = r.name.split_whitespace();
+        let first = words.next().unwrap_or_default().to_owned();
+        let last = words.collect::<Vec<_>>().join(" ");
+        let value = Value::object([
+            ("id", Value::from(r.id.as_str())),
+            ("name", Value::from(r.name.as_str())),
+            ("first_name", Value::from(first)),
+            ("last_name", Value::from(last)),
+            ("phone", Value::from(r.phones.first().cloned())),
+        ]);
+        fields.push(("record", value.clone()));
+        fields.push((r.kind.as_str(), value));
+    }
+    Value::object(fields)
+}
+
+fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenRequest, PaneConfig) {
+    let teams: Vec<String> = teams_of(seller, &seed.teams)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mine = |o: &&OrgNumber| match &o.owner {
+        Owner::Seller(s) => s == seller,
+        Owner::Team(t) => teams.contains(t),
+    };
+    let conv = &seed.conversation;
+    // The conversation's own number first, then the seller's other numbers (C4).
+    let mut from: Vec<&OrgNumber> = seed
+        .org_numbers
+        .iter()
+        .filter(|o| o.number == conv.org_number)
+        .collect();
+    from.extend(
+        seed.org_numbers
+            .iter()
+            .filter(mine)
+            .filter(|o| o.number != conv.org_number),
+    );
+    let mut to_choices = vec![conv.customer_number.clone()];
+    if let Some(r) = &seed.record {
+        to_choices.extend(
+            r.phones
+                .iter()
+                .filter(|p| **p != conv.customer_number)
+                .cloned(),
+        );
+    }
+    let seller_name = seed.me.as_ref().map_or(seller, |m| m.name.as_str());
+    let record = seed.record.as_ref().map(record_ref).unwrap_or(RecordRef {
+        id: conv.record_id.clone(),
+        kind: sms_core::directory::RecordKind::Lead,
+        name: conv.record_id.clone(),
+        owner: Owner::Seller(seller.to_owned()),
+    });
+    let req = OpenRequest {
+        source,
+        record,
+        from_choices: from.iter().map(|o| o.number.clone()).collect(),
+        from_owners: from.iter().map(|o| o.owner.clone()).collect(),
+        to_choices,
+        from: Some(conv.org_number.clone()),
+        to: Some(conv.customer_number.clone()),
+        related: Vec::new(),
+        consent: conv.consent,
+        route_rule: conv.rule,
+        moves: conv.moves.clone(),
+        template_data: template_data(seed.record.as_ref(), seller, seller_name, &conv.org_number),
+        draft: seed.draft,
+    };
+    let config = PaneConfig {
+        seller: seller.to_owned(),
+        teams,
+        default_region: None,
+    };
+    (req, config)
+}
+
+impl PaneSlot {
+    fn handle(&self, input: PaneInput) -> Result<(), sms_core::pane::PaneError> {
+        match self.0.borrow_mut().as_mut() {
+            Some(p) => p.handle(input, now()),
+            None => Err(sms_core::pane::PaneError::NotOpen),
+        }
+    }
+
+    fn poll(&self) -> Option<Effect> {
+        self.0.borrow_mut().as_mut().and_then(Pane::poll_effect)
+    }
+
+    fn view(&self) -> JsResult<JsValue> {
+        match self.0.borrow().as_ref().and_then(Pane::view) {
+            Some(v) => to_js(&v),
+            None => Ok(JsValue::NULL),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl SmsClient {
+    /// Opens the pane on a conversation (O1–O4); resolves to the pane view. `via` is
+    /// `{"via":"grid"}`, `{"via":"record_phone","field":..}`, `{"via":"notification","id":..}`
+    /// or `{"via":"work_item","id":..}`. Throws `not_visible` for a conversation the
+    /// seller may not see (V2).
+    #[wasm_bindgen(js_name = openConversation, unchecked_return_type = "object")]
+    pub async fn open_conversation(
+        &self,
+        conversation_id: String,
+        #[wasm_bindgen(unchecked_param_type = "object | undefined")] via: JsValue,
+    ) -> JsResult<JsValue> {
+        let source: OpenSource = if via.is_undefined() || via.is_null() {
+            OpenSource::Grid
+        } else {
+            serde_wasm_bindgen::from_value(via)
+                .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))?
+        };
+        let seed = self
+            .store
+            .pane_seed(&conversation_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| js_error("not_found", "no such conversation", &[]))?;
+        let seller = self.store.context().seller.clone();
+        let (req, mut config) = open_request(seed, &seller, source);
+        config.default_region = self.store.context().default_region.clone();
+        let mut pane = Pane::new(config);
+        pane.handle(PaneInput::Open(Box::new(req)), now())
+            .map_err(pane_error)?;
+        *self.pane.0.borrow_mut() = Some(pane);
+        self.drive(Some(conversation_id)).await?;
+        self.pane.view()
+    }
+
+    /// Hands a pane input (`{"type": "composer_edited", "text": ..}`, `{"type": "send",
+    /// "client_ref": ..}`, ...) to the pane, carries out its effects, resolves to the view.
+    #[wasm_bindgen(unchecked_return_type = "object")]
+    pub async fn dispatch(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "object")] input: JsValue,
+    ) -> JsResult<JsValue> {
+        let input: PaneInput = serde_wasm_bindgen::from_value(input)
+            .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))?;
+        self.pane.handle(input).map_err(pane_error)?;
+        self.drive(None).await?;
+        self.pane.view()
+    }
+
+    /// The pane view, or `null` when no conversation is open.
+    #[wasm_bindgen(js_name = paneView, unchecked_return_type = "object | null")]
+    pub fn pane_view(&self) -> JsResult<JsValue> {
+        self.pane.view()
+    }
+}
+
+impl SmsClient {
+    /// Carries out the pane's effects until none is left.
+    async fn drive(&self, mut conversation_id: Option<String>) -> JsResult<()> {
+        while let Some(effect) = self.pane.poll() {
+            match effect {
+                Effect::LoadHistory {
+                    conversation,
+                    before,
+                    limit,
+                } => {
+                    let conv = self
+                        .store
+                        .find_conversation(
+                            &conversation.org_number,
+                            &conversation.customer_number,
+                            &conversation.record_id,
+                        )
+                        .await
+                        .map_err(store_error)?;
+                    let (messages, has_more) = match &conv {
+                        Some(c) => {
+                            conversation_id = Some(c.id.clone());
+                            let before = before.map(|t| t.as_millis() as f64);
+                            let page = self
+                                .store
+                                .history(&c.id, before, limit)
+                                .await
+                                .map_err(store_error)?;
+                            let queued: Vec<String> = self
+                                .store
+                                .outbox()
+                                .await
+                                .map_err(store_error)?
+                                .into_iter()
+                                .map(|e| e.client_ref)
+                                .collect();
+                            let views = page
+                                .messages
+                                .into_iter()
+                                .map(|m| {
+                                    let q =
+                                        m.client_ref.as_ref().is_some_and(|r| queued.contains(r));
+                                    message_view(m, q)
+                                })
+                                .collect();
+                            (views, page.has_more)
+                        }
+                        None => (Vec::new(), false),
+                    };
+                    let _ = self
+                        .pane
+                        .handle(PaneInput::HistoryLoaded { messages, has_more });
+                }
+                Effect::MarkRead { .. } => {
+                    if let Some(id) = &conversation_id {
+                        self.store.mark_read(id).await.map_err(store_error)?;
+                    }
+                }
+                Effect::PersistDraft { conversation, text } => {
+                    let id = match &conversation_id {
+                        Some(id) => id.clone(),
+                        None => format!(
+                            "{}|{}|{}",
+                            conversation.org_number,
+                            conversation.customer_number,
+                            conversation.record_id
+                        ),
+                    };
+                    self.store
+                        .put_draft(&id, &text)
+                        .await
+                        .map_err(store_error)?;
+                }
+                Effect::Send(req) => {
+                    let client_ref = req.client_ref.clone();
+                    let request = to_js(&req)?;
+                    self.send(request).await?;
+                    let stored = self.store.message(&client_ref).await.map_err(store_error)?;
+                    let queued = self
+                        .store
+                        .outbox()
+                        .await
+                        .map_err(store_error)?
+                        .iter()
+                        .any(|e| e.client_ref == client_ref);
+                    let input = match stored {
+                        _ if queued => PaneInput::SendFailed {
+                            client_ref,
+                            offline: true,
+                            unknown: false,
+                            error_code: None,
+                        },
+                        Some(StoredMessage {
+                            provider_id: Some(sid),
+                            ..
+                        }) => PaneInput::SendAccepted {
+                            client_ref,
+                            provider_id: sid,
+                            status: None,
+                        },
+                        Some(m) => PaneInput::SendFailed {
+                            client_ref,
+                            offline: false,
+                            unknown: m.delivery.as_ref().is_none_or(|d| !d.status.is_failure()),
+                            error_code: m.delivery.and_then(|d| d.error_code),
+                        },
+                        None => PaneInput::SendFailed {
+                            client_ref,
+                            offline: true,
+                            unknown: false,
+                            error_code: None,
+                        },
+                    };
+                    let _ = self.pane.handle(input);
+                }
+                // Moves go through the relay (issue 4 follow-up); the rest needs no IO here.
+                Effect::RequestMove { .. }
+                | Effect::SwitchRecord { .. }
+                | Effect::Notify { .. }
+                | Effect::Render => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds an ingested event to the open pane, so it updates live (C5, C6).
+    pub(crate) async fn show_in_pane(&self, event: &LoggedEvent) -> JsResult<()> {
+        let input = match &event.body {
+            EventBody::Inbound(e) => {
+                let Some(m) = self
+                    .store
+                    .message(&e.message_sid)
+                    .await
+                    .map_err(store_error)?
+                else {
+                    return Ok(());
+                };
+                PaneInput::Inbound {
+                    message: message_view(m, false),
+                    record_id: e.record_id.clone(),
+                    org_number: e.to.clone(),
+                    customer_number: e.from.clone(),
+                }
+            }
+            EventBody::Delivery(e) => PaneInput::DeliveryReport {
+                provider_id: e.message_sid.clone(),
+                status: e.status,
+                error_code: e.error_code,
+            },
+            EventBody::ConsentChanged(e) => PaneInput::ConsentChanged { consent: e.consent },
+            _ => return Ok(()),
+        };
+        if self.pane.0.borrow().is_some() {
+            let _ = self.pane.handle(input);
+            self.drive(None).await?;
+        }
+        Ok(())
+    }
+}
