@@ -20,6 +20,98 @@ use crate::store::records::StoredMessage;
 use crate::store::{PaneSeed, StoreError};
 use crate::to_js;
 
+/// A pane input from the page, read field by field (the derived, internally tagged
+/// decoder of `PaneInput` buffers through a generic tree and costs module size).
+#[derive(serde::Deserialize)]
+struct UserInput {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    client_ref: Option<String>,
+    #[serde(default)]
+    confirm_missing: bool,
+    #[serde(default)]
+    target: Option<RecordRef>,
+    #[serde(default)]
+    record_id: Option<String>,
+}
+
+fn user_input(v: JsValue) -> JsResult<PaneInput> {
+    let u: UserInput = serde_wasm_bindgen::from_value(v)
+        .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))?;
+    let missing =
+        |field: &str| js_error("invalid_input", &format!("{} needs {field}", u.kind), &[]);
+    Ok(match u.kind.as_str() {
+        "load_older" => PaneInput::LoadOlder,
+        "composer_edited" => PaneInput::ComposerEdited {
+            text: u.text.clone().unwrap_or_default(),
+        },
+        "template_chosen" => PaneInput::TemplateChosen {
+            body: u.body.clone().ok_or_else(|| missing("body"))?,
+        },
+        "from_chosen" => PaneInput::FromChosen {
+            number: u.number.clone().ok_or_else(|| missing("number"))?,
+        },
+        "to_chosen" => PaneInput::ToChosen {
+            number: u.number.clone().ok_or_else(|| missing("number"))?,
+        },
+        "send" => PaneInput::Send {
+            client_ref: u.client_ref.clone().ok_or_else(|| missing("client_ref"))?,
+            confirm_missing: u.confirm_missing,
+        },
+        "move_requested" => PaneInput::MoveRequested {
+            target: u.target.clone().ok_or_else(|| missing("target"))?,
+        },
+        "related_chosen" => PaneInput::RelatedChosen {
+            record_id: u.record_id.clone().ok_or_else(|| missing("record_id"))?,
+        },
+        "close" => PaneInput::Close,
+        other => {
+            return Err(js_error(
+                "invalid_input",
+                &format!("unknown pane input {other:?}"),
+                &[],
+            ))
+        }
+    })
+}
+
+/// How the pane was opened, from `{via, field?, id?}`.
+fn open_source(v: &JsValue) -> JsResult<OpenSource> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(OpenSource::Grid);
+    }
+    let get = |k: &str| {
+        js_sys::Reflect::get(v, &k.into())
+            .ok()
+            .and_then(|x| x.as_string())
+    };
+    let text = |k: &str| {
+        get(k).ok_or_else(|| js_error("invalid_input", &format!("open source needs {k}"), &[]))
+    };
+    Ok(match get("via").as_deref() {
+        Some("grid") | None => OpenSource::Grid,
+        Some("record_phone") => OpenSource::RecordPhone {
+            field: text("field")?,
+        },
+        Some("notification") => OpenSource::Notification { id: text("id")? },
+        Some("work_item") => OpenSource::WorkItem { id: text("id")? },
+        Some(other) => {
+            return Err(js_error(
+                "invalid_input",
+                &format!("unknown open source {other:?}"),
+                &[],
+            ))
+        }
+    })
+}
+
 /// The open pane, if any (borrowed only between awaits, never across them).
 #[derive(Default)]
 pub(crate) struct PaneSlot(RefCell<Option<Pane>>);
@@ -182,12 +274,7 @@ impl SmsClient {
         conversation_id: String,
         #[wasm_bindgen(unchecked_param_type = "object | undefined")] via: JsValue,
     ) -> JsResult<JsValue> {
-        let source: OpenSource = if via.is_undefined() || via.is_null() {
-            OpenSource::Grid
-        } else {
-            serde_wasm_bindgen::from_value(via)
-                .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))?
-        };
+        let source = open_source(&via)?;
         let seed = self
             .store
             .pane_seed(&conversation_id)
@@ -212,9 +299,7 @@ impl SmsClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "object")] input: JsValue,
     ) -> JsResult<JsValue> {
-        let input: PaneInput = serde_wasm_bindgen::from_value(input)
-            .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))?;
-        self.pane.handle(input).map_err(pane_error)?;
+        self.pane.handle(user_input(input)?).map_err(pane_error)?;
         self.drive(None).await?;
         self.pane.view()
     }
