@@ -15,7 +15,15 @@ use wasm_bindgen_futures::JsFuture;
 #[wasm_bindgen(typescript_custom_section)]
 const TS_CLIENT: &'static str = r#"
 /** Options of `SmsClient.open`. */
-export interface SmsClientOptions { dbName: string; seller: string; defaultRegion?: string }
+export interface SmsClientOptions {
+  dbName: string; seller: string; defaultRegion?: string;
+  /** Sends: resolve with the relay's answer, reject when the relay is unreachable. */
+  transport?: (request: { client_ref: string; from: string; to: string; body: string; record_id: string })
+    => Promise<{ outcome: "accepted" | "failed" | "unknown"; message_sid?: string; error_code?: number }>;
+  /** Moves: resolve when the relay accepted, reject with the reason. */
+  moveTransport?: (request: { org_number: string; customer_number: string; from_record: string; to_record: string })
+    => Promise<unknown>;
+}
 /** What `ingest` did with one relay event. */
 export interface IngestOutcome {
   duplicate: boolean; resync: boolean; kind: string;
@@ -175,6 +183,10 @@ pub struct SmsClient {
     /// `(request) => Promise<{outcome, message_sid?, error_code?}>`; a rejection
     /// means the relay is unreachable (the send stays queued).
     transport: Option<js_sys::Function>,
+    /// `(request) => Promise` that asks the relay to move a conversation
+    /// (`POST /conversations/move`); the move shows as pending until its
+    /// `conversation_moved` event is ingested. A rejection is the refusal reason.
+    pub(crate) move_transport: Option<js_sys::Function>,
 }
 
 #[wasm_bindgen]
@@ -184,6 +196,9 @@ impl SmsClient {
         #[wasm_bindgen(unchecked_param_type = "SmsClientOptions")] options: JsValue,
     ) -> JsResult<SmsClient> {
         let transport = js_sys::Reflect::get(&options, &"transport".into())
+            .ok()
+            .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
+        let move_transport = js_sys::Reflect::get(&options, &"moveTransport".into())
             .ok()
             .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
         let o: Options = input(options)?;
@@ -198,6 +213,7 @@ impl SmsClient {
             store,
             pane: Default::default(),
             transport,
+            move_transport,
             changes,
             channel_name,
         })

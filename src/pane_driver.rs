@@ -426,11 +426,48 @@ impl SmsClient {
                     };
                     let _ = self.pane.handle(input);
                 }
-                // Moves go through the relay (issue 4 follow-up); the rest needs no IO here.
-                Effect::RequestMove { .. }
-                | Effect::SwitchRecord { .. }
-                | Effect::Notify { .. }
-                | Effect::Render => {}
+                Effect::RequestMove {
+                    conversation,
+                    target_record_id,
+                } => {
+                    let outcome = match &self.move_transport {
+                        None => Err(JsValue::from("moving needs the relay (no moveTransport)")),
+                        Some(f) => {
+                            let req = js_sys::Object::new();
+                            for (k, v) in [
+                                ("org_number", conversation.org_number.as_str()),
+                                ("customer_number", conversation.customer_number.as_str()),
+                                ("from_record", conversation.record_id.as_str()),
+                                ("to_record", target_record_id.as_str()),
+                            ] {
+                                let _ = js_sys::Reflect::set(&req, &k.into(), &v.into());
+                            }
+                            match f.call1(&JsValue::NULL, &req) {
+                                Ok(p) => {
+                                    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(
+                                        &p,
+                                    ))
+                                    .await
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                    };
+                    if let Err(e) = outcome {
+                        let reason = e
+                            .as_string()
+                            .or_else(|| {
+                                js_sys::Reflect::get(&e, &"message".into())
+                                    .ok()
+                                    .and_then(|m| m.as_string())
+                            })
+                            .unwrap_or_else(|| "the relay refused the move".into());
+                        let _ = self.pane.handle(PaneInput::MoveFailed { reason });
+                    }
+                }
+                // Related records need relations the directory does not carry yet; the
+                // store raised notifications already; the caller re-renders.
+                Effect::SwitchRecord { .. } | Effect::Notify { .. } | Effect::Render => {}
             }
         }
         Ok(())
@@ -461,6 +498,21 @@ impl SmsClient {
                 error_code: e.error_code,
             },
             EventBody::ConsentChanged(e) => PaneInput::ConsentChanged { consent: e.consent },
+            EventBody::ConversationMoved(e) => {
+                let Some(target) = self.store.record(&e.to_record).await.map_err(store_error)?
+                else {
+                    return Ok(());
+                };
+                PaneInput::MoveConfirmed {
+                    entry: sms_core::pane::MoveEntry {
+                        by: e.by.clone(),
+                        at: e.at,
+                        from_record: e.from_record.clone(),
+                        to_record: e.to_record.clone(),
+                    },
+                    target: record_ref(&target),
+                }
+            }
             _ => return Ok(()),
         };
         if self.pane.0.borrow().is_some() {

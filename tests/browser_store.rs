@@ -1052,6 +1052,39 @@ async fn the_pane_runs_against_the_store_and_updates_live() {
         get(&messages.get(2), "body").as_string().as_deref(),
         Some("धन्यवाद!")
     );
+
+    // Change (M1): pending until the relay's conversation_moved comes back (M2).
+    let target = json(
+        r#"{"id":"account:sharma","kind":"account","name":"Sharma Traders","owner":{"seller":"asha"}}"#,
+    );
+    let input = js_sys::Object::new();
+    js_sys::Reflect::set(&input, &"type".into(), &"move_requested".into()).unwrap();
+    js_sys::Reflect::set(&input, &"target".into(), &target).unwrap();
+    let view = client.dispatch(input.into()).await.unwrap();
+    assert_eq!(
+        get(&view, "move_error").as_string().as_deref(),
+        Some("moving needs the relay (no moveTransport)")
+    );
+    client
+        .ingest(json(
+            r#"{"epoch":"e1","id":4,"kind":"directory_changed","patch":{"upsert":{"records":[{"id":"account:sharma","kind":"account",
+            "name":"Sharma Traders","owner":{"seller":"asha"},"phones":[]}]}}}"#,
+        ))
+        .await
+        .unwrap();
+    client
+        .ingest(json(
+            r#"{"epoch":"e1","id":5,"kind":"conversation_moved","org_number":"+14155550100","customer_number":"+919812345678",
+            "from_record":"contact:priya","to_record":"account:sharma","by":"asha","at":"2099-01-02T00:00:00Z"}"#,
+        ))
+        .await
+        .unwrap();
+    let view = client.pane_view().unwrap();
+    assert_eq!(
+        get(&view, "record.id").as_string().as_deref(),
+        Some("account:sharma")
+    );
+    assert_eq!(js_sys::Array::from(&get(&view, "moves")).length(), 1);
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
     drop(transport);
