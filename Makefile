@@ -13,7 +13,7 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --e
 	--enable-mutable-globals --enable-reference-types --enable-multivalue
 PKG := www/pkg
 
-.PHONY: help demo test lint pkg size bench tools rust-tools browser-tools node-tools phone-metadata clean
+.PHONY: help demo test e2e lint pkg size bench tools rust-tools browser-tools node-tools phone-metadata clean
 
 help:
 	@echo "make demo   build the module, start the relay (simulated provider) and the page on http://$(HOST):$(PORT)/"
@@ -66,6 +66,16 @@ test: tools lint
 	cargo test --workspace
 	wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
 	@$(MAKE) --no-print-directory pkg
+	@$(MAKE) --no-print-directory e2e
+
+# The page end to end in Chromium against a demo relay on a free port and a fresh database.
+E2E_PORT ?= 18181
+e2e: node-tools
+	cargo build -p sms-relay
+	@db=$$(mktemp -d)/e2e.db; \
+	./target/debug/sms-relay --config relay/demo/relay.toml --bind 127.0.0.1:$(E2E_PORT) --database $$db > $$db.log 2>&1 & pid=$$!; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(E2E_PORT)/healthz >/dev/null && break; sleep 0.2; done; \
+	node tests/e2e/smoke.mjs http://127.0.0.1:$(E2E_PORT)/; rc=$$?; kill $$pid; exit $$rc
 
 bench:
 	cargo run --release -p sms-core --example bench

@@ -101,6 +101,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/demo/phone/send", post(phone_send))
         .route("/demo/phone/messages", get(phone_messages))
         .route("/demo/fault", post(fault))
+        .route("/demo/sellers", get(demo_sellers))
 }
 
 fn fake(app: &App) -> Result<&Arc<FakeProvider>, ApiError> {
@@ -285,4 +286,25 @@ async fn fault(
     fake(&app)?;
     app.fault.set(req.events_unavailable_ms.clamp(0, 600_000));
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The demo's sellers with their tokens, so the demo page can offer a sign-in
+/// picker. Only mounted in demo mode; a real deployment signs in through the CRM.
+async fn demo_sellers(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    fake(&app)?;
+    let names = app.seq.query(|s| s.directory().sellers.clone()).await?;
+    let list: Vec<serde_json::Value> = app
+        .config
+        .sellers
+        .iter()
+        .map(|t| {
+            let profile = names.iter().find(|s| s.id == t.id);
+            json!({
+                "id": t.id,
+                "name": profile.map_or(t.id.as_str(), |p| p.name.as_str()),
+                "token": t.token,
+            })
+        })
+        .collect();
+    Ok(Json(json!(list)))
 }

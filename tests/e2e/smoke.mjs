@@ -1,0 +1,58 @@
+// End-to-end smoke of the demo page in Chromium (playwright-core + Debian chromium):
+// sign in, receive a customer's text live, open the pane, send a templated reply,
+// see its delivery report, check CSP and accessibility. Usage: node tests/e2e/smoke.mjs URL [screenshot.png]
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+
+const url = process.argv[2] ?? "http://127.0.0.1:8080/";
+const shot = process.argv[3];
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const failures = [];
+let passed = 0;
+const check = (ok, what) => { console.log(`${ok ? "ok  " : "FAIL"} ${what}`); if (ok) passed++; else failures.push(what); };
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const cspViolations = [];
+  page.on("console", (m) => { if (/Content Security Policy|Refused to/.test(m.text())) cspViolations.push(m.text()); });
+  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  await page.goto(url);
+  await page.selectOption("#seller", { label: "Asha Rao (asha)" });
+  await page.click("#signin-btn");
+  await page.waitForSelector("#layout:not([hidden])");
+  // The customer texts in (simulated provider → signed webhook → relay → SSE → WASM → DOM).
+  await page.fill("#phone-body", "Namaste! Is my order ready? <b>not bold</b>");
+  await page.click("#phone-send");
+  await page.waitForSelector("#grid tbody tr", { timeout: 10000 });
+  check((await page.textContent("#grid tbody")).includes("Priya Sharma"), "inbound routed to Priya Sharma's contact, shown live in the grid");
+  check((await page.textContent("#unread")) === "1", "bell counts one unread message");
+  await page.focus("#grid tbody tr");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#pane:not([hidden])");
+  check((await page.textContent("#messages")).includes("<b>not bold</b>"), "message body rendered as text, not HTML");
+  check((await page.textContent("#pane-route")).length > 0, "pane explains the routing rule");
+  await page.fill("#composer", "Hi {{ contact.first_name }}, yes — it ships today. {{ seller.name }}");
+  await page.waitForFunction(() => document.getElementById("preview").textContent.includes("Hi Priya"));
+  check((await page.textContent("#counter")).includes("UCS-2"), "counter says UCS-2 (the em dash)");
+  await page.click("#send");
+  await page.waitForFunction(() => [...document.querySelectorAll("#messages li.outbound .report")].some((r) => r.textContent.includes("delivered")), null, { timeout: 10000 });
+  check(true, "sent message reaches 'delivered' from the provider's callbacks");
+  const received = await page
+    .waitForFunction(() => document.getElementById("phone-inbox").textContent.includes("Hi Priya, yes — it ships today. Asha Rao"), null, { timeout: 10000 })
+    .then(() => true, () => false);
+  check(received, "the customer's phone received the filled template");
+  const axe = readFileSync(new URL("../../node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+  await page.evaluate(axe);
+  const result = await page.evaluate(async () => await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] }));
+  for (const v of result.violations) console.log(`axe: ${v.id} (${v.impact}): ${v.nodes.length} node(s) — ${v.help}`);
+  check(result.violations.filter((v) => v.impact === "critical" || v.impact === "serious").length === 0, "no serious accessibility violations (axe, WCAG 2 A/AA)");
+  check(cspViolations.length === 0, `no CSP violations ${cspViolations.join(" | ")}`);
+  if (shot) await page.screenshot({ path: shot, fullPage: true });
+} finally {
+  await browser.close();
+}
+for (const f of failures) console.log(`failure: ${f}`);
+console.log(`e2e: ${passed} passed, ${failures.length} failed`);
+process.exit(failures.length ? 1 : 0);

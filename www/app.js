@@ -1,0 +1,276 @@
+// The CRM page shell: relay connection, DOM rendering and input wiring only. Every
+// decision (routing, visibility, templates, segments, the pane) lives in the WASM core.
+// Untrusted text reaches the DOM only through textContent.
+import init, { SmsClient } from "./pkg/sms_module.js";
+import { STRINGS } from "./i18n.js";
+
+const $ = (id) => document.getElementById(id);
+let lang = localStorage.getItem("lang") || "en";
+const t = (key) => STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+}
+
+const time = (ms) => new Date(ms).toLocaleString(lang === "hi" ? "hi-IN" : "en-GB", { dateStyle: "short", timeStyle: "short" });
+const statusNotes = new Map();
+function setStatus(key, on) {
+  on ? statusNotes.set(key, t(key)) : statusNotes.delete(key);
+  $("status").textContent = [...statusNotes.values()].join(" · ");
+}
+
+async function api(path, options = {}) {
+  const r = await fetch(path, { credentials: "same-origin", headers: { "content-type": "application/json" }, ...options });
+  const body = r.status === 204 ? null : await r.json().catch(() => null);
+  return { ok: r.ok, status: r.status, body };
+}
+
+// ---- relay transports handed to the client (a rejection = relay unreachable) ----
+async function transport(req) {
+  const r = await api("/messages", { method: "POST", body: JSON.stringify(req) });
+  if (r.status >= 500 || r.status === 409 || r.status === 401 || !r.body) throw new Error(`relay answered ${r.status}`);
+  if (r.body.outcome) return r.body;
+  return { outcome: "failed", error_code: r.body.error_code ?? null };
+}
+async function moveTransport(req) {
+  const r = await api("/conversations/move", { method: "POST", body: JSON.stringify(req) });
+  if (!r.ok) throw new Error(r.body?.message ?? `relay answered ${r.status}`);
+}
+
+let client, me, directory, openId = null;
+
+// ---- event stream with our own reconnect (a 503 or 204 closes an EventSource for good) ----
+let source, backoff = 1000, chain = Promise.resolve();
+async function connect() {
+  const since = await client.position();
+  source = new EventSource(since ? `/events?since=${encodeURIComponent(since)}` : "/events");
+  source.onopen = () => { backoff = 1000; setStatus("reconnecting", false); setStatus("connected", true); };
+  source.onmessage = (e) => { chain = chain.then(() => apply(JSON.parse(e.data))).catch(console.error); };
+  source.onerror = () => {
+    setStatus("connected", false); setStatus("reconnecting", true);
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 30000);
+    }
+  };
+}
+
+async function apply(event) {
+  const outcome = await client.ingest(event);
+  if (outcome.resync) { source.close(); await client.resetPosition(); return connect(); }
+  if (outcome.duplicate) return;
+  if (event.kind === "directory_changed" || event.kind === "directory_replaced") await loadDirectory();
+  await refresh();
+}
+
+async function loadDirectory() {
+  const r = await api("/directory");
+  if (r.ok) { directory = r.body.directory; await client.importDirectory(directory); }
+}
+
+// ---- rendering ----
+let refreshing = null;
+/** Coalesces refresh requests (own writes and other tabs' announcements). */
+function refresh() {
+  refreshing ??= Promise.resolve().then(async () => { refreshing = null; await render(); });
+  return refreshing;
+}
+
+async function render() {
+  await renderGrid();
+  await renderBell();
+  renderPane(client.paneView());
+}
+
+async function renderGrid() {
+  const rows = await client.conversations();
+  const body = $("grid").tBodies[0];
+  body.replaceChildren(...rows.map((c) => {
+    const open = () => openPane(c.id, { via: "grid" });
+    const tr = el("tr", { tabindex: "0", ondblclick: open, onkeydown: (e) => e.key === "Enter" && open() },
+      el("td", { text: c.record_name || c.record_id }),
+      el("td", { text: c.customer_number }),
+      el("td", {}, c.unread ? el("span", { class: "badge", text: String(c.unread), "aria-label": `${c.unread} unread` }) : "", " ", el("span", { text: c.preview })),
+      el("td", { text: time(c.last_ms) }));
+    if (c.unread) tr.classList.add("unread");
+    return tr;
+  }));
+  $("grid-empty").hidden = rows.length > 0;
+}
+
+async function renderBell() {
+  const notes = await client.notifications();
+  const unread = notes.filter((n) => n.unread).length;
+  $("unread").textContent = String(unread);
+  $("bell").setAttribute("aria-label", `${t("notifications")}: ${unread}`);
+  $("bell-list").replaceChildren(...notes.slice(0, 20).map((n) => el("li", {},
+    el("button", { type: "button", class: n.unread ? "unread" : "", onclick: () => { toggleBell(false); openPane(n.conversation_id, { via: "notification", id: n.id }); } },
+      el("strong", { text: n.kind === "missing_privilege" ? t("missing_privilege") : t("new_message") }), " ",
+      el("span", { text: n.text }), " ", el("small", { text: time(n.at_ms) })))));
+}
+
+function toggleBell(open = $("bell-panel").hidden) {
+  $("bell-panel").hidden = !open;
+  $("bell").setAttribute("aria-expanded", String(open));
+}
+
+async function openPane(id, via) {
+  try {
+    openId = id;
+    const view = await client.openConversation(id, via);
+    const kind = view.record.kind;
+    const templates = await client.templates(kind, lang);
+    $("template").replaceChildren(el("option", { value: "", text: t("no_template") }),
+      ...templates.map((tp) => el("option", { value: tp.body, text: `${tp.name} (${tp.language})` })));
+    $("composer").value = view.composer.text;
+    renderPane(view);
+    $("pane").hidden = false;
+    $("composer").focus();
+    await refresh();
+  } catch (e) {
+    alert(`${e.code ?? "error"}: ${e.message}`);
+  }
+}
+
+function renderPane(view) {
+  if (!view) { $("pane").hidden = true; return; }
+  $("pane-title").textContent = `${view.record.name} (${view.record.kind})`;
+  $("pane-route").textContent = view.route_text ? `${t("routed_by")}: ${view.route_text}` : "";
+  $("pane-moves").replaceChildren(...view.moves.map((m) => el("li", { text: `${t("moved")}: ${m.from_record} → ${m.to_record} (${m.by}, ${m.at})` })));
+  $("pane-consent").textContent = t(view.consent);
+  $("pane-consent").className = `badge ${view.consent}`;
+  const options = (sel, list, current) => sel.replaceChildren(...list.map((n) => el("option", { value: n, text: n, ...(n === current ? { selected: "" } : {}) })));
+  options($("pane-from"), view.from_choices, view.conversation.org_number);
+  options($("pane-to"), view.to_choices, view.conversation.customer_number);
+  $("load-older").hidden = !view.has_more;
+  $("messages").replaceChildren(...view.messages.map(messageItem));
+  const c = view.composer;
+  $("preview").textContent = c.preview !== c.text ? c.preview : "";
+  const s = c.segments;
+  $("counter").textContent = `${s.encoding} · ${s.units} ${t("units")} · ${s.segments} ${t("segments")} · ${s.remaining} ${t("left")}`
+    + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.join(" ")}` : "") + (s.too_long ? ` · ${t("too_long")}` : "");
+  $("missing").textContent = c.missing.length ? `${t("missing")}: ${c.missing.join(", ")}` : (c.template_error ? `${c.template_error.code}: ${c.template_error.message}` : "");
+  $("send").disabled = Boolean(c.blocked && c.blocked !== "missing_fields");
+  $("send").title = c.blocked === "opted_out" ? t("opted_out") : "";
+  $("move-status").textContent = view.pending_move ? `… ${view.pending_move.name}` : (view.move_error ?? "");
+}
+
+function messageItem(m) {
+  const li = el("li", { class: m.direction },
+    el("span", { class: "who", text: t(m.direction) }), " ",
+    el("time", { text: new Date(m.at).toLocaleString() }),
+    el("p", { text: m.body }));
+  for (const media of m.media ?? []) {
+    li.append(media.content_type.startsWith("image/")
+      ? el("img", { src: media.url, alt: media.content_type, class: "thumb" })
+      : el("a", { href: media.url, rel: "noopener", target: "_blank", text: media.content_type }));
+  }
+  if (m.direction === "outbound") {
+    const state = m.delivery?.status ?? (m.local ? t(m.local) : "");
+    const report = el("p", { class: "report", text: m.local === "queued_offline" ? t("queued_offline") : state });
+    if (m.failure) {
+      const why = `${m.failure.reason}: ${m.failure.explanation} ${m.failure.fix}` + (m.failure.suggested_number ? ` → ${m.failure.suggested_number}` : "");
+      report.classList.add("failed");
+      report.title = why;
+      report.tabIndex = 0;
+      report.append(el("span", { class: "why", text: ` — ${m.failure.reason}` }), el("span", { class: "tooltip", role: "tooltip", text: why }));
+    }
+    li.append(report);
+  }
+  return li;
+}
+
+async function dispatch(input) {
+  try {
+    renderPane(await client.dispatch(input));
+    $("send-error").textContent = "";
+  } catch (e) {
+    $("send-error").textContent = `${e.code ?? "error"}: ${e.message}`;
+  }
+}
+
+// ---- start ----
+async function start(profile) {
+  me = profile;
+  try {
+    client = await SmsClient.open({ dbName: `sms-${me.seller}`, seller: me.seller, defaultRegion: me.default_region ?? undefined, transport, moveTransport });
+  } catch (e) {
+    setStatus("offline_db", true);
+    throw e;
+  }
+  $("signin").hidden = true;
+  $("layout").hidden = false; $("bell").hidden = false; $("signout").hidden = false;
+  await loadDirectory();
+  $("phone-to").replaceChildren(...(directory?.org_numbers ?? []).map((o) => el("option", { value: o.number, text: o.number })));
+  client.subscribe(() => refresh());
+  setStatus("storage_refused", (await SmsClient.persist()) === "denied");
+  setStatus("notif_blocked", "Notification" in self && Notification.permission === "denied");
+  await refresh();
+  connect();
+  window.addEventListener("online", () => client.flush().then(refresh));
+  setInterval(renderPhone, 2000);
+}
+
+async function renderPhone() {
+  const number = $("phone-from").value.replace(/[^\d+]/g, "");
+  const r = await api(`/demo/phone/messages?number=${encodeURIComponent(number)}`);
+  if (r.ok) $("phone-inbox").replaceChildren(...r.body.slice(-10).map((m) => el("li", { text: `${m.from}: ${m.body}` })));
+}
+
+async function main() {
+  applyLanguage();
+  $("lang").value = lang;
+  $("lang").addEventListener("change", () => { lang = $("lang").value; localStorage.setItem("lang", lang); applyLanguage(); if (client) refresh(); });
+  await init();
+  const sellers = await api("/demo/sellers");
+  $("seller").replaceChildren(...(sellers.body ?? []).map((s) => el("option", { value: s.token, text: `${s.name} (${s.id})` })));
+  $("signin-btn").addEventListener("click", async () => {
+    const r = await api("/session", { method: "POST", body: JSON.stringify({ token: $("seller").value }) });
+    if (!r.ok) { $("signin-error").textContent = r.body?.message ?? "sign-in failed"; return; }
+    start((await api("/me")).body);
+  });
+  $("signout").addEventListener("click", async () => {
+    try { await client.signOut(false); }
+    catch (e) { if (e.code !== "outbox_not_empty" || !confirm(t("confirm_discard"))) return; await client.signOut(true); }
+    await api("/session", { method: "DELETE" });
+    location.reload();
+  });
+  $("bell").addEventListener("click", () => toggleBell());
+  $("pane-close").addEventListener("click", () => { dispatch({ type: "close" }); openId = null; $("pane").hidden = true; });
+  $("composer").addEventListener("input", () => dispatch({ type: "composer_edited", text: $("composer").value }));
+  $("template").addEventListener("change", () => { if ($("template").value) { $("composer").value = $("template").value; dispatch({ type: "template_chosen", body: $("template").value }); } });
+  $("send").addEventListener("click", async () => {
+    const confirm_missing = $("missing").textContent !== "" && confirm($("missing").textContent);
+    await dispatch({ type: "send", client_ref: crypto.randomUUID(), confirm_missing });
+    $("composer").value = client.paneView()?.composer.text ?? "";
+    refresh();
+  });
+  $("pane-from").addEventListener("change", () => dispatch({ type: "from_chosen", number: $("pane-from").value }));
+  $("pane-to").addEventListener("change", () => dispatch({ type: "to_chosen", number: $("pane-to").value }));
+  $("load-older").addEventListener("click", () => dispatch({ type: "load_older" }));
+  $("move-query").addEventListener("input", async () => {
+    const q = $("move-query").value;
+    const found = q.length < 2 ? [] : await client.lookup(q, 8);
+    $("move-results").replaceChildren(...found.map((r) => el("li", {}, el("button", { type: "button", text: `${r.name} (${r.kind})`,
+      onclick: () => { $("move-results").replaceChildren(); $("move-query").value = ""; dispatch({ type: "move_requested", target: { id: r.id, kind: r.kind, name: r.name, owner: r.owner } }); } }))));
+  });
+  $("phone-send").addEventListener("click", async () => {
+    await api("/demo/phone/send", { method: "POST", body: JSON.stringify({ from: $("phone-from").value, to: $("phone-to").value, body: $("phone-body").value }) });
+  });
+  const current = await api("/me");
+  if (current.ok) start(current.body);
+}
+
+main();
