@@ -160,7 +160,7 @@ function renderPane(view) {
   $("preview").textContent = c.preview !== c.text ? c.preview : "";
   const s = c.segments;
   $("counter").textContent = `${s.encoding} · ${s.units} ${t("units")} · ${s.segments} ${t("segments")} · ${s.remaining} ${t("left")}`
-    + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.join(" ")}` : "") + (s.too_long ? ` · ${t("too_long")}` : "");
+    + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.slice(0, 8).join(" ")}${s.ucs2_chars.length > 8 ? " …" : ""}` : "") + (s.too_long ? ` · ${t("too_long")}` : "");
   $("missing").textContent = c.missing.length ? `${t("missing")}: ${c.missing.join(", ")}` : (c.template_error ? `${c.template_error.code}: ${c.template_error.message}` : "");
   $("send").disabled = Boolean(c.blocked && c.blocked !== "missing_fields");
   $("send").title = c.blocked === "opted_out" ? t("opted_out") : "";
