@@ -31,8 +31,8 @@ rust-tools:
 	@command -v wasm-pack >/dev/null || cargo install wasm-pack
 
 browser-tools:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva; fi
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v curl >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva curl; fi
 
 node-tools:
 	@[ -x node_modules/.bin/wasm-opt ] || npm install --no-audit --no-fund
