@@ -321,14 +321,7 @@ async fn sign_in(
 }
 
 async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let id = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned());
+    let id = auth::cookie(&headers, COOKIE).map(str::to_owned);
     if let Some(id) = id {
         let reader = app.reader.clone();
         let _ = tokio::task::spawn_blocking(move || reader.delete_session(&id)).await;

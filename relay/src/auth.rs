@@ -34,9 +34,9 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The value of cookie `name` in the request headers.
+pub(crate) fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -91,7 +91,7 @@ impl FromRequestParts<Arc<App>> for Seller {
                 .map(Seller)
                 .ok_or_else(ApiError::unauthorized);
         }
-        let id = cookie(parts, COOKIE)
+        let id = cookie(&parts.headers, COOKIE)
             .ok_or_else(ApiError::unauthorized)?
             .to_owned();
         if parts.method != Method::GET && !same_origin(app, parts) {

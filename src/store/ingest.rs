@@ -23,6 +23,33 @@ pub(super) struct Apply<'a> {
 }
 
 impl Apply<'_> {
+    /// Upserts a directory's rows (org numbers keyed by their normalised form).
+    pub(super) fn put_directory(&self, d: &sms_core::protocol::Directory) -> StoreResult<()> {
+        let records = self.tx.object_store(k::RECORDS)?;
+        for r in &d.records {
+            records.put(self.store.stored(r.clone())).serde()?;
+        }
+        let sellers = self.tx.object_store(k::SELLERS)?;
+        for s in &d.sellers {
+            sellers.put(s.clone()).serde()?;
+        }
+        let teams = self.tx.object_store(k::TEAMS)?;
+        for t in &d.teams {
+            teams.put(t.clone()).serde()?;
+        }
+        let orgs = self.tx.object_store(k::ORG_NUMBERS)?;
+        for o in &d.org_numbers {
+            let mut o = o.clone();
+            o.number = self.store.key(&o.number);
+            orgs.put(o).serde()?;
+        }
+        let templates = self.tx.object_store(k::TEMPLATES)?;
+        for t in d.templates.iter().filter(|t| t.lookup(["id"]).is_some()) {
+            templates.put(t.clone()).serde()?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn event(&self, body: &EventBody, out: &mut IngestOutcome) -> StoreResult<()> {
         match body {
             EventBody::Inbound(InboundEvent {
@@ -210,34 +237,20 @@ impl Apply<'_> {
                 }
             }
             EventBody::DirectoryChanged(DirectoryChangedEvent { patch }) => {
-                let records = self.tx.object_store(k::RECORDS)?;
-                for r in &patch.upsert.records {
-                    records.put(self.store.stored(r.clone())).serde()?;
-                }
-                for id in &patch.delete.records {
-                    records.delete(id.as_str()).build()?;
-                }
-                let sellers = self.tx.object_store(k::SELLERS)?;
-                for s in &patch.upsert.sellers {
-                    sellers.put(s.clone()).serde()?;
-                }
-                for id in &patch.delete.sellers {
-                    sellers.delete(id.as_str()).build()?;
-                }
-                let teams = self.tx.object_store(k::TEAMS)?;
-                for t in &patch.upsert.teams {
-                    teams.put(t.clone()).serde()?;
-                }
-                for id in &patch.delete.teams {
-                    teams.delete(id.as_str()).build()?;
+                self.put_directory(&patch.upsert)?;
+                let d = &patch.delete;
+                for (store, ids) in [
+                    (k::RECORDS, &d.records),
+                    (k::SELLERS, &d.sellers),
+                    (k::TEAMS, &d.teams),
+                ] {
+                    let store = self.tx.object_store(store)?;
+                    for id in ids {
+                        store.delete(id.as_str()).build()?;
+                    }
                 }
                 let orgs = self.tx.object_store(k::ORG_NUMBERS)?;
-                for o in &patch.upsert.org_numbers {
-                    let mut o = o.clone();
-                    o.number = self.store.key(&o.number);
-                    orgs.put(o).serde()?;
-                }
-                for n in &patch.delete.org_numbers {
+                for n in &d.org_numbers {
                     orgs.delete(self.store.key(n).as_str()).build()?;
                 }
             }
@@ -245,30 +258,7 @@ impl Apply<'_> {
                 for store in [k::RECORDS, k::SELLERS, k::TEAMS, k::ORG_NUMBERS] {
                     self.tx.object_store(store)?.clear()?;
                 }
-                let records = self.tx.object_store(k::RECORDS)?;
-                for r in &directory.records {
-                    records.put(self.store.stored(r.clone())).serde()?;
-                }
-                let sellers = self.tx.object_store(k::SELLERS)?;
-                for s in &directory.sellers {
-                    sellers.put(s.clone()).serde()?;
-                }
-                let teams = self.tx.object_store(k::TEAMS)?;
-                for t in &directory.teams {
-                    teams.put(t.clone()).serde()?;
-                }
-                let orgs = self.tx.object_store(k::ORG_NUMBERS)?;
-                for o in &directory.org_numbers {
-                    let mut o = o.clone();
-                    o.number = self.store.key(&o.number);
-                    orgs.put(o).serde()?;
-                }
-                let templates = self.tx.object_store(k::TEMPLATES)?;
-                for t in &directory.templates {
-                    if t.lookup(["id"]).is_some() {
-                        templates.put(t.clone()).serde()?;
-                    }
-                }
+                self.put_directory(directory)?;
             }
         }
         Ok(())

@@ -198,44 +198,35 @@ impl IdbStore {
         batch: usize,
     ) -> StoreResult<usize> {
         let batch = batch.max(1);
-        {
+        let stores = [
+            k::RECORDS,
+            k::ORG_NUMBERS,
+            k::SELLERS,
+            k::TEAMS,
+            k::TEMPLATES,
+        ];
+        let rest = Directory {
+            sellers: directory.sellers.clone(),
+            teams: directory.teams.clone(),
+            org_numbers: directory.org_numbers.clone(),
+            templates: directory.templates.clone(),
+            records: Vec::new(),
+        };
+        let chunks = directory.records.chunks(batch).map(|c| Directory {
+            records: c.to_vec(),
+            ..Directory::default()
+        });
+        for part in std::iter::once(rest).chain(chunks) {
             let tx = self
                 .db
-                .transaction([k::ORG_NUMBERS, k::SELLERS, k::TEAMS, k::TEMPLATES])
+                .transaction(stores)
                 .with_mode(TransactionMode::Readwrite)
                 .build()?;
-            let orgs = tx.object_store(k::ORG_NUMBERS)?;
-            for o in &directory.org_numbers {
-                let mut o = o.clone();
-                o.number = self.key(&o.number);
-                orgs.put(o).serde()?;
+            ingest::Apply {
+                store: self,
+                tx: &tx,
             }
-            let sellers = tx.object_store(k::SELLERS)?;
-            for s in &directory.sellers {
-                sellers.put(s.clone()).serde()?;
-            }
-            let teams = tx.object_store(k::TEAMS)?;
-            for t in &directory.teams {
-                teams.put(t.clone()).serde()?;
-            }
-            let templates = tx.object_store(k::TEMPLATES)?;
-            for t in &directory.templates {
-                if t.lookup(["id"]).is_some() {
-                    templates.put(t.clone()).serde()?;
-                }
-            }
-            tx.commit().await?;
-        }
-        for chunk in directory.records.chunks(batch) {
-            let tx = self
-                .db
-                .transaction(k::RECORDS)
-                .with_mode(TransactionMode::Readwrite)
-                .build()?;
-            let store = tx.object_store(k::RECORDS)?;
-            for r in chunk {
-                store.put(self.stored(r.clone())).serde()?;
-            }
+            .put_directory(&part)?;
             tx.commit().await?;
         }
         Ok(directory.records.len())

@@ -418,34 +418,8 @@ impl Pane {
                 };
                 self.effects.push_back(effect);
             }
-            PaneInput::FromChosen { number } => {
-                let key = self.key(&number);
-                let region = self.config.default_region.clone();
-                let o = self.open_mut()?;
-                let choice = o
-                    .req
-                    .from_choices
-                    .iter()
-                    .find(|c| crate::phone::match_key(c, region.as_deref()) == key)
-                    .ok_or(PaneError::UnknownNumber(number))?;
-                o.req.from = Some(choice.clone());
-                o.conversation.org_number = key;
-                self.reload_history();
-            }
-            PaneInput::ToChosen { number } => {
-                let key = self.key(&number);
-                let region = self.config.default_region.clone();
-                let o = self.open_mut()?;
-                let choice = o
-                    .req
-                    .to_choices
-                    .iter()
-                    .find(|c| crate::phone::match_key(c, region.as_deref()) == key)
-                    .ok_or(PaneError::UnknownNumber(number))?;
-                o.req.to = Some(choice.clone());
-                o.conversation.customer_number = key;
-                self.reload_history();
-            }
+            PaneInput::FromChosen { number } => self.choose_number(number, true)?,
+            PaneInput::ToChosen { number } => self.choose_number(number, false)?,
             PaneInput::Send {
                 client_ref,
                 confirm_missing,
@@ -575,6 +549,33 @@ impl Pane {
             PaneInput::Close => self.open = None,
         }
         self.effects.push_back(Effect::Render);
+        Ok(())
+    }
+
+    /// Picks the org number (`from`) or customer number among the choices (C4) and
+    /// reloads the history of the conversation those numbers make.
+    fn choose_number(&mut self, number: String, from: bool) -> Result<(), PaneError> {
+        let key = self.key(&number);
+        let region = self.config.default_region.clone();
+        let o = self.open_mut()?;
+        let choices = if from {
+            &o.req.from_choices
+        } else {
+            &o.req.to_choices
+        };
+        let choice = choices
+            .iter()
+            .find(|c| crate::phone::match_key(c, region.as_deref()) == key)
+            .cloned()
+            .ok_or(PaneError::UnknownNumber(number))?;
+        if from {
+            o.req.from = Some(choice);
+            o.conversation.org_number = key;
+        } else {
+            o.req.to = Some(choice);
+            o.conversation.customer_number = key;
+        }
+        self.reload_history();
         Ok(())
     }
 
