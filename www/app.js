@@ -220,7 +220,38 @@ async function start(profile) {
   await refresh();
   connect();
   window.addEventListener("online", () => client.flush().then(refresh));
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  setUpPush().catch(console.warn);
+  if ("Notification" in self && Notification.permission === "default") {
+    $("notify-btn").hidden = false;
+    $("notify-btn").addEventListener("click", async () => {
+      const answer = await Notification.requestPermission();
+      $("notify-btn").hidden = true;
+      setStatus("notif_blocked", answer === "denied");
+      setUpPush().catch(console.warn);
+    });
+  }
+  const wanted = new URLSearchParams(location.search).get("conversation");
+  if (wanted) openPane(wanted, { via: "notification", id: wanted });
   setInterval(renderPhone, 2000);
+}
+
+// ---- service worker and Web Push (N2) ----
+async function setUpPush() {
+  if (!("serviceWorker" in navigator)) return;
+  const registration = await navigator.serviceWorker.register("/sw.js", { type: "module" });
+  navigator.serviceWorker.addEventListener("message", (e) => {
+    if (e.data?.type === "changed") refresh();
+    if (e.data?.type === "open_conversation" && e.data.conversation) openPane(e.data.conversation, { via: "notification", id: e.data.conversation });
+  });
+  if (!("PushManager" in self) || Notification.permission !== "granted") return;
+  try {
+    const sub = (await registration.pushManager.getSubscription())
+      ?? (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: me.vapid_public_key }));
+    await api("/push/subscriptions", { method: "POST", body: JSON.stringify(sub.toJSON()) });
+  } catch (e) {
+    console.warn("push subscription unavailable", e);
+  }
 }
 
 async function renderPhone() {

@@ -1,7 +1,7 @@
 // UI strings in English and Hindi. Untrusted text never goes through here.
 export const STRINGS = {
   en: {
-    app_title: "Acme CRM", language: "Language", notifications: "Notifications", sign_out: "Sign out",
+    app_title: "Acme CRM", enable_notifications: "Enable notifications", language: "Language", notifications: "Notifications", sign_out: "Sign out",
     sign_in: "Sign in", seller: "Seller", my_messages: "My text messages", record: "Record",
     customer: "Customer", last_message: "Last message", when: "When", no_conversations: "No conversations yet.",
     customer_phone: "Customer phone (simulator)", from_number: "From (customer)", to_number: "To (org number)",
@@ -19,7 +19,7 @@ export const STRINGS = {
     too_long: "Over the 1,600-character limit", confirm_discard: "Messages are still waiting to be sent. Discard them and sign out?",
   },
   hi: {
-    app_title: "एक्मे सीआरएम", language: "भाषा", notifications: "सूचनाएँ", sign_out: "साइन आउट",
+    app_title: "एक्मे सीआरएम", enable_notifications: "सूचनाएँ चालू करें", language: "भाषा", notifications: "सूचनाएँ", sign_out: "साइन आउट",
     sign_in: "साइन इन", seller: "विक्रेता", my_messages: "मेरे टेक्स्ट संदेश", record: "रिकॉर्ड",
     customer: "ग्राहक", last_message: "अंतिम संदेश", when: "कब", no_conversations: "अभी कोई बातचीत नहीं।",
     customer_phone: "ग्राहक फ़ोन (सिम्युलेटर)", from_number: "भेजने वाला (ग्राहक)", to_number: "प्राप्तकर्ता (संगठन नंबर)",

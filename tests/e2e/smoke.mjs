@@ -14,7 +14,8 @@ const failures = [];
 let passed = 0;
 const check = (ok, what) => { console.log(`${ok ? "ok  " : "FAIL"} ${what}`); if (ok) passed++; else failures.push(what); };
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
   const cspViolations = [];
   page.on("console", (m) => { if (/Content Security Policy|Refused to/.test(m.text())) cspViolations.push(m.text()); });
   page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
@@ -50,6 +51,41 @@ try {
   check(result.violations.filter((v) => v.impact === "critical" || v.impact === "serious").length === 0, "no serious accessibility violations (axe, WCAG 2 A/AA)");
   check(cspViolations.length === 0, `no CSP violations ${cspViolations.join(" | ")}`);
   if (shot) await page.screenshot({ path: shot, fullPage: true });
+
+  // N2: with the page's event stream cut, a push doorbell makes the service worker
+  // fetch and store the waiting events and show a notification; the page hears the
+  // worker's change over BroadcastChannel and shows the message without reload.
+  await context.grantPermissions(["notifications"]);
+  const page2 = await context.newPage();
+  if (process.env.E2E_DEBUG) page2.on("console", (m) => console.log("page2:", m.text()));
+  await page2.route("**/events?*", (route) => route.abort());
+  await page2.route("**/events", (route) => route.abort());
+  const cdp = await context.newCDPSession(page2);
+  const registrations = [];
+  cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
+  await cdp.send("ServiceWorker.enable");
+  await page2.goto(url);
+  await page2.waitForSelector("#layout:not([hidden])");
+  await page2.evaluate(() => navigator.serviceWorker.ready);
+  await page.close();
+  await page2.fill("#phone-from", "+91 99887 76655");
+  await page2.selectOption("#phone-to", "+14155550101");
+  await page2.fill("#phone-body", "Pushed while the stream was down");
+  await page2.click("#phone-send");
+  const origin = new URL(url).origin;
+  const registration = registrations.find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
+  check(Boolean(registration), "the page registered its service worker");
+  if (registration) {
+    await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId: registration.registrationId, data: JSON.stringify({ type: "events_waiting" }) });
+    const shown = await page2
+      .waitForFunction(async () => (await (await navigator.serviceWorker.ready).getNotifications()).some((n) => n.body.includes("Pushed while")), null, { timeout: 10000, polling: 250 })
+      .then(() => true, () => false);
+    check(shown, "the worker showed a system notification with the message");
+    const listed = await page2
+      .waitForFunction(() => document.querySelector("#grid tbody").textContent.includes("Pushed while"), null, { timeout: 10000 })
+      .then(() => true, () => false);
+    check(listed, "the page shows the message the worker stored, without its own stream");
+  }
 } finally {
   await browser.close();
 }
