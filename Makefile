@@ -13,7 +13,7 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --e
 	--enable-mutable-globals --enable-reference-types --enable-multivalue
 PKG := www/pkg
 
-.PHONY: help demo test e2e lint pkg size bench tools rust-tools browser-tools node-tools phone-metadata clean
+.PHONY: help demo test e2e lint pkg size bench bench-browser tools rust-tools browser-tools node-tools phone-metadata clean
 
 help:
 	@echo "make demo   build the module, start the relay (simulated provider) and the page on http://$(HOST):$(PORT)/"
@@ -77,10 +77,21 @@ e2e: node-tools
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(E2E_PORT)/healthz >/dev/null && break; sleep 0.2; done; \
 	node tests/e2e/smoke.mjs http://127.0.0.1:$(E2E_PORT)/; rc=$$?; kill $$pid; exit $$rc
 
-bench:
+bench: rust-tools node-tools browser-tools
 	cargo run --release -p sms-core --example bench
 	cargo build --release -p sms-relay
 	cargo run --release -p sms-relay --example load
+	@$(MAKE) --no-print-directory bench-browser
+
+# Browser benchmarks: a module built with the `bench` feature, served on 127.0.0.1.
+BENCH_PORT ?= 18190
+bench-browser: rust-tools node-tools
+	@[ -f node_modules/handlebars/dist/handlebars.min.js ] || npm install --no-audit --no-fund --no-save handlebars@4
+	rm -rf target/bench-www && mkdir -p target/bench-www
+	wasm-pack build --release --target web --out-dir target/bench-www/pkg --no-pack --features bench
+	cp tests/bench/bench.html tests/bench/bench.js node_modules/handlebars/dist/handlebars.min.js target/bench-www/
+	@python3 -m http.server $(BENCH_PORT) --bind 127.0.0.1 --directory target/bench-www >/dev/null 2>&1 & pid=$$!; sleep 1; \
+	node tests/bench/browser.mjs http://127.0.0.1:$(BENCH_PORT)/bench.html; rc=$$?; kill $$pid; exit $$rc
 
 ## ---- maintenance ----
 # Regenerates the phone metadata from the newest libphonenumber-js on npm.

@@ -137,3 +137,20 @@ mod pane_driver;
 pub mod store;
 #[cfg(target_family = "wasm")]
 pub use client::{SmsClient, Subscription};
+
+/// Renders `template` with `data` `n` times, compiled once, data on the Rust side:
+/// the engine's own speed, for the browser benchmark against handlebars.js.
+/// Returns the total rendered length (so the work cannot be optimised away).
+#[cfg(feature = "bench")]
+#[wasm_bindgen(js_name = benchRenderTemplate)]
+pub fn bench_render_template(template: &str, data: JsValue, n: u32) -> JsResult<u32> {
+    let data: Value = serde_wasm_bindgen::from_value(data)
+        .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))?;
+    let compiled = template::Template::compile(template)
+        .map_err(|e| js_error("template_syntax", &e.to_string(), &[]))?;
+    let mut total = 0u32;
+    for _ in 0..n {
+        total = total.wrapping_add(compiled.render(&data).text.len() as u32);
+    }
+    Ok(total)
+}

@@ -1,0 +1,93 @@
+// Browser benchmarks (measure, never assert): each figure beside its baseline, same page, same run.
+import init, { SmsClient, renderTemplate, benchRenderTemplate } from "./pkg/sms_module.js";
+
+const now = () => performance.now();
+const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const req = (r) => new Promise((ok, ko) => { r.onsuccess = () => ok(r.result); r.onerror = () => ko(r.error); });
+const done = (tx) => new Promise((ok, ko) => { tx.oncomplete = ok; tx.onerror = () => ko(tx.error); tx.onabort = () => ko(tx.error); });
+const RECORDS = 100_000;
+const phone = (i) => `+9198${String(10_000_000 + i).slice(-8)}`;
+
+async function plainDb(name) {
+  indexedDB.deleteDatabase(name);
+  const open = indexedDB.open(name, 1);
+  open.onupgradeneeded = () => {
+    const db = open.result;
+    db.createObjectStore("records", { keyPath: "record.id" }).createIndex("by_phone", "phone_keys", { multiEntry: true });
+    db.createObjectStore("messages", { keyPath: "id" }).createIndex("by_conversation", ["conversation_id", "at_ms"]);
+    db.createObjectStore("conversations", { keyPath: "id" });
+    db.createObjectStore("meta", { keyPath: "key" });
+  };
+  return req(open);
+}
+
+async function run() {
+  const results = [];
+  const row = (what, ours, base, unit, better) => results.push({ what, ours, base, unit, ratio: better === "higher" ? ours / base : base / ours });
+
+  let t = now();
+  await init();
+  const client = await SmsClient.open({ dbName: `bench-${Date.now()}`, seller: "s0", defaultRegion: "IN" });
+  const startup = now() - t;
+  results.push({ what: "module instantiate + database open", ours: startup, base: null, unit: "ms" });
+
+  const records = Array.from({ length: RECORDS }, (_, i) => ({ id: `contact:${i}`, kind: "contact", owner: { seller: `s${i % 50}` },
+    active: true, updated_at: "2026-01-01T00:00:00Z", phones: [phone(i)], name: `Customer ${i}` }));
+  const directory = { sellers: [{ id: "s0", name: "Seller 0" }], teams: [], records,
+    org_numbers: [{ number: "+14155550100", owner: { seller: "s0" } }], templates: [] };
+  t = now(); await client.importDirectory(directory); const ours = now() - t;
+  const db = await plainDb(`bench-plain-${Date.now()}`);
+  t = now();
+  for (let i = 0; i < RECORDS; i += 2000) {
+    const tx = db.transaction("records", "readwrite");
+    for (const r of records.slice(i, i + 2000)) tx.objectStore("records").put({ record: r, phone_keys: r.phones });
+    await done(tx);
+  }
+  row(`bulk import of ${RECORDS.toLocaleString()} records (rows/s)`, RECORDS / (ours / 1000), RECORDS / ((now() - t) / 1000), "rows/s", "higher");
+
+  const N = 1000;
+  const events = Array.from({ length: N }, (_, i) => ({ epoch: "b", id: i + 1, kind: "inbound", message_sid: `SM${i}`, from: phone(i * 37 % RECORDS),
+    to: "+14155550100", body: `hello ${i}`, media: [], at: new Date(1.7e12 + i * 1000).toISOString(), record_id: `contact:${i * 37 % RECORDS}`, rule: "only_match" }));
+  t = now(); for (const e of events) await client.ingest(e); const ingest = now() - t;
+  t = now();
+  for (const e of events) {
+    const tx = db.transaction(["messages", "conversations", "meta"], "readwrite");
+    const conv = `${e.to}|${e.from}|${e.record_id}`;
+    tx.objectStore("messages").put({ id: e.message_sid, conversation_id: conv, at_ms: Date.parse(e.at), direction: "inbound", body: e.body });
+    tx.objectStore("conversations").put({ id: conv, record_id: e.record_id, last_ms: Date.parse(e.at), preview: e.body });
+    tx.objectStore("meta").put({ key: "position", epoch: "b", id: e.id });
+    await done(tx);
+  }
+  row(`ingest (route + persist, 1 tx/event, ${RECORDS.toLocaleString()} records) (events/s)`, N / (ingest / 1000), N / ((now() - t) / 1000), "events/s", "higher");
+
+  const M = 10_000;
+  for (let i = 0; i < M; i++) {
+    await client.ingest({ epoch: "b", id: N + 1 + i, kind: "inbound", message_sid: `SMlong${i}`, from: phone(7), to: "+14155550100",
+      body: `message ${i}`, media: [], at: new Date(1.8e12 + i * 1000).toISOString(), record_id: "contact:7", rule: "only_match" });
+  }
+  const conv = (await client.conversations()).find((c) => c.record_id === "contact:7").id;
+  const views = [];
+  for (let k = 0; k < 11; k++) { t = now(); await client.openConversation(conv); views.push(now() - t); }
+  const fulls = [];
+  for (let k = 0; k < 5; k++) {
+    t = now();
+    const tx = db.transaction("messages"); await req(tx.objectStore("messages").getAll()); fulls.push(now() - t);
+  }
+  row(`first view of a ${M.toLocaleString()}-message conversation (median ms; baseline: one getAll)`, median(views), median(fulls), "ms", "lower");
+
+  const src = "Hi {{ contact.first_name | capitalize }}, your order {{ order.id }} ships from {{ account.city | default: \"our warehouse\" }}.";
+  const hbs = "Hi {{contact.first_name}}, your order {{order.id}} ships from {{#if account.city}}{{account.city}}{{else}}our warehouse{{/if}}.";
+  const data = { contact: { first_name: "priya" }, order: { id: "A-1042" }, account: {} };
+  const R = 200_000;
+  t = now(); benchRenderTemplate(src, data, R); const engine = now() - t;
+  const compiled = Handlebars.compile(hbs); compiled(data);
+  t = now(); let len = 0; for (let i = 0; i < R; i++) len += compiled(data).length; const handlebars = now() - t;
+  row("template renders/s, data on the engine's side (vs handlebars.js compiled)", R / (engine / 1000), R / (handlebars / 1000), "renders/s", "higher");
+  const B = 50_000;
+  t = now(); for (let i = 0; i < B; i++) renderTemplate(src, data); const boundary = now() - t;
+  row("template renders/s through renderTemplate (compile + boundary included)", B / (boundary / 1000), R / (handlebars / 1000), "renders/s", "higher");
+  return { results, userAgent: navigator.userAgent, len };
+}
+
+window.benchmarks = run();
+window.benchmarks.then((r) => { document.getElementById("out").textContent = JSON.stringify(r, null, 2); });
