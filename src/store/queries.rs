@@ -2,13 +2,14 @@
 
 use indexed_db_futures::cursor::CursorDirection;
 use indexed_db_futures::prelude::*;
+use indexed_db_futures::KeyRange;
 use serde::Serialize;
 use sms_core::directory::{teams_of, Record};
 use sms_core::visibility::{visibility, Viewer};
 
 use super::keys::v1 as k;
 use super::records::{StoredConversation, StoredMessage, StoredNotification, StoredRecord};
-use super::{conversation_range, IdbStore, StoreResult};
+use super::{IdbStore, StoreResult};
 
 impl IdbStore {
     async fn teams(&self) -> StoreResult<Vec<sms_core::directory::Team>> {
@@ -73,25 +74,43 @@ impl IdbStore {
         let tx = self.db.transaction(k::MESSAGES).build()?;
         let messages = tx.object_store(k::MESSAGES)?;
         let index = messages.index(k::MESSAGES_BY_CONVERSATION)?;
-        let range = conversation_range(conversation_id, before_ms);
-        let mut messages = Vec::new();
+        let upper = (conversation_id.to_owned(), before_ms.unwrap_or(f64::MAX));
+        let lower = (conversation_id.to_owned(), f64::MIN);
+        // Find the page's lower edge with one jump of a reverse cursor (the message
+        // just older than the page), then read the page with one getAll: three
+        // requests whatever the page size or the history length.
+        let mut lower_key = lower.clone();
         let mut has_more = false;
-        if let Some(mut cursor) = index
-            .open_cursor()
-            .with_query(range)
-            .with_direction(CursorDirection::Prev)
-            .serde()?
-            .await?
-        {
-            while let Some(m) = cursor.next_record_ser::<StoredMessage>().await? {
-                if messages.len() == limit {
+        let range = KeyRange::Bound(lower.clone(), false, upper.clone(), true);
+        let total: u32 = index.count().with_query(range.clone()).serde()?.await?;
+        if total as usize > limit {
+            // The page starts after the message `limit` steps back from the newest.
+            let cursor = index
+                .open_cursor()
+                .with_query(range)
+                .with_direction(CursorDirection::Prev)
+                .serde()?
+                .await?;
+            if let Some(mut cursor) = cursor {
+                cursor.advance_by(limit as u32).await?;
+                if let Some(edge) = cursor.key_ser::<(String, f64)>()? {
+                    // Inclusive, then trimmed below: messages sharing the edge's
+                    // millisecond are not lost.
                     has_more = true;
-                    break;
+                    lower_key = edge;
                 }
-                messages.push(m);
             }
         }
-        messages.reverse();
+        let page = KeyRange::Bound(lower_key, false, upper, true);
+        let mut messages: Vec<StoredMessage> = index
+            .get_all()
+            .with_query(page)
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        if messages.len() > limit {
+            messages.drain(..messages.len() - limit);
+        }
         Ok(HistoryPage { messages, has_more })
     }
 
