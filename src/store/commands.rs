@@ -262,6 +262,7 @@ impl IdbStore {
         let apply = Apply {
             store: self,
             tx: &tx,
+            cache: Default::default(),
         };
         let mut conv = apply
             .conversation(&entry.from, &entry.to, &entry.record_id, None)

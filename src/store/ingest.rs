@@ -2,7 +2,7 @@
 
 use indexed_db_futures::prelude::*;
 use sms_core::delivery::{Delivery, DeliveryStatus};
-use sms_core::directory::{teams_of, Owner, Record, RecordKind};
+use sms_core::directory::{Owner, Record, RecordKind};
 use sms_core::pane::{Direction, MoveEntry};
 use sms_core::protocol::events::*;
 use sms_core::protocol::{EventBody, SendOutcome};
@@ -20,6 +20,8 @@ use super::{conversation_range, pair_key, IdbStore, IngestOutcome, StoreResult};
 pub(super) struct Apply<'a> {
     pub(super) store: &'a IdbStore,
     pub(super) tx: &'a indexed_db_futures::transaction::Transaction<'a>,
+    /// The seller's teams and privilege, org owners (read once per directory change).
+    pub(super) cache: std::rc::Rc<super::DirectoryCache>,
 }
 
 impl Apply<'_> {
@@ -336,24 +338,11 @@ impl Apply<'_> {
     /// or the missing-privilege notice (P3); the message is kept either way.
     async fn notify(&self, conv: &StoredConversation, m: &StoredMessage) -> StoredResult {
         let ctx = &self.store.ctx;
-        let teams: Vec<sms_core::directory::Team> = self
-            .tx
-            .object_store(k::TEAMS)?
-            .get_all()
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
-        let my_teams = teams_of(&ctx.seller, &teams);
+        let my_teams: Vec<&str> = self.cache.my_teams.iter().map(String::as_str).collect();
         let record: Option<StoredRecord> = self
             .tx
             .object_store(k::RECORDS)?
             .get(conv.record_id.as_str())
-            .serde()?
-            .await?;
-        let org: Option<sms_core::directory::OrgNumber> = self
-            .tx
-            .object_store(k::ORG_NUMBERS)?
-            .get(conv.org_number.as_str())
             .serde()?
             .await?;
         let viewer = Viewer {
@@ -362,20 +351,14 @@ impl Apply<'_> {
         };
         if visibility(
             viewer,
-            org.as_ref().map(|o| &o.owner),
+            self.cache.org_owners.get(&conv.org_number),
             record.as_ref().map(|r| &r.record.owner),
         )
         .is_err()
         {
             return Ok(None);
         }
-        let me: Option<sms_core::protocol::Seller> = self
-            .tx
-            .object_store(k::SELLERS)?
-            .get(ctx.seller.as_str())
-            .serde()?
-            .await?;
-        let kind = if me.is_none_or(|s| s.can_receive) {
+        let kind = if !self.cache.lacks_privilege {
             NotificationKind::NewMessage
         } else {
             NotificationKind::MissingPrivilege

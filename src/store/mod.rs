@@ -129,6 +129,16 @@ pub struct SellerContext {
 pub struct IdbStore {
     db: Database,
     ctx: SellerContext,
+    /// Directory facts every ingest needs, read once (cleared by directory events).
+    cache: std::cell::RefCell<Option<std::rc::Rc<DirectoryCache>>>,
+}
+
+/// The seller's teams, privilege and the org numbers' owners.
+#[derive(Debug, Default)]
+pub(crate) struct DirectoryCache {
+    pub(crate) my_teams: Vec<String>,
+    pub(crate) lacks_privilege: bool,
+    pub(crate) org_owners: std::collections::HashMap<String, sms_core::directory::Owner>,
 }
 
 /// The compound key `[org_number, customer_number]`.
@@ -169,7 +179,11 @@ impl IdbStore {
                 closing.close();
             }
         });
-        Ok(Self { db, ctx })
+        Ok(Self {
+            db,
+            ctx,
+            cache: Default::default(),
+        })
     }
 
     /// Closes the connection.
@@ -225,10 +239,12 @@ impl IdbStore {
             ingest::Apply {
                 store: self,
                 tx: &tx,
+                cache: Default::default(),
             }
             .put_directory(&part)?;
             tx.commit().await?;
         }
+        self.cache.borrow_mut().take();
         Ok(directory.records.len())
     }
 
@@ -237,6 +253,44 @@ impl IdbStore {
         let tx = self.db.transaction(k::RECORDS).build()?;
         let r: Option<StoredRecord> = tx.object_store(k::RECORDS)?.get(id).serde()?.await?;
         Ok(r.map(|s| s.record))
+    }
+
+    /// The directory facts ingest needs, read in one transaction when not cached.
+    async fn directory_cache(&self) -> StoreResult<std::rc::Rc<DirectoryCache>> {
+        if let Some(c) = self.cache.borrow().as_ref() {
+            return Ok(c.clone());
+        }
+        let tx = self
+            .db
+            .transaction([k::TEAMS, k::SELLERS, k::ORG_NUMBERS])
+            .build()?;
+        let teams: Vec<sms_core::directory::Team> = tx
+            .object_store(k::TEAMS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let me: Option<sms_core::protocol::Seller> = tx
+            .object_store(k::SELLERS)?
+            .get(self.ctx.seller.as_str())
+            .serde()?
+            .await?;
+        let orgs: Vec<sms_core::directory::OrgNumber> = tx
+            .object_store(k::ORG_NUMBERS)?
+            .get_all()
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?;
+        let cache = std::rc::Rc::new(DirectoryCache {
+            my_teams: sms_core::directory::teams_of(&self.ctx.seller, &teams)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            lacks_privilege: me.is_some_and(|s| !s.can_receive),
+            org_owners: orgs.into_iter().map(|o| (o.number, o.owner)).collect(),
+        });
+        *self.cache.borrow_mut() = Some(cache.clone());
+        Ok(cache)
     }
 
     /// Applies one relay event in one transaction, with its position (D1).
@@ -253,6 +307,16 @@ impl IdbStore {
             k::PENDING_REPORTS,
             k::NOTIFICATIONS,
         ];
+        let is_directory = matches!(
+            event.body,
+            sms_core::protocol::EventBody::DirectoryChanged(_)
+                | sms_core::protocol::EventBody::DirectoryReplaced(_)
+        );
+        if is_directory {
+            // Applied here or by another tab: either way the cached facts are stale.
+            self.cache.borrow_mut().take();
+        }
+        let cache = self.directory_cache().await?;
         let tx = self
             .db
             .transaction(stores)
@@ -277,6 +341,7 @@ impl IdbStore {
         let apply = ingest::Apply {
             store: self,
             tx: &tx,
+            cache,
         };
         apply.event(&event.body, &mut out).await?;
         meta.put(Position {
