@@ -25,6 +25,19 @@ pub(super) struct Apply<'a> {
 }
 
 impl Apply<'_> {
+    /// The conversations between two numbers (on any record).
+    async fn by_pair(&self, org: &str, customer: &str) -> StoreResult<Vec<StoredConversation>> {
+        Ok(self
+            .tx
+            .object_store(k::CONVERSATIONS)?
+            .index(k::CONVERSATIONS_BY_PAIR)?
+            .get_all()
+            .with_query(pair_key(org, customer))
+            .serde()?
+            .await?
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Upserts a directory's rows (org numbers keyed by their normalised form).
     pub(super) fn put_directory(&self, d: &sms_core::protocol::Directory) -> StoreResult<()> {
         let records = self.tx.object_store(k::RECORDS)?;
@@ -225,13 +238,8 @@ impl Apply<'_> {
                 ..
             }) => {
                 let convs = self.tx.object_store(k::CONVERSATIONS)?;
-                let all: Vec<StoredConversation> = convs
-                    .index(k::CONVERSATIONS_BY_PAIR)?
-                    .get_all()
-                    .with_query(pair_key(org_number, customer_number))
-                    .serde()?
-                    .await?
-                    .collect::<Result<_, _>>()?;
+                let all: Vec<StoredConversation> =
+                    self.by_pair(org_number, customer_number).await?;
                 for mut c in all {
                     c.consent = *consent;
                     out.conversation_id = Some(c.id.clone());
@@ -306,14 +314,7 @@ impl Apply<'_> {
         record_id: &str,
         rule: Option<RouteRule>,
     ) -> StoreResult<StoredConversation> {
-        let convs = self.tx.object_store(k::CONVERSATIONS)?;
-        let all: Vec<StoredConversation> = convs
-            .index(k::CONVERSATIONS_BY_PAIR)?
-            .get_all()
-            .with_query(pair_key(org, customer))
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
+        let all: Vec<StoredConversation> = self.by_pair(org, customer).await?;
         if let Some(mut c) = all.into_iter().find(|c| c.record_id == record_id) {
             if rule.is_some() {
                 c.rule = rule;
@@ -390,13 +391,7 @@ impl Apply<'_> {
         out: &mut IngestOutcome,
     ) -> StoreResult<()> {
         let convs = self.tx.object_store(k::CONVERSATIONS)?;
-        let all: Vec<StoredConversation> = convs
-            .index(k::CONVERSATIONS_BY_PAIR)?
-            .get_all()
-            .with_query(pair_key(org, customer))
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
+        let all: Vec<StoredConversation> = self.by_pair(org, customer).await?;
         let Some(mut source) = all.iter().find(|c| c.record_id == from_record).cloned() else {
             return Ok(());
         };

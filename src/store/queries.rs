@@ -4,7 +4,7 @@ use indexed_db_futures::cursor::CursorDirection;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
 use serde::Serialize;
-use sms_core::directory::{teams_of, Record};
+use sms_core::directory::Record;
 use sms_core::visibility::{visibility, Viewer};
 
 use super::keys::v1 as k;
@@ -12,29 +12,17 @@ use super::records::{StoredConversation, StoredMessage, StoredNotification, Stor
 use super::{IdbStore, StoreResult};
 
 impl IdbStore {
-    async fn teams(&self) -> StoreResult<Vec<sms_core::directory::Team>> {
-        let tx = self.db.transaction(k::TEAMS).build()?;
-        let teams: Vec<sms_core::directory::Team> = tx
-            .object_store(k::TEAMS)?
-            .get_all()
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
-        Ok(teams)
-    }
-
     /// "My text messages": conversations the seller may see, newest first (O1, V1).
     pub async fn conversations(&self) -> StoreResult<Vec<ConversationSummary>> {
-        let teams = self.teams().await?;
-        let my_teams: Vec<&str> = teams_of(&self.ctx.seller, &teams);
+        let cache = self.directory_cache().await?;
+        let my_teams: Vec<&str> = cache.my_teams.iter().map(String::as_str).collect();
         let tx = self
             .db
-            .transaction([k::CONVERSATIONS, k::RECORDS, k::ORG_NUMBERS])
+            .transaction([k::CONVERSATIONS, k::RECORDS])
             .build()?;
         let conv_store = tx.object_store(k::CONVERSATIONS)?;
         let convs = conv_store.index(k::CONVERSATIONS_BY_LAST)?;
         let records = tx.object_store(k::RECORDS)?;
-        let orgs = tx.object_store(k::ORG_NUMBERS)?;
         let mut out = Vec::new();
         let Some(mut cursor) = convs
             .open_cursor()
@@ -46,14 +34,12 @@ impl IdbStore {
         };
         while let Some(c) = cursor.next_record_ser::<StoredConversation>().await? {
             let record: Option<StoredRecord> = records.get(c.record_id.as_str()).serde()?.await?;
-            let org: Option<sms_core::directory::OrgNumber> =
-                orgs.get(c.org_number.as_str()).serde()?.await?;
             let viewer = Viewer {
                 seller: &self.ctx.seller,
                 teams: &my_teams,
             };
             let record_owner = record.as_ref().map(|r| &r.record.owner);
-            if visibility(viewer, org.as_ref().map(|o| &o.owner), record_owner).is_ok() {
+            if visibility(viewer, cache.org_owners.get(&c.org_number), record_owner).is_ok() {
                 out.push(ConversationSummary {
                     record_name: record.map(|r| r.record.name).unwrap_or_default(),
                     conversation: c,
