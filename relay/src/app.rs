@@ -27,10 +27,21 @@ use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendPlan, SendRequest,
 use crate::sse;
 use crate::store::{open_sqlite, LogReader, PushSubscription};
 
-/// The demo/test fault switch: `/events` answers 503 until a time.
-#[derive(Default)]
+/// The demo/test fault switch: like a deploy, open event streams drop and `/events`
+/// answers 503 until a time.
 pub struct Fault {
     events_unavailable_until_ms: AtomicI64,
+    /// Bumped when a fault starts: open streams end.
+    started: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Fault {
+    fn default() -> Self {
+        Self {
+            events_unavailable_until_ms: AtomicI64::new(0),
+            started: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Fault {
@@ -39,10 +50,18 @@ impl Fault {
         self.events_unavailable_until_ms.load(Ordering::Relaxed) > now().as_millis()
     }
 
-    /// Switches `/events` off for `ms` milliseconds.
+    /// Switches `/events` off for `ms` milliseconds, dropping the open streams.
     pub fn set(&self, ms: i64) {
         self.events_unavailable_until_ms
             .store(now().as_millis() + ms, Ordering::Relaxed);
+        if ms > 0 {
+            self.started.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Notified when a fault starts.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.started.subscribe()
     }
 }
 

@@ -89,6 +89,7 @@ pub async fn events(
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(CLIENT_BUFFER);
     let reader = app.reader.clone();
     let mut closing = app.closing.clone();
+    let mut fault = app.fault.watch();
     tokio::spawn(async move {
         let _ = tx
             .send(Ok(Event::default()
@@ -139,6 +140,7 @@ pub async fn events(
                 },
                 _ = epoch_rx.changed() => return,
                 _ = closing.changed() => return,
+                _ = fault.changed() => return,
                 () = tx.closed() => return,
             }
         }

@@ -52,6 +52,24 @@ try {
   check(cspViolations.length === 0, `no CSP violations ${cspViolations.join(" | ")}`);
   if (shot) await page.screenshot({ path: shot, fullPage: true });
 
+  // P1: the relay answers 503 for a while (an EventSource gives up for good on that);
+  // the shell shows it and reconnects on its own, then messages flow again.
+  await page.request.post(new URL("/demo/fault", url).href, { data: { events_unavailable_ms: 3000 } });
+  const saw = await page
+    .waitForFunction(() => document.getElementById("status").textContent.includes("reconnecting"), null, { timeout: 10000 })
+    .then(() => true, () => false);
+  check(saw, "the page says the relay is unreachable while it is");
+  const back = await page
+    .waitForFunction(() => !document.getElementById("status").textContent.includes("reconnecting"), null, { timeout: 20000 })
+    .then(() => true, () => false);
+  check(back, "the page reconnects on its own after 503s");
+  await page.fill("#phone-body", "After the outage");
+  await page.click("#phone-send");
+  const flowed = await page
+    .waitForFunction(() => document.querySelector("#messages").textContent.includes("After the outage"), null, { timeout: 10000 })
+    .then(() => true, () => false);
+  check(flowed, "new messages reach the open pane after the reconnect");
+
   // N2: with the page's event stream cut, a push doorbell makes the service worker
   // fetch and store the waiting events and show a notification; the page hears the
   // worker's change over BroadcastChannel and shows the message without reload.
