@@ -516,41 +516,25 @@ async fn a_new_epoch_forces_a_resync() {
         )))
         .await
         .unwrap();
-    let mut fresh = Log {
+    // The first event of a new epoch, offered before and after the resync.
+    let new_epoch = Log {
         id: 0,
         epoch: "e2".into(),
-    };
-    let out = store
-        .ingest(&fresh.next(inbound(
-            "SM9",
-            PRIYA,
-            ORG,
-            "new",
-            "contact:priya",
-            RouteRule::RecordType,
-            9000,
-        )))
-        .await
-        .unwrap();
+    }
+    .next(inbound(
+        "SM9",
+        PRIYA,
+        ORG,
+        "new",
+        "contact:priya",
+        RouteRule::RecordType,
+        9000,
+    ));
+    let out = store.ingest(&new_epoch).await.unwrap();
     assert!(out.resync);
     store.reset_position().await.unwrap();
     assert_eq!(store.position().await.unwrap(), None);
-    let mut fresh = Log {
-        id: 0,
-        epoch: "e2".into(),
-    };
-    let out = store
-        .ingest(&fresh.next(inbound(
-            "SM9",
-            PRIYA,
-            ORG,
-            "new",
-            "contact:priya",
-            RouteRule::RecordType,
-            9000,
-        )))
-        .await
-        .unwrap();
+    let out = store.ingest(&new_epoch).await.unwrap();
     assert!(!out.resync && !out.duplicate);
     cleanup(store, &name).await;
 }
