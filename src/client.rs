@@ -49,6 +49,11 @@ export interface StoredMessage {
   delivery: { status: string; error_code: number | null } | null;
   media: { url: string; content_type: string }[];
 }
+/** A directory record (contact, account, opportunity or lead). */
+export interface CrmRecord {
+  id: string; kind: "contact" | "account" | "opportunity" | "lead"; name: string;
+  owner: Owner; active: boolean; updated_at: string | null; phones: string[]; related?: string[];
+}
 /** A page of history, oldest to newest. */
 export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }
 "#;
@@ -356,8 +361,37 @@ impl SmsClient {
         to_js(&self.store.notifications().await.map_err(store_error)?)
     }
 
+    /// A directory record by id (record pages, O2), or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "CrmRecord | undefined")]
+    pub async fn record(&self, id: String) -> JsResult<JsValue> {
+        match self.store.record(&id).await.map_err(store_error)? {
+            Some(r) => to_js(&r),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+
+    /// Records linked to `id` either way: a contact's opportunities, an
+    /// opportunity's contact and account (C2).
+    #[wasm_bindgen(unchecked_return_type = "CrmRecord[]")]
+    pub async fn related(&self, id: String) -> JsResult<JsValue> {
+        to_js(&self.store.related(&id).await.map_err(store_error)?)
+    }
+
+    /// Conversations of a record the seller may see, newest first; for a contact
+    /// also those of its opportunities (O2 activities tab, C2, V2).
+    #[wasm_bindgen(js_name = recordConversations, unchecked_return_type = "ConversationSummary[]")]
+    pub async fn record_conversations(&self, id: String) -> JsResult<JsValue> {
+        to_js(
+            &self
+                .store
+                .record_conversations(&id)
+                .await
+                .map_err(store_error)?,
+        )
+    }
+
     /// Records whose name, id or phone matches `query` (move dialog, M1).
-    #[wasm_bindgen(unchecked_return_type = "object[]")]
+    #[wasm_bindgen(unchecked_return_type = "CrmRecord[]")]
     pub async fn lookup(&self, query: String, limit: Option<u32>) -> JsResult<JsValue> {
         let limit = limit.unwrap_or(20).clamp(1, 200) as usize;
         to_js(

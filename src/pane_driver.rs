@@ -19,6 +19,7 @@ use crate::js_error::{js_error, JsResult};
 use crate::store::records::StoredMessage;
 use crate::store::{PaneSeed, StoreError};
 use crate::to_js;
+use sms_core::pane::HISTORY_PAGE;
 
 /// A pane input from the page, read field by field (the derived, internally tagged
 /// decoder of `PaneInput` buffers through a generic tree and costs module size).
@@ -102,6 +103,7 @@ fn open_source(v: &JsValue) -> JsResult<OpenSource> {
         },
         Some("notification") => OpenSource::Notification { id: text("id")? },
         Some("work_item") => OpenSource::WorkItem { id: text("id")? },
+        Some("related") => OpenSource::Related,
         Some(other) => {
             return Err(js_error(
                 "invalid_input",
@@ -112,9 +114,17 @@ fn open_source(v: &JsValue) -> JsResult<OpenSource> {
     })
 }
 
-/// The open pane, if any (borrowed only between awaits, never across them).
+/// The open pane, if any (borrowed only between awaits, never across them), and the
+/// first history page read with its seed, handed over when the pane asks for it.
 #[derive(Default)]
-pub(crate) struct PaneSlot(RefCell<Option<Pane>>);
+pub(crate) struct PaneSlot(RefCell<Option<Pane>>, RefCell<Option<Preloaded>>);
+
+/// A history page read ahead with the pane seed.
+struct Preloaded {
+    conversation_id: String,
+    page: crate::store::HistoryPage,
+    queued: Vec<String>,
+}
 
 fn now() -> Timestamp {
     Timestamp::from_millis(js_sys::Date::now() as i64)
@@ -227,7 +237,7 @@ fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenReques
         to_choices,
         from: Some(conv.org_number.clone()),
         to: Some(conv.customer_number.clone()),
-        related: Vec::new(),
+        related: seed.related.iter().map(record_ref).collect(),
         consent: conv.consent,
         route_rule: conv.rule,
         moves: conv.moves.clone(),
@@ -277,18 +287,35 @@ impl SmsClient {
         let source = open_source(&via)?;
         let seed = self
             .store
-            .pane_seed(&conversation_id)
+            .pane_seed(&conversation_id, HISTORY_PAGE)
             .await
             .map_err(store_error)?
             .ok_or_else(|| js_error("not_found", "no such conversation", &[]))?;
-        let seller = self.store.context().seller.clone();
-        let (req, mut config) = open_request(seed, &seller, source);
-        config.default_region = self.store.context().default_region.clone();
-        let mut pane = Pane::new(config);
-        pane.handle(PaneInput::Open(Box::new(req)), now())
-            .map_err(pane_error)?;
-        *self.pane.0.borrow_mut() = Some(pane);
-        self.drive(Some(conversation_id)).await?;
+        self.install(seed, source)?;
+        self.drive().await?;
+        self.pane.view()
+    }
+
+    /// Opens the pane on a record's conversation with `phone` (O2: the message icon
+    /// beside a phone field; the record's first phone when omitted): its latest
+    /// conversation with that number, or a new one from the seller's org number.
+    /// Throws `not_found`, `no_phone`, `invalid_number`, `no_org_number`, `not_visible`.
+    #[wasm_bindgen(js_name = openRecord, unchecked_return_type = "object")]
+    pub async fn open_record(
+        &self,
+        record_id: String,
+        phone: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "object | undefined")] via: JsValue,
+    ) -> JsResult<JsValue> {
+        let source = open_source(&via)?;
+        let seed = self
+            .store
+            .record_seed(&record_id, phone.as_deref(), HISTORY_PAGE)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| js_error("not_found", "no such record", &[]))?;
+        self.install(seed, source)?;
+        self.drive().await?;
         self.pane.view()
     }
 
@@ -300,7 +327,7 @@ impl SmsClient {
         #[wasm_bindgen(unchecked_param_type = "object")] input: JsValue,
     ) -> JsResult<JsValue> {
         self.pane.handle(user_input(input)?).map_err(pane_error)?;
-        self.drive(None).await?;
+        self.drive().await?;
         self.pane.view()
     }
 
@@ -312,10 +339,77 @@ impl SmsClient {
 }
 
 impl SmsClient {
+    /// Opens a fresh pane from `seed`; its first history page waits in the slot.
+    fn install(&self, seed: PaneSeed, source: OpenSource) -> JsResult<()> {
+        let preloaded = Preloaded {
+            conversation_id: seed.conversation.id.clone(),
+            page: seed.first_page.clone(),
+            queued: seed.queued.clone(),
+        };
+        let seller = self.store.context().seller.clone();
+        let (req, mut config) = open_request(seed, &seller, source);
+        config.default_region = self.store.context().default_region.clone();
+        let mut pane = Pane::new(config);
+        pane.handle(PaneInput::Open(Box::new(req)), now())
+            .map_err(pane_error)?;
+        *self.pane.0.borrow_mut() = Some(pane);
+        *self.pane.1.borrow_mut() = Some(preloaded);
+        Ok(())
+    }
+
+    /// The record to open after a switch to a related record (C2), keeping the
+    /// customer's number when that record carries it or has none.
+    async fn switch_seed(&self, record_id: &str) -> JsResult<Option<PaneSeed>> {
+        let current = self
+            .pane
+            .0
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.conversation().map(|c| c.customer_number.clone()));
+        let target = self.store.record(record_id).await.map_err(store_error)?;
+        let region = self.store.context().default_region.clone();
+        let keep = target.as_ref().is_some_and(|t| {
+            t.phones.is_empty()
+                || t.phones.iter().any(|p| {
+                    sms_core::phone::normalize(p, region.as_deref())
+                        .is_ok_and(|n| Some(n.as_str()) == current.as_deref())
+                })
+        });
+        let customer = current.filter(|_| keep);
+        self.store
+            .record_seed(record_id, customer.as_deref(), HISTORY_PAGE)
+            .await
+            .map_err(store_error)
+    }
+
     /// Carries out the pane's effects until none is left.
-    async fn drive(&self, mut conversation_id: Option<String>) -> JsResult<()> {
+    async fn drive(&self) -> JsResult<()> {
+        let mut conversation_id = self
+            .pane
+            .1
+            .borrow()
+            .as_ref()
+            .map(|p| p.conversation_id.clone());
         while let Some(effect) = self.pane.poll() {
             match effect {
+                Effect::LoadHistory { before: None, .. } if self.pane.1.borrow().is_some() => {
+                    let Some(p) = self.pane.1.borrow_mut().take() else {
+                        continue;
+                    };
+                    let messages = p
+                        .page
+                        .messages
+                        .into_iter()
+                        .map(|m| {
+                            let q = m.client_ref.as_ref().is_some_and(|r| p.queued.contains(r));
+                            message_view(m, q)
+                        })
+                        .collect();
+                    let has_more = p.page.has_more;
+                    let _ = self
+                        .pane
+                        .handle(PaneInput::HistoryLoaded { messages, has_more });
+                }
                 Effect::LoadHistory {
                     conversation,
                     before,
@@ -372,11 +466,10 @@ impl SmsClient {
                 Effect::PersistDraft { conversation, text } => {
                     let id = match &conversation_id {
                         Some(id) => id.clone(),
-                        None => format!(
-                            "{}|{}|{}",
-                            conversation.org_number,
-                            conversation.customer_number,
-                            conversation.record_id
+                        None => crate::store::records::conversation_id(
+                            &conversation.org_number,
+                            &conversation.customer_number,
+                            &conversation.record_id,
                         ),
                     };
                     self.store
@@ -465,9 +558,16 @@ impl SmsClient {
                         let _ = self.pane.handle(PaneInput::MoveFailed { reason });
                     }
                 }
-                // Related records need relations the directory does not carry yet; the
-                // store raised notifications already; the caller re-renders.
-                Effect::SwitchRecord { .. } | Effect::Notify { .. } | Effect::Render => {}
+                Effect::SwitchRecord { record_id } => {
+                    let seed = self
+                        .switch_seed(&record_id)
+                        .await?
+                        .ok_or_else(|| js_error("not_found", "no such record", &[]))?;
+                    conversation_id = Some(seed.conversation.id.clone());
+                    self.install(seed, OpenSource::Related)?;
+                }
+                // The store raised notifications already; the caller re-renders.
+                Effect::Notify { .. } | Effect::Render => {}
             }
         }
         Ok(())
@@ -517,7 +617,7 @@ impl SmsClient {
         };
         if self.pane.0.borrow().is_some() {
             let _ = self.pane.handle(input);
-            self.drive(None).await?;
+            self.drive().await?;
         }
         Ok(())
     }

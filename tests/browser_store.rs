@@ -13,6 +13,7 @@ use sms_core::routing::RouteRule;
 use sms_core::Timestamp;
 use sms_module::store::records::NotificationKind;
 use sms_module::store::{IdbStore, SellerContext};
+use wasm_bindgen::JsCast as _;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -39,6 +40,7 @@ fn record(id: &str, kind: RecordKind, owner: Owner, phone: &str) -> Record {
         updated_at: None,
         phones: vec![phone.into()],
         name: id.into(),
+        related: Vec::new(),
     }
 }
 
@@ -545,10 +547,10 @@ async fn an_upgrade_in_another_tab_is_not_blocked_by_this_connection() {
     let store = open(&name, "asha").await;
     // Another tab opens a newer version: this connection closes itself on `versionchange`.
     let newer = indexed_db_futures::database::Database::open(name.as_str())
-        .with_version(2u8)
+        .with_version(99u8)
         .await
         .expect("the upgrade is not blocked");
-    assert_eq!(newer.version(), 2.0);
+    assert_eq!(newer.version(), 99.0);
     newer.close();
     let err = store.position().await.unwrap_err();
     assert_eq!(err.code, "db_closed");
@@ -1072,4 +1074,224 @@ async fn the_pane_runs_against_the_store_and_updates_live() {
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
     drop(transport);
+}
+
+mod v1_fixture {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen(module = "/tests/fixtures/idb_v1.js")]
+    extern "C" {
+        /// Writes a schema-v1 database with a row in every store.
+        #[wasm_bindgen(js_name = createV1)]
+        pub async fn create_v1(name: &str);
+        /// Opens a connection that ignores `versionchange`, like an old tab.
+        #[wasm_bindgen(js_name = holdOpen)]
+        pub async fn hold_open(name: &str, version: u32) -> JsValue;
+        #[wasm_bindgen(js_name = closeDb)]
+        pub fn close_db(db: &JsValue);
+    }
+}
+
+fn asha() -> SellerContext {
+    SellerContext {
+        seller: "asha".into(),
+        default_region: Some("IN".into()),
+    }
+}
+
+/// Every row of the v1 fixture, read through the current schema.
+async fn assert_v1_rows_kept(store: &IdbStore) {
+    assert_eq!(store.position().await.unwrap().as_deref(), Some("e1:7"));
+    let convs = store.conversations().await.unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].record_name, "Priya Sharma");
+    assert_eq!(convs[0].conversation.unread, 1);
+    let conv = convs[0].conversation.id.clone();
+    let page = store.history(&conv, None, 50).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].body, "Is my order ready?");
+    assert_eq!(store.notifications().await.unwrap().len(), 1);
+    let templates = store.templates(None, None).await.unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].body, "Hi {{ contact.first_name }}");
+    let outbox = store.outbox().await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(
+        (outbox[0].client_ref.as_str(), outbox[0].attempts),
+        ("c-offline", 2)
+    );
+    assert_eq!(store.draft(&conv).await.unwrap(), "Half a tho");
+    // The relation index is built over rows written before it existed.
+    let related = store.related("contact:priya").await.unwrap();
+    assert_eq!(
+        related.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["opportunity:q3"]
+    );
+}
+
+#[test]
+async fn a_v1_database_upgrades_keeping_every_row() {
+    let name = db_name();
+    v1_fixture::create_v1(&name).await;
+    let store = IdbStore::open(&name, asha()).await.expect("upgrade");
+    assert_v1_rows_kept(&store).await;
+    // The report that waited in v1 still meets its message.
+    let mut log = Log::new();
+    log.id = 7;
+    let out = store
+        .ingest(&log.next(EventBody::Outbound(OutboundEvent {
+            client_ref: "c-later".into(),
+            message_sid: Some("SMlater".into()),
+            from: ORG.into(),
+            to: PRIYA.into(),
+            body: "Yes".into(),
+            record_id: "contact:priya".into(),
+            by: "asha".into(),
+            at: Timestamp::from_millis(1_764_237_800_000),
+            outcome: SendOutcome::Accepted,
+            error_code: None,
+        })))
+        .await
+        .unwrap();
+    assert!(!out.duplicate && !out.resync);
+    let m = store.message("c-later").await.unwrap().expect("stored");
+    assert_eq!(
+        m.delivery.map(|d| d.status),
+        Some(DeliveryStatus::Delivered)
+    );
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn a_blocked_upgrade_fails_clearly_and_migrates_nothing() {
+    let name = db_name();
+    v1_fixture::create_v1(&name).await;
+    let old_tab = v1_fixture::hold_open(&name, 1).await;
+    let err = IdbStore::open(&name, asha())
+        .await
+        .err()
+        .expect("an old tab that never lets go blocks the upgrade");
+    assert_eq!(err.code, "db_blocked");
+    // The old tab still has the whole v1 database and nothing of v2.
+    let names = js_sys::Reflect::get(&old_tab, &"objectStoreNames".into()).unwrap();
+    let contains = |n: &str| {
+        js_sys::Reflect::get(&names, &"contains".into())
+            .unwrap()
+            .dyn_into::<js_sys::Function>()
+            .unwrap()
+            .call1(&names, &n.into())
+            .unwrap()
+            .as_bool()
+    };
+    assert_eq!(contains("messages"), Some(true));
+    assert_eq!(contains("settings"), Some(false));
+    // Once the old tab lets go, the upgrade runs whole and every row is there.
+    v1_fixture::close_db(&old_tab);
+    let store = IdbStore::open(&name, asha())
+        .await
+        .expect("open after the old tab closed");
+    assert_v1_rows_kept(&store).await;
+    cleanup(store, &name).await;
+}
+
+#[test]
+async fn records_open_their_numbers_and_switch_to_related_records() {
+    use wasm_bindgen::prelude::*;
+
+    let name = db_name();
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let json = |s: &str| js_sys::JSON::parse(s).unwrap();
+    let get = |v: &JsValue, path: &str| {
+        path.split('.').fold(v.clone(), |v, k| {
+            js_sys::Reflect::get(&v, &k.into()).unwrap()
+        })
+    };
+    let text = |v: &JsValue, path: &str| get(v, path).as_string();
+    client
+        .import_directory(json(
+            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],
+            "teams":[{"id":"north","members":["asha"]}],
+            "org_numbers":[{"number":"+14155550101","owner":{"team":"north"}},{"number":"+14155550100","owner":{"seller":"asha"}}],
+            "records":[
+              {"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["098123 45678","+91 98123 00000"]},
+              {"id":"opportunity:q3","kind":"opportunity","name":"Q3 order","owner":{"seller":"asha"},"phones":[],"related":["contact:priya"]},
+              {"id":"opportunity:q4","kind":"opportunity","name":"Q4 order","owner":{"seller":"asha"},"phones":["+91 90000 11111"]},
+              {"id":"contact:ravi","kind":"contact","name":"Ravi","owner":{"seller":"asha"},"phones":["+91 90000 22222"],"related":["opportunity:q4"]}]}"#,
+        ))
+        .await
+        .unwrap();
+
+    // O2: the mobile-phone icon opens a new conversation on the seller's own number.
+    let via = json(r#"{"via":"record_phone","field":"mobile_phone"}"#);
+    let view = client
+        .open_record("contact:priya".into(), Some("+91 98123 00000".into()), via)
+        .await
+        .unwrap();
+    assert_eq!(text(&view, "record.id").as_deref(), Some("contact:priya"));
+    assert_eq!(
+        text(&view, "conversation.customer_number").as_deref(),
+        Some("+919812300000")
+    );
+    assert_eq!(
+        text(&view, "conversation.org_number").as_deref(),
+        Some("+14155550100")
+    );
+    assert_eq!(js_sys::Array::from(&get(&view, "messages")).length(), 0);
+    // C2: the contact's opportunity, linked from the opportunity's side.
+    let related = js_sys::Array::from(&get(&view, "related"));
+    assert_eq!(related.length(), 1);
+    assert_eq!(
+        text(&related.get(0), "id").as_deref(),
+        Some("opportunity:q3")
+    );
+
+    // Switching keeps the customer's number (the opportunity has none of its own).
+    let view = client
+        .dispatch(json(
+            r#"{"type":"related_chosen","record_id":"opportunity:q3"}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text(&view, "record.id").as_deref(), Some("opportunity:q3"));
+    assert_eq!(
+        text(&view, "conversation.customer_number").as_deref(),
+        Some("+919812300000")
+    );
+    let back = js_sys::Array::from(&get(&view, "related"));
+    assert_eq!(text(&back.get(0), "id").as_deref(), Some("contact:priya"));
+
+    // A record's conversations include its opportunities' (a contact's activities).
+    client
+        .ingest(json(
+            r#"{"epoch":"e1","id":1,"kind":"inbound","message_sid":"SM9","from":"+919000011111","to":"+14155550100",
+            "body":"About Q4","media":[],"at":"2026-11-27T10:00:00Z","record_id":"opportunity:q4","rule":"only_match"}"#,
+        ))
+        .await
+        .unwrap();
+    let convs = js_sys::Array::from(
+        &client
+            .record_conversations("contact:ravi".into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(convs.length(), 1);
+    assert_eq!(
+        text(&convs.get(0), "record_id").as_deref(),
+        Some("opportunity:q4")
+    );
+    let rel = js_sys::Array::from(&client.related("contact:ravi".into()).await.unwrap());
+    assert_eq!(text(&rel.get(0), "id").as_deref(), Some("opportunity:q4"));
+
+    // Opening a record with no phone is refused with a code, not a panic.
+    let err = client
+        .open_record("opportunity:q3".into(), None, JsValue::UNDEFINED)
+        .await
+        .unwrap_err();
+    assert_eq!(text(&err, "code").as_deref(), Some("no_phone"));
+    client.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }

@@ -389,6 +389,7 @@ impl RelayState {
             active: true,
             updated_at: Some(at),
             phones: vec![phone],
+            related: Vec::new(),
         }
     }
 }

@@ -10,7 +10,7 @@ use sms_core::pane::Direction;
 use sms_core::protocol::SendOutcome;
 
 use super::ingest::{preview, Apply};
-use super::keys::v1 as k;
+use super::keys::v2 as k;
 use super::records::{
     Draft, OutboxEntry, PendingReport, StoredConversation, StoredMessage, StoredNotification,
     StoredRecord, StoredTemplate,

@@ -9,10 +9,10 @@ use sms_core::protocol::{EventBody, SendOutcome};
 use sms_core::routing::RouteRule;
 use sms_core::visibility::{visibility, Viewer};
 
-use super::keys::v1 as k;
+use super::keys::v2 as k;
 use super::records::{
-    NotificationKind, PendingReport, StoredConversation, StoredMessage, StoredNotification,
-    StoredRecord,
+    new_conversation, NotificationKind, PendingReport, StoredConversation, StoredMessage,
+    StoredNotification, StoredRecord,
 };
 use super::{conversation_range, pair_key, IdbStore, IngestOutcome, StoreResult};
 
@@ -301,6 +301,7 @@ impl Apply<'_> {
             updated_at: Some(sms_core::Timestamp::from_millis(at_ms as i64)),
             phones: vec![phone.to_owned()],
             name: phone.to_owned(),
+            related: Vec::new(),
         };
         records.put(self.store.stored(record)).serde()?;
         Ok(Some(id.to_owned()))
@@ -321,18 +322,7 @@ impl Apply<'_> {
             }
             return Ok(c);
         }
-        Ok(StoredConversation {
-            id: format!("{org}|{customer}|{record_id}"),
-            record_id: record_id.to_owned(),
-            org_number: org.to_owned(),
-            customer_number: customer.to_owned(),
-            last_ms: 0.0,
-            preview: String::new(),
-            unread: 0,
-            rule,
-            moves: Vec::new(),
-            consent: Default::default(),
-        })
+        Ok(new_conversation(org, customer, record_id, rule))
     }
 
     /// Raises the notification for a new inbound message the seller may see (N1),

@@ -43,3 +43,15 @@ pub(crate) mod v1 {
     /// Drafts per conversation. Key: `conversation_id`.
     pub(crate) const DRAFTS: &str = "drafts";
 }
+
+/// Schema version 2: version 1 plus the records' relation index (C2).
+pub(crate) mod v2 {
+    pub(crate) use super::v1::*;
+    /// Database version number.
+    pub(crate) const VERSION: u8 = 2;
+    /// Records by the ids they link to (`record.related`, multi-entry): finds a
+    /// contact's opportunities when only the opportunity names the contact.
+    pub(crate) const RECORDS_BY_RELATED: &str = "by_related";
+    /// The seller's preferences on this device (language, ...). Key: `key`.
+    pub(crate) const SETTINGS: &str = "settings";
+}

@@ -4,7 +4,7 @@ use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyPath;
 
-use super::keys::v1 as k;
+use super::keys::{v1 as k, v2};
 
 /// Version 1: every store and index.
 pub(super) fn v1(db: &Database) -> indexed_db_futures::Result<()> {
@@ -76,6 +76,23 @@ pub(super) fn v1(db: &Database) -> indexed_db_futures::Result<()> {
         .build()?;
     db.create_object_store(k::DRAFTS)
         .with_key_path("conversation_id".into())
+        .build()?;
+    Ok(())
+}
+
+/// Version 2: the records' relation index (C2) and the settings store. Existing
+/// rows stay; the index fills from the records already stored.
+pub(super) fn v2(db: &Database) -> indexed_db_futures::Result<()> {
+    let settings = db
+        .create_object_store(v2::SETTINGS)
+        .with_key_path("key".into())
+        .build()?;
+    // The upgrade transaction, reached through the store just created.
+    settings
+        .transaction()
+        .object_store(v2::RECORDS)?
+        .create_index(v2::RECORDS_BY_RELATED, "record.related".into())
+        .with_multi_entry(true)
         .build()?;
     Ok(())
 }

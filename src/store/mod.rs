@@ -24,8 +24,9 @@ use sms_core::directory::Record;
 use sms_core::phone::match_key;
 use sms_core::protocol::{Directory, LoggedEvent};
 use sms_core::routing::RouteRule;
+use wasm_bindgen::{JsCast, JsValue};
 
-use keys::v1 as k;
+use keys::v2 as k;
 use records::{Position, StoredNotification, StoredRecord};
 
 /// A storage failure, flattened into owned data at one place.
@@ -92,6 +93,63 @@ impl From<indexed_db_futures::error::OpenDbError> for StoreError {
     }
 }
 
+/// How long an upgrade may wait for older connections to close before `db_blocked`.
+pub const BLOCKED_GRACE_MS: i32 = 1500;
+
+/// Resolves [`BLOCKED_GRACE_MS`] after `blocked` is set (never, if it is not).
+async fn wait_blocked(blocked: std::rc::Rc<std::cell::Cell<bool>>) {
+    // The flag is set by the open request's `blocked` event; check it on a short
+    // timer rather than wiring a waker through the listener.
+    let mut waited = 0;
+    loop {
+        sleep(100).await;
+        if blocked.get() {
+            waited += 100;
+            if waited >= BLOCKED_GRACE_MS {
+                return;
+            }
+        }
+    }
+}
+
+/// A timer on the global scope (window or worker).
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        if let Some(f) = set_timeout {
+            let _ = f.call2(&JsValue::NULL, &resolve, &ms.into());
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Runs `a` until it finishes (`Ok`), or until `b` does first (`Err(a)`, still pending).
+async fn first_of<A, B>(a: A, b: B) -> Result<A::Output, A>
+where
+    A: std::future::Future + Unpin,
+    B: std::future::Future<Output = ()>,
+{
+    let mut a = Some(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(move |cx| {
+        let Some(fut) = a.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        if let std::task::Poll::Ready(out) = std::pin::Pin::new(fut).poll(cx) {
+            return std::task::Poll::Ready(Ok(out));
+        }
+        match b.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                std::task::Poll::Ready(Err(a.take().expect("polled once")))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -154,22 +212,47 @@ fn conversation_range(conversation_id: &str, before_ms: Option<f64>) -> KeyRange
 
 impl IdbStore {
     /// Opens (creating or upgrading) the database `name` for `ctx`'s seller.
+    ///
+    /// An upgrade waits while older connections close (ours do, on `versionchange`).
+    /// When one still holds the database after [`BLOCKED_GRACE_MS`], the open fails
+    /// with `db_blocked`; the upgrade itself runs later, whole, in its own
+    /// version-change transaction, and that late connection is closed at once.
     pub async fn open(name: &str, ctx: SellerContext) -> StoreResult<Self> {
-        let db = Database::open(name)
+        let blocked = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = blocked.clone();
+        let open = Database::open(name)
             .with_version(k::VERSION)
-            .with_on_blocked(|_| {
-                // The open waits until older tabs close their connections; they do
-                // so on `versionchange` (see `close_on_version_change`).
+            .with_on_blocked(move |_| {
+                flag.set(true);
                 Ok(())
             })
             .with_on_upgrade_needed(|event, db| {
                 let old = event.old_version() as u64;
-                if old < 1 {
+                if old < u64::from(keys::v1::VERSION) {
                     migrations::v1(&db)?;
                 }
+                if old < u64::from(keys::v2::VERSION) {
+                    migrations::v2(&db)?;
+                }
                 Ok(())
-            })
-            .await?;
+            });
+        let open = std::future::IntoFuture::into_future(open);
+        let db = match first_of(open, wait_blocked(blocked)).await {
+            Ok(result) => result?,
+            Err(late) => {
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Ok(db) = late.await {
+                        db.close();
+                    }
+                });
+                return Err(StoreError {
+                    code: "db_blocked",
+                    message: "another tab still uses an older version of this database; \
+                              close or reload the other tabs"
+                        .into(),
+                });
+            }
+        };
         // Another tab opening a newer version must not wait on us: close this
         // connection on `versionchange` (later calls fail with `db_closed`).
         let mut changes = db.version_changes()?;

@@ -154,3 +154,30 @@ pub(crate) struct Draft {
     pub(crate) conversation_id: String,
     pub(crate) text: String,
 }
+
+/// A conversation not stored yet. Its id derives from its record and numbers, so
+/// every tab (and a later reply) names it the same.
+pub(crate) fn new_conversation(
+    org: &str,
+    customer: &str,
+    record_id: &str,
+    rule: Option<RouteRule>,
+) -> StoredConversation {
+    StoredConversation {
+        id: conversation_id(org, customer, record_id),
+        record_id: record_id.to_owned(),
+        org_number: org.to_owned(),
+        customer_number: customer.to_owned(),
+        last_ms: 0.0,
+        preview: String::new(),
+        unread: 0,
+        rule,
+        moves: Vec::new(),
+        consent: Default::default(),
+    }
+}
+
+/// The id of the conversation between two numbers on a record.
+pub fn conversation_id(org: &str, customer: &str, record_id: &str) -> String {
+    format!("{org}|{customer}|{record_id}")
+}

@@ -69,6 +69,7 @@ fn main() {
             updated_at: Some(Timestamp::from_millis(i)),
             phones: vec![format!("+9198{:08}", i % 5000)],
             name: String::new(),
+            related: Vec::new(),
         })
         .collect();
     let input = RouteInput {

@@ -67,6 +67,11 @@ pub struct Record {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// Ids of records the CRM links this one to (a contact's opportunities, an
+    /// opportunity's contact and account), for the related-record picker (C2).
+    /// A link may be listed on either side; readers look both ways.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
 }
 
 /// An organisation number messages are sent from, and who owns it.

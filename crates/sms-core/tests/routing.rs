@@ -25,6 +25,7 @@ fn record(id: &str, kind: RecordKind, owner: Owner) -> Record {
         updated_at: Some(ts("2024-01-01T00:00:00Z")),
         phones: vec!["098123 45678".into()],
         name: id.into(),
+        related: Vec::new(),
     }
 }
 
@@ -235,6 +236,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
                 vec![]
             },
             name: String::new(),
+            related: Vec::new(),
         })
 }
 

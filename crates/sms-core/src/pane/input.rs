@@ -31,6 +31,8 @@ pub enum OpenSource {
         /// The work item's id.
         id: String,
     },
+    /// The related-record picker of an open pane (C2).
+    Related,
 }
 
 /// A record as the pane shows it.

@@ -287,6 +287,11 @@ impl Pane {
         self.open.is_some()
     }
 
+    /// The open conversation's record and numbers (cheaper than [`Pane::view`]).
+    pub fn conversation(&self) -> Option<&ConversationKey> {
+        self.open.as_ref().map(|o| &o.conversation)
+    }
+
     /// What to render, or `None` when closed.
     pub fn view(&self) -> Option<PaneView> {
         let o = self.open.as_ref()?;
