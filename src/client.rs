@@ -361,6 +361,22 @@ impl SmsClient {
         to_js(&self.store.notifications().await.map_err(store_error)?)
     }
 
+    /// A preference of the seller on this device, or `undefined`.
+    pub async fn setting(&self, key: String) -> JsResult<JsValue> {
+        let v = self.store.setting(&key).await.map_err(store_error)?;
+        Ok(v.unwrap_or(JsValue::UNDEFINED))
+    }
+
+    /// Stores a preference on this device (any structured-cloneable value); signing
+    /// out wipes it with the rest.
+    #[wasm_bindgen(js_name = putSetting)]
+    pub async fn put_setting(&self, key: String, value: JsValue) -> JsResult<()> {
+        self.store
+            .put_setting(&key, &value)
+            .await
+            .map_err(store_error)
+    }
+
     /// A directory record by id (record pages, O2), or `undefined`.
     #[wasm_bindgen(unchecked_return_type = "CrmRecord | undefined")]
     pub async fn record(&self, id: String) -> JsResult<JsValue> {

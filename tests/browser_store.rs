@@ -1292,6 +1292,15 @@ async fn records_open_their_numbers_and_switch_to_related_records() {
         .await
         .unwrap_err();
     assert_eq!(text(&err, "code").as_deref(), Some("no_phone"));
+
+    // Settings keep structured values.
+    assert!(client.setting("pane".into()).await.unwrap().is_undefined());
+    client
+        .put_setting("pane".into(), json(r#"{"conversation":"c1","width":420}"#))
+        .await
+        .unwrap();
+    let pane = client.setting("pane".into()).await.unwrap();
+    assert_eq!(get(&pane, "width").as_f64(), Some(420.0));
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }

@@ -221,6 +221,30 @@ impl IdbStore {
         ))
     }
 
+    /// A preference of the seller on this device (any structured-cloneable value).
+    pub async fn setting(&self, key: &str) -> StoreResult<Option<wasm_bindgen::JsValue>> {
+        let tx = self.db.transaction(k::SETTINGS).build()?;
+        let row: Option<js_sys::Object> =
+            tx.object_store(k::SETTINGS)?.get(key).primitive()?.await?;
+        Ok(row.and_then(|r| js_sys::Reflect::get(&r, &"value".into()).ok()))
+    }
+
+    /// Stores a preference (wiped with the rest at sign-out, D4).
+    pub async fn put_setting(&self, key: &str, value: &wasm_bindgen::JsValue) -> StoreResult<()> {
+        let row = js_sys::Object::new();
+        // Setting own properties on a fresh plain object cannot fail.
+        let _ = js_sys::Reflect::set(&row, &"key".into(), &key.into());
+        let _ = js_sys::Reflect::set(&row, &"value".into(), value);
+        let tx = self
+            .db
+            .transaction(k::SETTINGS)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        tx.object_store(k::SETTINGS)?.put(row).primitive()?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Signs out (D4): deletes the seller's database once the outbox is empty, or
     /// when the seller agreed to discard what is still queued.
     pub async fn wipe(&self, discard_outbox: bool) -> StoreResult<()> {
