@@ -575,6 +575,9 @@ impl SmsClient {
 
     /// Feeds an ingested event to the open pane, so it updates live (C5, C6).
     pub(crate) async fn show_in_pane(&self, event: &LoggedEvent) -> JsResult<()> {
+        if self.pane.0.borrow().is_none() {
+            return Ok(());
+        }
         let input = match &event.body {
             EventBody::Inbound(e) => {
                 let Some(m) = self

@@ -4,6 +4,7 @@
 use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
+use indexed_db_futures::KeyRange;
 use sms_core::delivery::{Delivery, DeliveryStatus};
 use sms_core::directory::Owner;
 use sms_core::pane::Direction;
@@ -126,23 +127,21 @@ impl IdbStore {
             .with_mode(TransactionMode::Readwrite)
             .build()?;
         let convs = tx.object_store(k::CONVERSATIONS)?;
-        let c: Option<StoredConversation> = convs.get(conversation_id).serde()?.await?;
-        if let Some(mut c) = c {
+        let c = convs.get(conversation_id).serde()?;
+        let unread = tx
+            .object_store(k::NOTIFICATIONS)?
+            .index(k::NOTIFICATIONS_BY_CONVERSATION)?
+            .get_all()
+            .with_query(KeyRange::Only((conversation_id.to_owned(), 1u8)))
+            .serde()?;
+        let c: Option<StoredConversation> = c.await?;
+        if let Some(mut c) = c.filter(|c| c.unread > 0) {
             c.unread = 0;
             convs.put(c).serde()?;
         }
         let notes = tx.object_store(k::NOTIFICATIONS)?;
-        let unread: Vec<StoredNotification> = notes
-            .index(k::NOTIFICATIONS_UNREAD)?
-            .get_all()
-            .with_query(1u8)
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
-        for mut n in unread
-            .into_iter()
-            .filter(|n| n.conversation_id == conversation_id)
-        {
+        for n in unread.await? {
+            let mut n: StoredNotification = n?;
             n.unread = 0;
             notes.put(n).serde()?;
         }

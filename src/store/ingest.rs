@@ -24,7 +24,7 @@ pub(super) struct Apply<'a> {
     pub(super) cache: std::rc::Rc<super::DirectoryCache>,
 }
 
-impl Apply<'_> {
+impl<'a> Apply<'a> {
     /// The conversations between two numbers (on any record).
     async fn by_pair(&self, org: &str, customer: &str) -> StoreResult<Vec<StoredConversation>> {
         Ok(self
@@ -65,7 +65,13 @@ impl Apply<'_> {
         Ok(())
     }
 
-    pub(super) async fn event(&self, body: &EventBody, out: &mut IngestOutcome) -> StoreResult<()> {
+    /// Applies `body`; an inbound message uses the reads already issued for it, if any.
+    pub(super) async fn event(
+        &self,
+        body: &EventBody,
+        prefetched: Option<InboundReads<'a>>,
+        out: &mut IngestOutcome,
+    ) -> StoreResult<()> {
         match body {
             EventBody::Inbound(InboundEvent {
                 message_sid,
@@ -79,12 +85,27 @@ impl Apply<'_> {
             }) => {
                 out.record_id = Some(record_id.clone());
                 out.rule = Some(*rule);
-                if *rule == RouteRule::NewLead {
-                    out.created_lead = self
-                        .ensure_lead(record_id, from, to, at.as_millis() as f64)
-                        .await?;
+                let reads = match prefetched {
+                    Some(reads) => reads,
+                    None => self.inbound_reads(InboundKeys {
+                        message_sid,
+                        org: to,
+                        customer: from,
+                        record_id,
+                    })?,
+                };
+                let pair = reads.pair.await?;
+                if reads.existing.await?.is_some() {
+                    out.duplicate = true;
+                    return Ok(());
                 }
-                let conv = self.conversation(to, from, record_id, Some(*rule)).await?;
+                let mut record = reads.record.await?.map(|r| r.record);
+                if *rule == RouteRule::NewLead && record.is_none() {
+                    let lead = self.create_lead(record_id, from, to, at.as_millis() as f64)?;
+                    out.created_lead = Some(lead.id.clone());
+                    record = Some(lead);
+                }
+                let mut conv = pick_conversation(pair, to, from, record_id, Some(*rule));
                 let message = StoredMessage {
                     id: message_sid.clone(),
                     conversation_id: conv.id.clone(),
@@ -96,20 +117,13 @@ impl Apply<'_> {
                     delivery: None,
                     media: media.clone(),
                 };
-                let messages = self.tx.object_store(k::MESSAGES)?;
-                let existing: Option<StoredMessage> =
-                    messages.get(message_sid.as_str()).serde()?.await?;
-                if existing.is_some() {
-                    out.duplicate = true;
-                    return Ok(());
-                }
-                messages.put(message.clone()).serde()?;
-                let mut conv = conv;
                 conv.last_ms = conv.last_ms.max(message.at_ms);
                 conv.preview = preview(body);
                 conv.unread += 1;
                 out.conversation_id = Some(conv.id.clone());
-                out.notification = self.notify(&conv, &message).await?;
+                out.notification =
+                    self.notify(&conv, &message, record.as_ref().map(|r| &r.owner))?;
+                self.tx.object_store(k::MESSAGES)?.put(message).serde()?;
                 self.tx.object_store(k::CONVERSATIONS)?.put(conv).serde()?;
             }
             EventBody::Outbound(OutboundEvent {
@@ -275,36 +289,25 @@ impl Apply<'_> {
     }
 
     /// Creates the lead for an unknown number unless it exists (R3: same id everywhere).
-    async fn ensure_lead(
-        &self,
-        id: &str,
-        phone: &str,
-        org: &str,
-        at_ms: f64,
-    ) -> StoreResult<Option<String>> {
-        let records = self.tx.object_store(k::RECORDS)?;
-        let existing: Option<StoredRecord> = records.get(id).serde()?.await?;
-        if existing.is_some() {
-            return Ok(None);
-        }
-        let org: Option<sms_core::directory::OrgNumber> = self
-            .tx
-            .object_store(k::ORG_NUMBERS)?
-            .get(org)
-            .serde()?
-            .await?;
+    /// Creates the lead for an unknown number (R3), owned like the org number it
+    /// wrote to; its id comes from the event, so every tab writes the same row.
+    fn create_lead(&self, id: &str, phone: &str, org: &str, at_ms: f64) -> StoreResult<Record> {
+        let owner = self.cache.org_owners.get(&self.store.key(org)).cloned();
         let record = Record {
             id: id.to_owned(),
             kind: RecordKind::Lead,
-            owner: org.map_or_else(|| Owner::Team("unassigned".into()), |o| o.owner),
+            owner: owner.unwrap_or_else(|| Owner::Team("unassigned".into())),
             active: true,
             updated_at: Some(sms_core::Timestamp::from_millis(at_ms as i64)),
             phones: vec![phone.to_owned()],
             name: phone.to_owned(),
             related: Vec::new(),
         };
-        records.put(self.store.stored(record)).serde()?;
-        Ok(Some(id.to_owned()))
+        self.tx
+            .object_store(k::RECORDS)?
+            .put(self.store.stored(record.clone()))
+            .serde()?;
+        Ok(record)
     }
 
     /// The conversation of these numbers on `record_id`, created if absent.
@@ -315,27 +318,43 @@ impl Apply<'_> {
         record_id: &str,
         rule: Option<RouteRule>,
     ) -> StoreResult<StoredConversation> {
-        let all: Vec<StoredConversation> = self.by_pair(org, customer).await?;
-        if let Some(mut c) = all.into_iter().find(|c| c.record_id == record_id) {
-            if rule.is_some() {
-                c.rule = rule;
-            }
-            return Ok(c);
-        }
-        Ok(new_conversation(org, customer, record_id, rule))
+        let all = self.by_pair(org, customer).await?;
+        Ok(pick_conversation(all, org, customer, record_id, rule))
+    }
+
+    /// Issues the reads an inbound message needs, all before any is awaited (one
+    /// round trip to the database instead of one per read).
+    pub(super) fn inbound_reads(&self, e: InboundKeys<'_>) -> StoreResult<InboundReads<'a>> {
+        let pair = self
+            .tx
+            .object_store(k::CONVERSATIONS)?
+            .index(k::CONVERSATIONS_BY_PAIR)?
+            .get_all()
+            .with_query(pair_key(e.org, e.customer))
+            .serde()?;
+        let existing = self
+            .tx
+            .object_store(k::MESSAGES)?
+            .get(e.message_sid)
+            .serde()?;
+        let record = self.tx.object_store(k::RECORDS)?.get(e.record_id).serde()?;
+        Ok(InboundReads {
+            pair: Box::pin(async move { Ok(pair.await?.collect::<Result<_, _>>()?) }),
+            existing: Box::pin(async move { Ok(existing.await?) }),
+            record: Box::pin(async move { Ok(record.await?) }),
+        })
     }
 
     /// Raises the notification for a new inbound message the seller may see (N1),
     /// or the missing-privilege notice (P3); the message is kept either way.
-    async fn notify(&self, conv: &StoredConversation, m: &StoredMessage) -> StoredResult {
+    fn notify(
+        &self,
+        conv: &StoredConversation,
+        m: &StoredMessage,
+        record_owner: Option<&Owner>,
+    ) -> StoredResult {
         let ctx = &self.store.ctx;
         let my_teams: Vec<&str> = self.cache.my_teams.iter().map(String::as_str).collect();
-        let record: Option<StoredRecord> = self
-            .tx
-            .object_store(k::RECORDS)?
-            .get(conv.record_id.as_str())
-            .serde()?
-            .await?;
         let viewer = Viewer {
             seller: &ctx.seller,
             teams: &my_teams,
@@ -343,7 +362,7 @@ impl Apply<'_> {
         if visibility(
             viewer,
             self.cache.org_owners.get(&conv.org_number),
-            record.as_ref().map(|r| &r.record.owner),
+            record_owner,
         )
         .is_err()
         {
@@ -428,6 +447,60 @@ impl Apply<'_> {
 }
 
 type StoredResult = StoreResult<Option<StoredNotification>>;
+
+/// A read issued in a transaction, awaited later.
+type Read<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + 'a>>;
+
+/// What an inbound message's reads are keyed by.
+pub(super) struct InboundKeys<'k> {
+    pub(super) message_sid: &'k str,
+    pub(super) org: &'k str,
+    pub(super) customer: &'k str,
+    pub(super) record_id: &'k str,
+}
+
+impl<'k> InboundKeys<'k> {
+    /// The keys of an inbound event; `None` for other kinds.
+    pub(super) fn of(body: &'k EventBody) -> Option<Self> {
+        match body {
+            EventBody::Inbound(e) => Some(Self {
+                message_sid: &e.message_sid,
+                org: &e.to,
+                customer: &e.from,
+                record_id: &e.record_id,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The reads of an inbound message, in flight.
+pub(super) struct InboundReads<'a> {
+    pair: Read<'a, Vec<StoredConversation>>,
+    existing: Read<'a, Option<StoredMessage>>,
+    record: Read<'a, Option<StoredRecord>>,
+}
+
+/// The conversation between two numbers on `record_id`, or a new one that keeps
+/// the pair's consent (B2: an opt-out holds whichever record the number is on).
+fn pick_conversation(
+    all: Vec<StoredConversation>,
+    org: &str,
+    customer: &str,
+    record_id: &str,
+    rule: Option<RouteRule>,
+) -> StoredConversation {
+    let consent = all.first().map(|c| c.consent);
+    if let Some(mut c) = all.into_iter().find(|c| c.record_id == record_id) {
+        if rule.is_some() {
+            c.rule = rule;
+        }
+        return c;
+    }
+    let mut c = new_conversation(org, customer, record_id, rule);
+    c.consent = consent.unwrap_or_default();
+    c
+}
 
 pub(super) fn preview(body: &str) -> String {
     let mut p: String = body.chars().take(80).collect();

@@ -52,6 +52,9 @@ pub(crate) mod v2 {
     /// Records by the ids they link to (`record.related`, multi-entry): finds a
     /// contact's opportunities when only the opportunity names the contact.
     pub(crate) const RECORDS_BY_RELATED: &str = "by_related";
+    /// Notifications by `[conversation_id, unread]`: a conversation's unread ones
+    /// without reading every unread notification.
+    pub(crate) const NOTIFICATIONS_BY_CONVERSATION: &str = "by_conversation";
     /// The seller's preferences on this device (language, ...). Key: `key`.
     pub(crate) const SETTINGS: &str = "settings";
 }

@@ -80,7 +80,8 @@ pub(super) fn v1(db: &Database) -> indexed_db_futures::Result<()> {
     Ok(())
 }
 
-/// Version 2: the records' relation index (C2) and the settings store. Existing
+/// Version 2: the records' relation index (C2), notifications by conversation,
+/// and the settings store. Existing
 /// rows stay; the index fills from the records already stored.
 pub(super) fn v2(db: &Database) -> indexed_db_futures::Result<()> {
     let settings = db
@@ -88,11 +89,18 @@ pub(super) fn v2(db: &Database) -> indexed_db_futures::Result<()> {
         .with_key_path("key".into())
         .build()?;
     // The upgrade transaction, reached through the store just created.
-    settings
-        .transaction()
+    let upgrade = settings.transaction();
+    upgrade
         .object_store(v2::RECORDS)?
         .create_index(v2::RECORDS_BY_RELATED, "record.related".into())
         .with_multi_entry(true)
+        .build()?;
+    upgrade
+        .object_store(v2::NOTIFICATIONS)?
+        .create_index(
+            v2::NOTIFICATIONS_BY_CONVERSATION,
+            KeyPath::from(["conversation_id", "unread"]),
+        )
         .build()?;
     Ok(())
 }

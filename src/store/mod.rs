@@ -93,6 +93,29 @@ impl From<indexed_db_futures::error::OpenDbError> for StoreError {
     }
 }
 
+/// Stores an inbound message touches.
+const INBOUND_STORES: [&str; 5] = [
+    k::META,
+    k::RECORDS,
+    k::CONVERSATIONS,
+    k::MESSAGES,
+    k::NOTIFICATIONS,
+];
+
+/// Stores any relay event may touch.
+const ALL_EVENT_STORES: [&str; 10] = [
+    k::META,
+    k::RECORDS,
+    k::ORG_NUMBERS,
+    k::SELLERS,
+    k::TEAMS,
+    k::TEMPLATES,
+    k::CONVERSATIONS,
+    k::MESSAGES,
+    k::PENDING_REPORTS,
+    k::NOTIFICATIONS,
+];
+
 /// How long an upgrade may wait for older connections to close before `db_blocked`.
 pub const BLOCKED_GRACE_MS: i32 = 1500;
 
@@ -378,18 +401,11 @@ impl IdbStore {
 
     /// Applies one relay event in one transaction, with its position (D1).
     pub async fn ingest(&self, event: &LoggedEvent) -> StoreResult<IngestOutcome> {
-        let stores = [
-            k::META,
-            k::RECORDS,
-            k::ORG_NUMBERS,
-            k::SELLERS,
-            k::TEAMS,
-            k::TEMPLATES,
-            k::CONVERSATIONS,
-            k::MESSAGES,
-            k::PENDING_REPORTS,
-            k::NOTIFICATIONS,
-        ];
+        // An inbound message (the hot path) locks only what it writes or reads.
+        let stores: &[&str] = match event.body {
+            sms_core::protocol::EventBody::Inbound(_) => &INBOUND_STORES,
+            _ => &ALL_EVENT_STORES,
+        };
         let is_directory = matches!(
             event.body,
             sms_core::protocol::EventBody::DirectoryChanged(_)
@@ -402,11 +418,23 @@ impl IdbStore {
         let cache = self.directory_cache().await?;
         let tx = self
             .db
-            .transaction(stores)
+            .transaction(stores.to_vec())
             .with_mode(TransactionMode::Readwrite)
             .build()?;
+        let apply = ingest::Apply {
+            store: self,
+            tx: &tx,
+            cache,
+        };
+        // Every read goes out before the first await: the position check and the
+        // event's own reads share one round trip.
         let meta = tx.object_store(k::META)?;
-        let position: Option<Position> = meta.get("position").serde()?.await?;
+        let position = meta.get("position").serde()?;
+        let reads = match ingest::InboundKeys::of(&event.body) {
+            Some(keys) => Some(apply.inbound_reads(keys)?),
+            None => None,
+        };
+        let position: Option<Position> = position.await?;
         let mut out = IngestOutcome {
             kind: event.body.kind().to_owned(),
             ..Default::default()
@@ -421,12 +449,7 @@ impl IdbStore {
                 return Ok(out);
             }
         }
-        let apply = ingest::Apply {
-            store: self,
-            tx: &tx,
-            cache,
-        };
-        apply.event(&event.body, &mut out).await?;
+        apply.event(&event.body, reads, &mut out).await?;
         meta.put(Position {
             key: "position".into(),
             epoch: event.epoch.clone(),

@@ -418,9 +418,9 @@ async fn related_in(records: &ObjectStore<'_>, record: &Record) -> StoreResult<V
     Ok(out)
 }
 
-/// A history page read inside the caller's transaction: a count, one jump of a
-/// reverse cursor to the page's lower edge, one `getAll` — three requests whatever
-/// the page size or the history length.
+/// A history page read inside the caller's transaction: a reverse cursor, one
+/// jump to the page's lower edge, one `getAll` — three requests whatever the page
+/// size or the history length.
 async fn history_in(
     messages: &ObjectStore<'_>,
     conversation_id: &str,
@@ -433,17 +433,20 @@ async fn history_in(
     let mut lower_key = lower.clone();
     let mut has_more = false;
     let range = KeyRange::Bound(lower, false, upper.clone(), true);
-    let total: u32 = index.count().with_query(range.clone()).serde()?.await?;
-    if total as usize > limit {
-        // The page starts after the message `limit` steps back from the newest.
-        let cursor = index
-            .open_cursor()
-            .with_query(range)
-            .with_direction(CursorDirection::Prev)
-            .serde()?
-            .await?;
-        if let Some(mut cursor) = cursor {
-            cursor.advance_by(limit as u32).await?;
+    // The page starts after the message `limit` steps back from the newest: a
+    // reverse cursor jumps there (no count, which walks the whole range).
+    let cursor = index
+        .open_cursor()
+        .with_query(range)
+        .with_direction(CursorDirection::Prev)
+        .serde()?
+        .await?;
+    if let Some(mut cursor) = cursor {
+        let newest: Option<String> = cursor.primary_key()?;
+        cursor.advance_by(limit as u32).await?;
+        // A cursor run past the end keeps its last position: it moved only if its
+        // primary key (unique, unlike the index key) changed.
+        if cursor.primary_key::<String>()? != newest {
             if let Some(edge) = cursor.key_ser::<(String, f64)>()? {
                 // Inclusive, then trimmed below: messages sharing the edge's
                 // millisecond are not lost.
