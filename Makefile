@@ -89,6 +89,7 @@ bench-browser: rust-tools node-tools
 	@[ -f node_modules/handlebars/dist/handlebars.min.js ] || npm install --no-audit --no-fund --no-save handlebars@4
 	rm -rf target/bench-www && mkdir -p target/bench-www
 	wasm-pack build --release --target web --out-dir target/bench-www/pkg --no-pack --features bench
+	wasm-opt $(WASM_OPT_FLAGS) target/bench-www/pkg/sms_module_bg.wasm -o target/bench-www/pkg/sms_module_bg.wasm
 	cp tests/bench/bench.html tests/bench/bench.js node_modules/handlebars/dist/handlebars.min.js target/bench-www/
 	@python3 -m http.server $(BENCH_PORT) --bind 127.0.0.1 --directory target/bench-www >/dev/null 2>&1 & pid=$$!; sleep 1; \
 	node tests/bench/browser.mjs http://127.0.0.1:$(BENCH_PORT)/bench.html; rc=$$?; kill $$pid; exit $$rc

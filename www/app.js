@@ -22,6 +22,7 @@ function el(tag, props = {}, ...children) {
 function applyLanguage() {
   document.documentElement.lang = lang;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
 }
 
 const time = (ms) => new Date(ms).toLocaleString(lang === "hi" ? "hi-IN" : "en-GB", { dateStyle: "short", timeStyle: "short" });
@@ -49,7 +50,7 @@ async function moveTransport(req) {
   if (!r.ok) throw new Error(r.body?.message ?? `relay answered ${r.status}`);
 }
 
-let client, me, directory, openId = null;
+let client, me, directory;
 
 // ---- event stream with our own reconnect (a 503 or 204 closes an EventSource for good) ----
 let source, backoff = 1000, chain = Promise.resolve();
@@ -91,7 +92,82 @@ function refresh() {
 async function render() {
   await renderGrid();
   await renderBell();
+  await renderRoute();
   renderPane(client.paneView());
+}
+
+// ---- CRM views: the grid, records (O2), the work list (O4); hash routes ----
+const views = ["messages", "records", "record", "upnext"];
+async function renderRoute() {
+  const [, name = "messages", ...rest] = location.hash.split("/");
+  const arg = decodeURIComponent(rest.join("/"));
+  const current = views.includes(name) ? name : "messages";
+  for (const v of views) $(`view-${v}`).hidden = v !== current;
+  for (const a of document.querySelectorAll("nav.tabs a")) {
+    const on = a.getAttribute("href") === `#/${current === "record" ? "records" : current}`;
+    on ? a.setAttribute("aria-current", "page") : a.removeAttribute("aria-current");
+  }
+  if (current === "records") await renderRecords();
+  if (current === "record") await renderRecord(arg);
+  if (current === "upnext") await renderUpNext();
+}
+
+const recordLink = (r) => el("a", { href: `#/record/${encodeURIComponent(r.id)}`, text: `${r.name} (${t(r.kind)})` });
+
+async function renderRecords() {
+  const found = await client.lookup($("records-query").value, 50);
+  $("records-list").replaceChildren(...found.map((r) => el("li", {}, recordLink(r))));
+}
+
+const phoneFields = ["business_phone", "mobile_phone"];
+/** A speech-bubble icon (inline SVG: no font needed, nothing for the CSP to block). */
+function bubble() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24"); svg.setAttribute("width", "18"); svg.setAttribute("height", "18"); svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M4 4h16a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
+async function renderRecord(id) {
+  const r = await client.record(id);
+  if (!r) { $("record-h").textContent = t("not_found"); $("record-phones").replaceChildren(); return; }
+  $("record-h").textContent = r.name;
+  const owner = r.owner.seller ?? `${t("team")} ${r.owner.team}`;
+  $("record-meta").textContent = `${t(r.kind)} · ${t("owner")}: ${owner}${r.active ? "" : ` · ${t("inactive")}`}`;
+  // O2: a message icon beside each phone field opens that number's conversation.
+  $("record-phones").replaceChildren(...r.phones.flatMap((phone, i) => {
+    const field = phoneFields[i] ?? "other_phone";
+    return [el("dt", { text: t(field) }), el("dd", {}, el("span", { text: phone }), " ",
+      el("button", { type: "button", class: "icon", "aria-label": `${t("text_number")} ${phone}`, title: `${t("text_number")} ${phone}`,
+        onclick: () => openRecordPane(r.id, phone, { via: "record_phone", field }) }, bubble()))];
+  }));
+  if (!r.phones.length) $("record-phones").append(el("dd", { class: "muted", text: t("no_phone") }));
+  const related = await client.related(r.id);
+  $("related-h").hidden = $("record-related").hidden = related.length === 0;
+  $("record-related").replaceChildren(...related.map((x) => el("li", {}, recordLink(x))));
+  // The record's conversations (for a contact, its opportunities' too).
+  const convs = await client.recordConversations(r.id);
+  $("record-activities").replaceChildren(...(convs.length ? convs.map((c) => el("li", {},
+    el("button", { type: "button", class: "link", onclick: () => openPane(c.id, { via: "grid" }) },
+      bubble(), ` ${c.record_name} · ${c.customer_number} · ${c.preview} · ${time(c.last_ms)}`))) : [el("li", { class: "muted", text: t("no_conversations") })]));
+}
+
+let workList = null;
+async function renderUpNext() {
+  workList ??= (await api("/demo-crm.json")).body?.work_items ?? [];
+  const mine = workList.filter((w) => w.seller === me.seller);
+  const items = [];
+  for (const w of mine) {
+    const r = await client.record(w.record_id);
+    if (!r) continue;
+    items.push(el("li", { class: "step" }, el("span", { text: `${w.due} · ${w.title} · ${r.name} (${w.phone})` }), " ",
+      el("button", { type: "button", text: t("open_text_step"), "aria-label": `${t("open_text_step")}: ${r.name}`,
+        onclick: () => openRecordPane(w.record_id, w.phone, { via: "work_item", id: w.id }) })));
+  }
+  $("upnext-list").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: t("nothing_up_next") })]));
 }
 
 async function renderGrid() {
@@ -127,26 +203,48 @@ function toggleBell(open = $("bell-panel").hidden) {
 }
 
 async function openPane(id, via) {
+  return showPane(() => client.openConversation(id, via));
+}
+
+async function openRecordPane(recordId, phone, via) {
+  return showPane(() => client.openRecord(recordId, phone, via));
+}
+
+async function showPane(open) {
   try {
-    openId = id;
-    const view = await client.openConversation(id, via);
-    const kind = view.record.kind;
-    const templates = await client.templates(kind, lang);
-    $("template").replaceChildren(el("option", { value: "", text: t("no_template") }),
-      ...templates.map((tp) => el("option", { value: tp.body, text: `${tp.name} (${tp.language})` })));
+    const view = await open();
+    await loadTemplates(view);
     $("composer").value = view.composer.text;
     renderPane(view);
     $("pane").hidden = false;
+    $("messages").scrollTop = $("messages").scrollHeight;
     $("composer").focus();
+    client.putSetting("pane", { record: view.record.id, customer: view.conversation.customer_number }).catch(console.warn);
     await refresh();
   } catch (e) {
-    alert(`${e.code ?? "error"}: ${e.message}`);
+    showError(e);
   }
+}
+
+async function loadTemplates(view) {
+  const templates = await client.templates(view.record.kind, lang);
+  $("template").replaceChildren(el("option", { value: "", text: t("no_template") }),
+    ...templates.map((tp) => el("option", { value: tp.body, text: `${tp.name} (${tp.language})` })));
+}
+
+/** Errors from the module carry a stable code; say them in words, never silently. */
+function showError(e) {
+  const text = t(`error_${e.code}`) !== `error_${e.code}` ? t(`error_${e.code}`) : `${e.code ?? "error"}: ${e.message}`;
+  $("page-error").textContent = text;
+  setTimeout(() => { if ($("page-error").textContent === text) $("page-error").textContent = ""; }, 8000);
 }
 
 function renderPane(view) {
   if (!view) { $("pane").hidden = true; return; }
-  $("pane-title").textContent = `${view.record.name} (${view.record.kind})`;
+  $("pane-record").textContent = `${view.record.name} (${t(view.record.kind)})`;
+  $("pane-related-label").hidden = view.related.length === 0;
+  $("pane-related").replaceChildren(el("option", { value: "", text: `${view.record.name} (${t(view.record.kind)})` }),
+    ...view.related.map((r) => el("option", { value: r.id, text: `${r.name} (${t(r.kind)})` })));
   $("pane-route").textContent = view.route_text ? `${t("routed_by")}: ${view.route_text}` : "";
   $("pane-moves").replaceChildren(...view.moves.map((m) => el("li", { text: `${t("moved")}: ${m.from_record} → ${m.to_record} (${m.by}, ${m.at})` })));
   $("pane-consent").textContent = t(view.consent);
@@ -155,7 +253,12 @@ function renderPane(view) {
   options($("pane-from"), view.from_choices, view.conversation.org_number);
   options($("pane-to"), view.to_choices, view.conversation.customer_number);
   $("load-older").hidden = !view.has_more;
-  $("messages").replaceChildren(...view.messages.map(messageItem));
+  const list = $("messages");
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  const atBottom = fromBottom - list.clientHeight < 40;
+  list.replaceChildren(...view.messages.map(messageItem));
+  // Keep the reader's place when older pages arrive above; follow new messages at the bottom.
+  list.scrollTop = atBottom ? list.scrollHeight : list.scrollHeight - fromBottom;
   const c = view.composer;
   $("preview").textContent = c.preview !== c.text ? c.preview : "";
   const s = c.segments;
@@ -233,6 +336,11 @@ async function start(profile) {
   }
   const wanted = new URLSearchParams(location.search).get("conversation");
   if (wanted) openPane(wanted, { via: "notification", id: wanted });
+  else {
+    // After a reload, the pane comes back where the seller left it.
+    const last = await client.setting("pane");
+    if (last?.record) openRecordPane(last.record, last.customer, { via: "grid" });
+  }
   setInterval(renderPhone, 2000);
 }
 
@@ -279,7 +387,10 @@ async function main() {
     location.reload();
   });
   $("bell").addEventListener("click", () => toggleBell());
-  $("pane-close").addEventListener("click", () => { dispatch({ type: "close" }); openId = null; $("pane").hidden = true; });
+  $("pane-close").addEventListener("click", () => {
+    dispatch({ type: "close" }); $("pane").hidden = true;
+    client.putSetting("pane", null).catch(console.warn);
+  });
   $("composer").addEventListener("input", () => dispatch({ type: "composer_edited", text: $("composer").value }));
   $("template").addEventListener("change", () => { if ($("template").value) { $("composer").value = $("template").value; dispatch({ type: "template_chosen", body: $("template").value }); } });
   $("send").addEventListener("click", async () => {
@@ -291,6 +402,19 @@ async function main() {
   $("pane-from").addEventListener("change", () => dispatch({ type: "from_chosen", number: $("pane-from").value }));
   $("pane-to").addEventListener("change", () => dispatch({ type: "to_chosen", number: $("pane-to").value }));
   $("load-older").addEventListener("click", () => dispatch({ type: "load_older" }));
+  let loadingOlder = false;
+  $("messages").addEventListener("scroll", async () => {
+    if (loadingOlder || $("messages").scrollTop > 60 || !client.paneView()?.has_more) return;
+    loadingOlder = true;
+    try { await dispatch({ type: "load_older" }); } finally { loadingOlder = false; }
+  });
+  $("pane-related").addEventListener("change", () => {
+    const id = $("pane-related").value;
+    if (id) dispatch({ type: "related_chosen", record_id: id }).then(() => { const v = client.paneView(); if (v) loadTemplates(v); });
+  });
+  $("pane-record").addEventListener("click", () => { const v = client.paneView(); if (v) location.hash = `#/record/${encodeURIComponent(v.record.id)}`; });
+  $("records-query").addEventListener("input", () => renderRecords());
+  window.addEventListener("hashchange", () => { if (client) renderRoute(); });
   $("move-query").addEventListener("input", async () => {
     const q = $("move-query").value;
     const found = q.length < 2 ? [] : await client.lookup(q, 8);

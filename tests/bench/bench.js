@@ -27,9 +27,19 @@ async function run() {
 
   let t = now();
   await init();
-  const client = await SmsClient.open({ dbName: `bench-${Date.now()}`, seller: "s0", defaultRegion: "IN" });
-  const startup = now() - t;
-  results.push({ what: "module instantiate + database open", ours: startup, base: null, unit: "ms" });
+  const instantiate = now() - t;
+  const dbName = `bench-${Date.now()}`;
+  t = now();
+  const client = await SmsClient.open({ dbName, seller: "s0", defaultRegion: "IN" });
+  const create = now() - t;
+  results.push({ what: "module instantiate (fetch + compile + start)", ours: instantiate, base: null, unit: "ms" });
+  results.push({ what: "first-ever database open (creates the schema)", ours: create, base: null, unit: "ms" });
+  // Every later page load: the module and an existing database (median of 5 opens).
+  const reopens = [];
+  for (let k = 0; k < 5; k++) {
+    t = now(); const again = await SmsClient.open({ dbName, seller: "s0", defaultRegion: "IN" }); reopens.push(now() - t); again.close();
+  }
+  results.push({ what: "module instantiate + open of an existing database (page load)", ours: instantiate + median(reopens), base: null, unit: "ms" });
 
   const records = Array.from({ length: RECORDS }, (_, i) => ({ id: `contact:${i}`, kind: "contact", owner: { seller: `s${i % 50}` },
     active: true, updated_at: "2026-01-01T00:00:00Z", phones: [phone(i)], name: `Customer ${i}` }));
