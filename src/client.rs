@@ -60,7 +60,7 @@ export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }
 
 impl SmsClient {
     /// Posts `{kind, conversation_id}` to every subscriber, in this tab and others.
-    fn announce(&self, kind: &str, conversation_id: Option<&str>) {
+    pub(crate) fn announce(&self, kind: &str, conversation_id: Option<&str>) {
         if let Some(channel) = &self.changes {
             let msg = js_sys::Object::new();
             let _ = js_sys::Reflect::set(&msg, &"kind".into(), &kind.into());

@@ -461,6 +461,7 @@ impl SmsClient {
                 Effect::MarkRead { .. } => {
                     if let Some(id) = &conversation_id {
                         self.store.mark_read(id).await.map_err(store_error)?;
+                        self.announce("read", Some(id));
                     }
                 }
                 Effect::PersistDraft { conversation, text } => {
@@ -593,6 +594,22 @@ impl SmsClient {
                     record_id: e.record_id.clone(),
                     org_number: e.to.clone(),
                     customer_number: e.from.clone(),
+                }
+            }
+            EventBody::Outbound(e) => {
+                let Some(m) = self
+                    .store
+                    .message(&e.client_ref)
+                    .await
+                    .map_err(store_error)?
+                else {
+                    return Ok(());
+                };
+                PaneInput::OutboundLogged {
+                    message: message_view(m, false),
+                    record_id: e.record_id.clone(),
+                    org_number: e.from.clone(),
+                    customer_number: e.to.clone(),
                 }
             }
             EventBody::Delivery(e) => PaneInput::DeliveryReport {

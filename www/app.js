@@ -53,24 +53,45 @@ async function moveTransport(req) {
 let client, me, directory;
 
 // ---- event stream with our own reconnect (a 503 or 204 closes an EventSource for good) ----
-let source, backoff = 1000, chain = Promise.resolve();
+// Events apply strictly in log order, one transaction each. When one fails (storage
+// full, ...) nothing of it was written: the stream stops and resumes later from the
+// last applied position, so no event is skipped or applied twice.
+let source, backoff = 1000, chain = Promise.resolve(), generation = 0;
 async function connect() {
+  const mine = ++generation;
   const since = await client.position();
+  source?.close();
   source = new EventSource(since ? `/events?since=${encodeURIComponent(since)}` : "/events");
   source.onopen = () => { backoff = 1000; setStatus("reconnecting", false); setStatus("connected", true); };
-  source.onmessage = (e) => { chain = chain.then(() => apply(JSON.parse(e.data))).catch(console.error); };
+  source.onmessage = (e) => {
+    chain = chain.then(() => mine === generation && apply(JSON.parse(e.data))).catch((err) => ingestFailed(err, mine));
+  };
   source.onerror = () => {
     setStatus("connected", false); setStatus("reconnecting", true);
-    if (source.readyState === EventSource.CLOSED) {
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 30000);
-    }
+    if (source.readyState === EventSource.CLOSED) retryLater();
   };
+}
+
+function retryLater() {
+  setTimeout(connect, backoff);
+  backoff = Math.min(backoff * 2, 30000);
+}
+
+function ingestFailed(error, mine) {
+  if (mine !== generation) return;
+  generation++; // later events of this stream are dropped, not applied out of order
+  source.close();
+  console.error(error);
+  setStatus("connected", false);
+  setStatus("storage_full", error.code === "quota_exceeded");
+  showError(error);
+  retryLater();
 }
 
 async function apply(event) {
   const outcome = await client.ingest(event);
-  if (outcome.resync) { source.close(); await client.resetPosition(); return connect(); }
+  setStatus("storage_full", false);
+  if (outcome.resync) { generation++; source.close(); await client.resetPosition(); return connect(); }
   if (outcome.duplicate) return;
   if (event.kind === "directory_changed" || event.kind === "directory_replaced") await loadDirectory();
   await refresh();

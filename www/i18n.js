@@ -27,6 +27,7 @@ export const STRINGS = {
     error_quota_exceeded: "The browser's storage is full: nothing was saved. Free some space (site data) and try again.",
     error_db_blocked: "Another tab still uses an older version of this page: close or reload the other tabs.",
     error_not_found: "Not found (it may have been moved or deleted).",
+    storage_full: "Storage full — new messages wait on the relay until space is freed.",
   },
   hi: {
     app_title: "एक्मे सीआरएम", enable_notifications: "सूचनाएँ चालू करें", language: "भाषा", notifications: "सूचनाएँ", sign_out: "साइन आउट",
@@ -55,5 +56,6 @@ export const STRINGS = {
     error_quota_exceeded: "ब्राउज़र का संग्रहण भरा है: कुछ भी सहेजा नहीं गया। जगह खाली करें और फिर कोशिश करें।",
     error_db_blocked: "दूसरा टैब इस पेज का पुराना संस्करण उपयोग कर रहा है: अन्य टैब बंद करें या रीलोड करें।",
     error_not_found: "नहीं मिला (शायद स्थानांतरित या हटाया गया)।",
+    storage_full: "संग्रहण भरा है — जगह खाली होने तक नए संदेश रिले पर प्रतीक्षा करेंगे।",
   },
 };

@@ -284,3 +284,32 @@ fn inputs_need_an_open_pane() {
     h.step(json!({"type": "close"})).unwrap();
     assert!(h.pane.view().is_none());
 }
+
+#[test]
+fn messages_sent_from_another_tab_join_the_history_once() {
+    let mut h = Harness::new();
+    h.open();
+    let logged = |record: &str, status: &str, code: serde_json::Value| {
+        json!({"type": "outbound_logged", "record_id": record, "org_number": "+14155550100",
+               "customer_number": "+919812345678",
+               "message": {"id": "c7", "client_ref": "c7", "provider_id": "SM7", "direction": "outbound",
+                           "body": "sent elsewhere", "at": "2024-05-02T10:00:00Z",
+                           "delivery": {"status": status, "error_code": code}}})
+    };
+    let effects = h.step(logged("contact:1", "queued", json!(null))).unwrap();
+    assert!(
+        effects.iter().all(|e| matches!(e, Effect::Render)),
+        "no read mark, no notification: {effects:?}"
+    );
+    h.step(logged("contact:1", "undelivered", json!(30003)))
+        .unwrap();
+    let messages = h.view().messages;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].direction, Direction::Outbound);
+    assert_eq!(
+        messages[0].delivery.as_ref().map(|d| d.status),
+        Some(DeliveryStatus::Undelivered)
+    );
+    h.step(logged("account:2", "queued", json!(null))).unwrap();
+    assert_eq!(h.view().messages.len(), 1, "another record's conversation");
+}

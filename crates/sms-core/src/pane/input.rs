@@ -167,6 +167,18 @@ pub enum PaneInput {
         /// The customer number.
         customer_number: String,
     },
+    /// A message the seller sent from another tab or device, as the relay logged
+    /// it (S1): it joins the history of the pane showing its conversation.
+    OutboundLogged {
+        /// The message.
+        message: MessageView,
+        /// The conversation's record id.
+        record_id: String,
+        /// The org number it was sent from.
+        org_number: String,
+        /// The customer number.
+        customer_number: String,
+    },
     /// A delivery report for an outbound message (C5).
     DeliveryReport {
         /// The provider's message id.

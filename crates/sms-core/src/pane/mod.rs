@@ -493,6 +493,31 @@ impl Pane {
                     }),
                 }
             }
+            PaneInput::OutboundLogged {
+                message,
+                record_id,
+                org_number,
+                customer_number,
+            } => {
+                let conversation = ConversationKey {
+                    record_id,
+                    org_number: self.key(&org_number),
+                    customer_number: self.key(&customer_number),
+                };
+                let region = self.config.default_region.clone();
+                if let Some(o) = self
+                    .open
+                    .as_mut()
+                    .filter(|o| o.conversation == conversation)
+                {
+                    let mut message = message;
+                    if let Some(d) = message.delivery.as_ref().filter(|d| d.status.is_failure()) {
+                        let to = &o.conversation.customer_number;
+                        message.failure = Some(explain(d.error_code, to, region.as_deref()));
+                    }
+                    merge_message(&mut o.messages, message);
+                }
+            }
             PaneInput::DeliveryReport {
                 provider_id,
                 status,
