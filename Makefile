@@ -68,14 +68,17 @@ test: tools lint
 	@$(MAKE) --no-print-directory pkg
 	@$(MAKE) --no-print-directory e2e
 
-# The page end to end in Chromium against a demo relay on a free port and a fresh database.
+# The page end to end in Chromium against a demo relay on a free port and a fresh database;
+# then the issue's scenarios, which start, stop and restart their own relay.
 E2E_PORT ?= 18181
+E2E_SCENARIO_PORT ?= 18182
 e2e: node-tools
 	cargo build -p sms-relay
 	@db=$$(mktemp -d)/e2e.db; \
 	./target/debug/sms-relay --config relay/demo/relay.toml --bind 127.0.0.1:$(E2E_PORT) --database $$db > $$db.log 2>&1 & pid=$$!; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(E2E_PORT)/healthz >/dev/null && break; sleep 0.2; done; \
 	node tests/e2e/smoke.mjs http://127.0.0.1:$(E2E_PORT)/; rc=$$?; kill $$pid; exit $$rc
+	node tests/e2e/scenarios.mjs $(E2E_SCENARIO_PORT)
 
 bench: rust-tools node-tools browser-tools
 	cargo run --release -p sms-core --example bench

@@ -71,7 +71,8 @@ impl SmsClient {
     }
 }
 
-/// A change subscription (RAII: dropping or closing it stops the listener).
+/// A change subscription (RAII: dropping or closing it stops the listener). Keep a
+/// reference to it in JS: once the wrapper is garbage-collected, it stops too.
 #[wasm_bindgen]
 pub struct Subscription {
     channel: web_sys::BroadcastChannel,
@@ -497,7 +498,7 @@ impl SmsClient {
 
     /// Calls `listener({kind, conversation_id})` whenever this or another tab changes
     /// the database (multi-tab: a change reaches every open pane without reload).
-    /// Call `close()` on the returned subscription to stop.
+    /// Keep the returned subscription referenced; call `close()` on it to stop.
     pub fn subscribe(&self, listener: js_sys::Function) -> JsResult<Subscription> {
         let channel = web_sys::BroadcastChannel::new(&self.channel_name)?;
         let callback =

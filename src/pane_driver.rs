@@ -331,6 +331,25 @@ impl SmsClient {
         self.pane.view()
     }
 
+    /// Re-reads the open conversation's latest page after a change announced by
+    /// another tab or the service worker (`subscribe`), when `conversationId` is the
+    /// open one (or omitted); resolves to the pane view, or `null` when closed.
+    #[wasm_bindgen(js_name = syncPane, unchecked_return_type = "object | null")]
+    pub async fn sync_pane(&self, conversation_id: Option<String>) -> JsResult<JsValue> {
+        let Some(open) = self
+            .open_conversation_id()
+            .filter(|id| conversation_id.as_ref().is_none_or(|c| c == id))
+        else {
+            return self.pane.view();
+        };
+        let (messages, _) = self.page_views(&open, None, HISTORY_PAGE).await?;
+        // The pane may have closed or moved on while the page was read.
+        if self.open_conversation_id().as_ref() == Some(&open) {
+            let _ = self.pane.handle(PaneInput::Synced { messages });
+        }
+        self.pane.view()
+    }
+
     /// The pane view, or `null` when no conversation is open.
     #[wasm_bindgen(js_name = paneView, unchecked_return_type = "object | null")]
     pub fn pane_view(&self) -> JsResult<JsValue> {
@@ -382,6 +401,48 @@ impl SmsClient {
             .map_err(store_error)
     }
 
+    /// The id of the conversation open in the pane.
+    fn open_conversation_id(&self) -> Option<String> {
+        let pane = self.pane.0.borrow();
+        let c = pane.as_ref()?.conversation()?;
+        Some(crate::store::records::conversation_id(
+            &c.org_number,
+            &c.customer_number,
+            &c.record_id,
+        ))
+    }
+
+    /// A history page as the pane shows it: queued sends marked (B4).
+    async fn page_views(
+        &self,
+        conversation_id: &str,
+        before_ms: Option<f64>,
+        limit: usize,
+    ) -> JsResult<(Vec<MessageView>, bool)> {
+        let page = self
+            .store
+            .history(conversation_id, before_ms, limit)
+            .await
+            .map_err(store_error)?;
+        let queued: Vec<String> = self
+            .store
+            .outbox()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|e| e.client_ref)
+            .collect();
+        let views = page
+            .messages
+            .into_iter()
+            .map(|m| {
+                let q = m.client_ref.as_ref().is_some_and(|r| queued.contains(r));
+                message_view(m, q)
+            })
+            .collect();
+        Ok((views, page.has_more))
+    }
+
     /// Carries out the pane's effects until none is left.
     async fn drive(&self) -> JsResult<()> {
         let mut conversation_id = self
@@ -428,29 +489,7 @@ impl SmsClient {
                         Some(c) => {
                             conversation_id = Some(c.id.clone());
                             let before = before.map(|t| t.as_millis() as f64);
-                            let page = self
-                                .store
-                                .history(&c.id, before, limit)
-                                .await
-                                .map_err(store_error)?;
-                            let queued: Vec<String> = self
-                                .store
-                                .outbox()
-                                .await
-                                .map_err(store_error)?
-                                .into_iter()
-                                .map(|e| e.client_ref)
-                                .collect();
-                            let views = page
-                                .messages
-                                .into_iter()
-                                .map(|m| {
-                                    let q =
-                                        m.client_ref.as_ref().is_some_and(|r| queued.contains(r));
-                                    message_view(m, q)
-                                })
-                                .collect();
-                            (views, page.has_more)
+                            self.page_views(&c.id, before, limit).await?
                         }
                         None => (Vec::new(), false),
                     };

@@ -50,7 +50,7 @@ async function moveTransport(req) {
   if (!r.ok) throw new Error(r.body?.message ?? `relay answered ${r.status}`);
 }
 
-let client, me, directory;
+let client, me, directory, changes;
 
 // ---- event stream with our own reconnect (a 503 or 204 closes an EventSource for good) ----
 // Events apply strictly in log order, one transaction each. When one fails (storage
@@ -83,7 +83,7 @@ function ingestFailed(error, mine) {
   source.close();
   console.error(error);
   setStatus("connected", false);
-  setStatus("storage_full", error.code === "quota_exceeded");
+  setStatus("storage_full", error.code === "quota_exceeded" || error.code === "write_refused");
   showError(error);
   retryLater();
 }
@@ -287,7 +287,10 @@ function renderPane(view) {
     + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.slice(0, 8).join(" ")}${s.ucs2_chars.length > 8 ? " …" : ""}` : "") + (s.too_long ? ` · ${t("too_long")}` : "");
   $("missing").textContent = c.missing.length ? `${t("missing")}: ${c.missing.join(", ")}` : (c.template_error ? `${c.template_error.code}: ${c.template_error.message}` : "");
   $("send").disabled = Boolean(c.blocked && c.blocked !== "missing_fields");
-  $("send").title = c.blocked === "opted_out" ? t("opted_out") : "";
+  // Why Send is disabled, in words (the empty composer needs no explanation).
+  const why = c.blocked && !["missing_fields", "empty_message", "template_syntax", "too_long"].includes(c.blocked) ? t(`blocked_${c.blocked}`) : "";
+  $("send-blocked").textContent = why;
+  $("send").title = why;
   $("move-status").textContent = view.pending_move ? `… ${view.pending_move.name}` : (view.move_error ?? "");
 }
 
@@ -338,7 +341,13 @@ async function start(profile) {
   $("layout").hidden = false; $("bell").hidden = false; $("signout").hidden = false;
   await loadDirectory();
   $("phone-to").replaceChildren(...(directory?.org_numbers ?? []).map((o) => el("option", { value: o.number, text: o.number })));
-  client.subscribe(() => refresh());
+  // Keep the subscription referenced: a collected one stops listening.
+  changes = client.subscribe((change) => {
+    // Another tab (or the service worker) changed the store: the open pane re-reads
+    // its latest page when the change is about its conversation.
+    if (change?.conversation_id && client.paneView()) client.syncPane(change.conversation_id).then(renderPane, console.warn);
+    refresh();
+  });
   setStatus("storage_refused", (await SmsClient.persist()) === "denied");
   setStatus("notif_blocked", "Notification" in self && Notification.permission === "denied");
   await refresh();
@@ -370,7 +379,7 @@ async function setUpPush() {
   if (!("serviceWorker" in navigator)) return;
   const registration = await navigator.serviceWorker.register("/sw.js", { type: "module" });
   navigator.serviceWorker.addEventListener("message", (e) => {
-    if (e.data?.type === "changed") refresh();
+    if (e.data?.type === "changed") { if (client.paneView()) client.syncPane().then(renderPane, console.warn); refresh(); }
     if (e.data?.type === "open_conversation" && e.data.conversation) openPane(e.data.conversation, { via: "notification", id: e.data.conversation });
   });
   if (!("PushManager" in self) || Notification.permission !== "granted") return;

@@ -158,6 +158,23 @@ async fn fake_send(
             format!("The 'To' number {} is not a valid phone number.", req.to),
         ));
     }
+    // Twilio's magic test numbers (test credentials): the provider itself refuses
+    // them, although they are well-formed; the demo uses them to show failures.
+    let magic = match req.to.as_str() {
+        "+15005550001" => Some((21211, "is not a valid phone number")),
+        "+15005550002" => Some((21612, "is not currently reachable via SMS")),
+        "+15005550003" => Some((21408, "is in a region that is not enabled")),
+        "+15005550004" => Some((21610, "has unsubscribed (replied STOP)")),
+        "+15005550009" => Some((21614, "is not a mobile number")),
+        _ => None,
+    };
+    if let Some((code, what)) = magic {
+        return Ok(twilio_error(
+            400,
+            code,
+            format!("The 'To' number {} {what}.", req.to),
+        ));
+    }
     if req.body.chars().count() > 1600 {
         return Ok(twilio_error(
             400,

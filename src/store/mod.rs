@@ -33,7 +33,7 @@ use records::{Position, StoredNotification, StoredRecord};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct StoreError {
-    /// Stable snake_case code (`db_blocked`, `quota_exceeded`, `storage`, ...).
+    /// Stable snake_case code (`db_blocked`, `quota_exceeded`, `write_refused`, `storage`, ...).
     pub code: &'static str,
     /// What happened.
     pub message: String,
@@ -73,6 +73,14 @@ impl From<indexed_db_futures::error::Error> for StoreError {
             E::Serialisation(_) => (
                 "serialisation",
                 "a stored value has an unexpected shape".to_owned(),
+            ),
+            // A commit that ends in `abort` without a failed request: the browser
+            // refused the write (in practice, storage full). The crate does not pass
+            // the transaction's own error on, so say what is known.
+            E::MissingData(indexed_db_futures::error::UnexpectedDataError::TransactionAborted) => (
+                "write_refused",
+                "the browser refused to save the change (is the storage full?); nothing of it was written"
+                    .to_owned(),
             ),
             E::MissingData(_) => ("storage", "IndexedDB returned no data".to_owned()),
             E::Unknown(_) => ("storage", "unknown IndexedDB error".to_owned()),

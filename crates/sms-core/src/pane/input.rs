@@ -179,6 +179,12 @@ pub enum PaneInput {
         /// The customer number.
         customer_number: String,
     },
+    /// The latest page as stored now, after another tab or the service worker
+    /// changed the conversation: merged in, paging state untouched.
+    Synced {
+        /// Messages, oldest to newest.
+        messages: Vec<MessageView>,
+    },
     /// A delivery report for an outbound message (C5).
     DeliveryReport {
         /// The provider's message id.

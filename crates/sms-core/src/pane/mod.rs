@@ -400,6 +400,17 @@ impl Pane {
                     merge_message(&mut o.messages, m);
                 }
             }
+            PaneInput::Synced { messages } => {
+                let region = self.config.default_region.clone();
+                let o = self.open_mut()?;
+                let to = o.conversation.customer_number.clone();
+                for mut m in messages {
+                    if let Some(d) = m.delivery.as_ref().filter(|d| d.status.is_failure()) {
+                        m.failure = Some(explain(d.error_code, &to, region.as_deref()));
+                    }
+                    merge_message(&mut o.messages, m);
+                }
+            }
             PaneInput::LoadOlder => {
                 let o = self.open_mut()?;
                 if !o.has_more || o.loading {

@@ -1,0 +1,333 @@
+// End-to-end scenarios of the issue's list, each in a fresh browser context (own
+// IndexedDB, own session) against one demo relay this script starts, stops and
+// restarts itself. Elements are found by role and accessible name, as a screen-reader
+// user would. Every scenario saves a screenshot in target/e2e-shots/.
+// Usage: node tests/e2e/scenarios.mjs [port] [only-scenario-substring]
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const port = Number(process.argv[2] ?? 18182);
+const only = process.argv[3];
+const base = `http://127.0.0.1:${port}/`;
+const origin = new URL(base).origin;
+const work = mkdtempSync(join(tmpdir(), "sms-e2e-"));
+const shots = "target/e2e-shots";
+mkdirSync(shots, { recursive: true });
+const axeSource = readFileSync(new URL("../../node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+
+// ---- the relay, as a child process we can stop and restart on the same database ----
+let relay;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function startRelay() {
+  const log = openSync(join(work, "relay.log"), "a");
+  relay = spawn("./target/debug/sms-relay", ["--config", "relay/demo/relay.toml", "--bind", `127.0.0.1:${port}`, "--database", join(work, "e2e.db")],
+    { stdio: ["ignore", log, log] });
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${base}healthz`).then((r) => r.ok, () => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`relay did not start (log: ${join(work, "relay.log")})`);
+}
+async function stopRelay() {
+  const exited = new Promise((r) => relay.once("exit", r));
+  relay.kill("SIGTERM");
+  await exited;
+}
+/** The customer's phone (the demo's simulated provider) texts an org number. */
+async function customerTexts(from, to, body) {
+  const r = await fetch(`${base}demo/phone/send`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ from, to, body }) });
+  if (!r.ok) throw new Error(`phone send answered ${r.status}`);
+}
+
+// ---- scenario plumbing ----
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+let passed = 0;
+const failures = [];
+function check(ok, what) {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (ok) passed++; else failures.push(what);
+}
+/** Waits for `fn` (run in the page) to be truthy; false after `ms`. */
+const until = (page, fn, arg, ms = 10000) => page.waitForFunction(fn, arg, { timeout: ms, polling: 100 }).then(() => true, () => false);
+const visible = (locator, ms = 10000) => locator.waitFor({ state: "visible", timeout: ms }).then(() => true, () => false);
+
+async function scenario(name, fn) {
+  if (only && !name.includes(only)) return;
+  console.log(`-- ${name}`);
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  const csp = [];
+  page.on("console", (m) => { if (/Content Security Policy|Refused to/.test(m.text())) csp.push(m.text()); });
+  page.on("pageerror", (e) => failures.push(`${name}: page error: ${e.message}`));
+  try {
+    await fn({ context, page });
+    check(csp.length === 0, `${name}: no CSP violations ${csp.join(" | ")}`);
+  } catch (e) {
+    check(false, `${name}: ${e.message.split("\n")[0]}`);
+  } finally {
+    const slug = name.replace(/[^a-z0-9]+/gi, "-").toLowerCase();
+    for (const [i, p] of context.pages().entries()) await p.screenshot({ path: `${shots}/${slug}${i ? `-${i}` : ""}.png`, fullPage: true }).catch(() => {});
+    await context.close();
+  }
+}
+
+async function signIn(page, seller = "Asha Rao (asha)") {
+  await page.goto(base);
+  await page.getByRole("combobox", { name: "Seller" }).selectOption({ label: seller });
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: "Records" }).waitFor();
+  await until(page, () => document.getElementById("status").textContent.includes("Live"));
+}
+const pane = (page) => page.getByRole("region").filter({ has: page.locator("#pane-record") });
+const paneTitle = (page) => page.locator("#pane-record").textContent();
+async function openFromGrid(page, text) {
+  const row = page.getByRole("row").filter({ hasText: text }).first();
+  await row.waitFor({ timeout: 10000 });
+  await row.focus();
+  await page.keyboard.press("Enter");
+  await pane(page).waitFor();
+}
+async function axe(page) {
+  await page.evaluate(axeSource); // through the DevTools protocol: the CSP forbids inline scripts
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] }));
+  for (const v of result.violations) console.log(`   axe: ${v.id} (${v.impact}): ${v.nodes.length} node(s) — ${v.help}`);
+  return result.violations.filter((v) => v.impact === "critical" || v.impact === "serious");
+}
+
+await startRelay();
+try {
+  await scenario("unknown number becomes a lead, rings the bell, opens the pane", async ({ page }) => {
+    await signIn(page);
+    await customerTexts("+91 91111 22222", "+14155550100", "Hello, who is this?");
+    const bell = page.getByRole("button", { name: "Notifications: 1" });
+    check(await visible(bell), "bell counts the new message");
+    await bell.click();
+    await page.getByRole("dialog", { name: "Notifications" }).getByRole("button", { name: /Hello, who is this\?/ }).click();
+    await pane(page).waitFor();
+    check((await paneTitle(page)).includes("+919111122222 (Lead)"), "the pane is on the new lead named after the number");
+    check(await visible(pane(page).getByText("Hello, who is this?")), "the message is in the pane");
+    check(await visible(page.getByRole("button", { name: "Notifications: 0" })), "opening it marks it read");
+  });
+
+  await scenario("a send to an invalid number fails with a reason on hover and focus", async ({ page }) => {
+    await signIn(page);
+    await page.getByRole("link", { name: "Records" }).click();
+    await page.getByRole("link", { name: "Vikram Shah (Contact)" }).click();
+    await page.getByRole("button", { name: "Text +91 96000 54321" }).click();
+    await pane(page).waitFor();
+    await page.getByRole("combobox", { name: "To", exact: true }).selectOption("+1 500-555-0001");
+    await pane(page).getByRole("textbox", { name: "Message" }).fill("Checking your number");
+    await pane(page).getByRole("button", { name: "Send" }).click();
+    const report = pane(page).locator(".report.failed").filter({ hasText: "InvalidSendingParameters" });
+    check(await visible(report), "the message shows as failed: InvalidSendingParameters");
+    await report.hover();
+    const tip = pane(page).getByRole("tooltip");
+    check(await visible(tip), "hovering shows the reason");
+    check((await tip.textContent()).includes("E.164"), "the reason says to fix the number to E.164");
+    await page.mouse.move(0, 0);
+    await report.focus();
+    check(await tip.isVisible(), "keyboard focus shows the reason too");
+    // A number that is not even well-formed is refused before it leaves the page, with the reason.
+    await page.getByRole("combobox", { name: "To", exact: true }).selectOption("9600-054");
+    await pane(page).getByRole("textbox", { name: "Message" }).fill("Second try");
+    check(await visible(pane(page).getByText("This customer number is not valid")), "a malformed number is refused before sending, with the fix");
+    check(await pane(page).getByRole("button", { name: "Send" }).isDisabled(), "and Send is disabled for it");
+  });
+
+  await scenario("a conversation moved from an account to a contact takes later replies with it", async ({ page }) => {
+    await signIn(page);
+    await customerTexts("+91 97000 12345", "+14155550100", "Globex here");
+    await openFromGrid(page, "Globex Traders");
+    check((await paneTitle(page)).includes("Globex Traders (Account)"), "the first message is on the account");
+    await pane(page).getByRole("searchbox", { name: "Change record" }).fill("Meena");
+    await pane(page).getByRole("button", { name: "Meena Joshi (contact)" }).click();
+    check(await until(page, () => document.getElementById("pane-record").textContent.includes("Meena Joshi")), "after the relay confirms, the pane is on the contact");
+    check((await page.locator("#pane-moves").textContent()).includes("account:globex → contact:meena"), "the move is in the audit trail");
+    await customerTexts("+91 97000 12345", "+14155550100", "Following up");
+    check(await visible(page.getByRole("row").filter({ hasText: "Meena Joshi" }).filter({ hasText: "Following up" })), "the reply lands on the contact");
+    check(await page.getByRole("row").filter({ hasText: "Globex Traders" }).count() === 0, "the account no longer lists the conversation");
+    const history = await page.locator("#messages").textContent();
+    check(history.includes("Globex here") && history.includes("Following up"), "the whole history shows on the contact");
+  });
+
+  await scenario("record pages, the related-record drop-down and the work list open the pane", async ({ page }) => {
+    await signIn(page);
+    await page.getByRole("link", { name: "Records" }).click();
+    await page.getByRole("link", { name: "Priya Sharma (Contact)" }).click();
+    check(await visible(page.getByRole("heading", { name: "Priya Sharma" })), "the contact's record page");
+    await page.getByRole("button", { name: "Text +91 98123 00000" }).click();
+    await pane(page).waitFor();
+    check((await paneTitle(page)).includes("Priya Sharma (Contact)"), "the mobile-phone icon opens the contact's conversation");
+    check((await page.getByRole("combobox", { name: "To", exact: true }).inputValue()) === "+919812300000", "on the number beside the icon");
+    const related = page.getByRole("combobox", { name: "Related record" });
+    check((await related.locator("option").allTextContents()).some((o) => o.includes("Q3 bulk order")), "the drop-down lists the contact's opportunities");
+    await related.selectOption({ label: "Sharma Traders — Q3 bulk order (Opportunity)" });
+    check(await until(page, () => document.getElementById("pane-record").textContent.includes("Q3 bulk order")), "choosing one switches the pane to the opportunity");
+    await page.getByRole("link", { name: "Up next" }).click();
+    await page.getByRole("button", { name: "Open text step: Priya Sharma" }).click();
+    check(await until(page, () => document.getElementById("pane-record").textContent.includes("Priya Sharma (Contact)")), "a text step of the work list opens the pane");
+  });
+
+  await scenario("two tabs stay in sync", async ({ context, page }) => {
+    await signIn(page, "Zoe Fernandes (zoe)");
+    const other = await context.newPage();
+    await other.goto(base);
+    await until(other, () => document.getElementById("status").textContent.includes("Live"));
+    await customerTexts("+91 95555 00001", "+14155550102", "Hello two tabs");
+    check(await visible(page.getByRole("button", { name: "Notifications: 1" })) && await visible(other.getByRole("button", { name: "Notifications: 1" })), "both tabs ring");
+    await openFromGrid(page, "Hello two tabs");
+    check(await visible(other.getByRole("button", { name: "Notifications: 0" })), "reading it in one tab clears the other's bell");
+    await openFromGrid(other, "Hello two tabs");
+    await pane(page).getByRole("textbox", { name: "Message" }).fill("Sent from tab one");
+    await pane(page).getByRole("button", { name: "Send" }).click();
+    check(await visible(pane(other).getByText("Sent from tab one")), "a message sent in one tab shows in the other's open pane");
+  });
+
+  await scenario("a reload in the middle of a burst loses nothing", async ({ page }) => {
+    await signIn(page);
+    const sending = (async () => { for (let i = 1; i <= 30; i++) await customerTexts("+91 95555 00002", "+14155550100", `burst ${i}`); })();
+    await until(page, () => document.querySelector("#grid tbody").textContent.includes("burst"), null, 10000);
+    await page.reload();
+    await sending;
+    await openFromGrid(page, "burst");
+    check(await until(page, () => [...document.querySelectorAll("#messages li.inbound")].filter((li) => li.textContent.includes("burst ")).length === 30, null, 15000),
+      "all 30 messages are there after the reload, once each");
+  });
+
+  await scenario("the page reconnects and catches up after a relay restart", async ({ page }) => {
+    await signIn(page);
+    await stopRelay();
+    check(await until(page, () => document.getElementById("status").textContent.includes("reconnecting")), "the page says the relay is unreachable");
+    await startRelay();
+    await customerTexts("+91 95555 00003", "+14155550100", "Sent while you were away");
+    check(await until(page, () => document.querySelector("#grid tbody").textContent.includes("Sent while you were away"), null, 40000), "it reconnects by itself and catches up");
+    check(await until(page, () => !document.getElementById("status").textContent.includes("reconnecting")), "the warning goes away");
+  });
+
+  await scenario("markup in a message is shown as text", async ({ page }) => {
+    await signIn(page);
+    await customerTexts("+91 95555 00004", "+14155550100", '<img src=x onerror="window.pwned=1">');
+    await openFromGrid(page, "<img src=x");
+    check(await visible(pane(page).getByText('<img src=x onerror="window.pwned=1">')), "the body is shown literally");
+    check(await page.locator("#messages img").count() === 0 && (await page.evaluate(() => window.pwned)) === undefined, "no element was created and nothing ran");
+  });
+
+  await scenario("a full disk is reported and nothing is half-written", async ({ context, page }) => {
+    await signIn(page);
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 1 });
+    // Chromium's IndexedDB caches the space left for up to ~30 s: wait until a probe
+    // write in another database of the origin is refused.
+    const probe = () => page.evaluate(() => new Promise((ok) => {
+      const open = indexedDB.open("quota-probe", 1);
+      open.onupgradeneeded = () => open.result.createObjectStore("s");
+      open.onsuccess = () => {
+        const tx = open.result.transaction("s", "readwrite");
+        tx.objectStore("s").put("x".repeat(10000), Math.random());
+        tx.oncomplete = () => { open.result.close(); ok(false); };
+        tx.onabort = () => { open.result.close(); ok(true); };
+      };
+      open.onerror = () => ok(true);
+    }));
+    let full = false;
+    for (let i = 0; i < 40 && !(full = await probe()); i++) await sleep(2000);
+    check(full, "the browser's storage now refuses writes");
+    await customerTexts("+91 95555 00005", "+14155550100", "Does this fit?");
+    check(await visible(page.getByRole("alert").filter({ hasText: /storage/ })), "the page says it could not save, naming the storage");
+    check(await until(page, () => document.getElementById("status").textContent.includes("Storage full")), "the status line says so until it is resolved");
+    const stored = await page.evaluate(() => new Promise((ok) => {
+      const open = indexedDB.open("sms-asha");
+      open.onsuccess = () => {
+        const tx = open.result.transaction(["messages", "conversations"]);
+        const all = [tx.objectStore("messages").getAll(), tx.objectStore("conversations").getAll()];
+        tx.oncomplete = () => { open.result.close(); ok(all.map((r) => r.result.filter((x) => JSON.stringify(x).includes("+919555500005")).length)); };
+      };
+    }));
+    check(stored[0] === 0 && stored[1] === 0, `no message and no conversation of it were written (${stored})`);
+    check(await page.getByRole("row").filter({ hasText: "Does this fit?" }).count() === 0, "the grid does not show a half-written conversation");
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin });
+    check(await visible(page.getByRole("row").filter({ hasText: "Does this fit?" }), 40000), "once space is back, the message arrives");
+  });
+
+  await scenario("a push with no page open stores the message, notifies, and a click opens its conversation", async ({ context, page }) => {
+    await context.grantPermissions(["notifications"], { origin });
+    await signIn(page);
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    const cdp = await context.newCDPSession(page);
+    const registrations = [];
+    cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
+    await cdp.send("ServiceWorker.enable");
+    await until(page, () => true);
+    const registration = registrations.find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
+    check(Boolean(registration), "the page registered its service worker");
+    // Only a blank tab stays: no page of the app is open.
+    const blank = await context.newPage();
+    await page.close();
+    await customerTexts("+91 95555 00006", "+14155550101", "Pushed while away");
+    const cdpBlank = await context.newCDPSession(blank);
+    await cdpBlank.send("ServiceWorker.enable");
+    await cdpBlank.send("ServiceWorker.deliverPushMessage", { origin, registrationId: registration.registrationId, data: JSON.stringify({ type: "events_waiting" }) });
+    const [worker] = context.serviceWorkers().length ? context.serviceWorkers() : [await context.waitForEvent("serviceworker")];
+    const shown = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const bodies = await worker.evaluate(async () => (await self.registration.getNotifications()).map((n) => n.body));
+        if (bodies.some((b) => b.includes("Pushed while away"))) return true;
+        await sleep(100);
+      }
+      return false;
+    })();
+    check(shown, "the worker stored the events and showed a notification");
+    // No protocol command clicks a system notification: dispatch the event in the worker.
+    // A script-dispatched event may not open windows, so record the URL it asks for.
+    const asked = await worker.evaluate(async () => {
+      const [n] = (await self.registration.getNotifications()).filter((x) => x.body.includes("Pushed while away"));
+      let url = null;
+      self.clients.openWindow = async (u) => { url = u; return null; };
+      self.dispatchEvent(new NotificationEvent("notificationclick", { notification: n }));
+      for (let i = 0; i < 50 && !url; i++) await new Promise((r) => setTimeout(r, 100));
+      return url;
+    });
+    check(Boolean(asked?.includes("conversation=")), `with no page open, the click asks to open the conversation's URL (${asked})`);
+    // That URL, opened with the event stream cut, shows what the worker stored.
+    const app = await context.newPage();
+    await app.route("**/events*", (route) => route.abort());
+    await app.goto(new URL(asked ?? "/", base).href);
+    check(await until(app, () => document.getElementById("messages").textContent.includes("Pushed while away"), null, 15000), "the page opens on the conversation the worker stored");
+    // With the page open, a click focuses it on that conversation.
+    await app.locator("#pane-close").click();
+    const conversation = new URL(asked ?? "/", base).searchParams.get("conversation");
+    await worker.evaluate(async (conversation) => {
+      // The first click closed its notification; the worker shows it again, as a new push would.
+      await self.registration.showNotification("New text message", { body: "Pushed while away", tag: conversation, data: { conversation } });
+      const [n] = await self.registration.getNotifications({ tag: conversation });
+      self.dispatchEvent(new NotificationEvent("notificationclick", { notification: n }));
+    }, conversation);
+    check(await until(app, () => !document.getElementById("pane").hidden && document.getElementById("messages").textContent.includes("Pushed while away")), "with the page open, the click shows that conversation in it");
+  });
+
+  await scenario("no accessibility violations with the pane open, in English and in Hindi", async ({ page }) => {
+    await signIn(page);
+    await page.getByRole("link", { name: "Records" }).click();
+    await page.getByRole("link", { name: "Priya Sharma (Contact)" }).click();
+    await page.getByRole("button", { name: "Text +91 98123 45678" }).click();
+    await pane(page).waitFor();
+    const en = await axe(page);
+    check(en.length === 0, `English: no serious axe violations (${en.map((v) => v.id)})`);
+    await page.getByRole("combobox", { name: "Language" }).selectOption("hi");
+    await until(page, () => document.documentElement.lang === "hi");
+    const hi = await axe(page);
+    check(hi.length === 0, `Hindi: no serious axe violations (${hi.map((v) => v.id)})`);
+  });
+} finally {
+  await browser.close();
+  await stopRelay().catch(() => {});
+}
+for (const f of failures) console.log(`failure: ${f}`);
+console.log(`e2e scenarios: ${passed} passed, ${failures.length} failed (screenshots in ${shots}/)`);
+process.exit(failures.length ? 1 : 0);
