@@ -338,13 +338,14 @@ impl SmsClient {
     pub async fn sync_pane(&self, conversation_id: Option<String>) -> JsResult<JsValue> {
         let Some(open) = self
             .open_conversation_id()
+            .await?
             .filter(|id| conversation_id.as_ref().is_none_or(|c| c == id))
         else {
             return self.pane.view();
         };
         let (messages, _) = self.page_views(&open, None, HISTORY_PAGE).await?;
         // The pane may have closed or moved on while the page was read.
-        if self.open_conversation_id().as_ref() == Some(&open) {
+        if self.open_conversation_id().await?.as_ref() == Some(&open) {
             let _ = self.pane.handle(PaneInput::Synced { messages });
         }
         self.pane.view()
@@ -401,15 +402,28 @@ impl SmsClient {
             .map_err(store_error)
     }
 
-    /// The id of the conversation open in the pane.
-    fn open_conversation_id(&self) -> Option<String> {
-        let pane = self.pane.0.borrow();
-        let c = pane.as_ref()?.conversation()?;
-        Some(crate::store::records::conversation_id(
-            &c.org_number,
-            &c.customer_number,
-            &c.record_id,
-        ))
+    /// The stored id of a conversation (kept across moves), if it is stored yet.
+    async fn stored_id(&self, key: &sms_core::pane::ConversationKey) -> JsResult<Option<String>> {
+        let found = self
+            .store
+            .find_conversation(&key.org_number, &key.customer_number, &key.record_id)
+            .await
+            .map_err(store_error)?;
+        Ok(found.map(|c| c.id))
+    }
+
+    /// The stored id of the conversation open in the pane.
+    async fn open_conversation_id(&self) -> JsResult<Option<String>> {
+        let key = self
+            .pane
+            .0
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.conversation().cloned());
+        match key {
+            Some(key) => self.stored_id(&key).await,
+            None => Ok(None),
+        }
     }
 
     /// A history page as the pane shows it: queued sends marked (B4).
@@ -497,10 +511,11 @@ impl SmsClient {
                         .pane
                         .handle(PaneInput::HistoryLoaded { messages, has_more });
                 }
-                Effect::MarkRead { .. } => {
-                    if let Some(id) = &conversation_id {
-                        self.store.mark_read(id).await.map_err(store_error)?;
-                        self.announce("read", Some(id));
+                Effect::MarkRead { conversation } => {
+                    // Stored ids survive moves, so look the conversation up by its key.
+                    if let Some(id) = self.stored_id(&conversation).await? {
+                        self.store.mark_read(&id).await.map_err(store_error)?;
+                        self.announce("read", Some(&id));
                     }
                 }
                 Effect::PersistDraft { conversation, text } => {

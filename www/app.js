@@ -297,7 +297,7 @@ function renderPane(view) {
 function messageItem(m) {
   const li = el("li", { class: m.direction },
     el("span", { class: "who", text: t(m.direction) }), " ",
-    el("time", { text: new Date(m.at).toLocaleString() }),
+    el("time", { datetime: m.at, text: time(Date.parse(m.at)) }),
     el("p", { text: m.body }));
   for (const media of m.media ?? []) {
     li.append(media.content_type.startsWith("image/")

@@ -152,6 +152,8 @@ try {
     await customerTexts("+91 97000 12345", "+14155550100", "Following up");
     check(await visible(page.getByRole("row").filter({ hasText: "Meena Joshi" }).filter({ hasText: "Following up" })), "the reply lands on the contact");
     check(await page.getByRole("row").filter({ hasText: "Globex Traders" }).count() === 0, "the account no longer lists the conversation");
+    check(await until(page, () => ![...document.querySelectorAll("#grid tbody tr")].some((tr) => tr.textContent.includes("Following up") && tr.querySelector(".badge"))),
+      "a reply arriving in the open pane is read at once (no unread marker)");
     const history = await page.locator("#messages").textContent();
     check(history.includes("Globex here") && history.includes("Following up"), "the whole history shows on the contact");
   });
