@@ -26,7 +26,7 @@ export interface SmsClientOptions {
 }
 /** What `ingest` did with one relay event. */
 export interface IngestOutcome {
-  duplicate: boolean; resync: boolean; kind: string;
+  duplicate: boolean; resync: boolean; gap: boolean; kind: string;
   record_id: string | null; rule: RouteRule | null; created_lead: string | null;
   conversation_id: string | null; notification: Notification | null;
 }
@@ -315,6 +315,57 @@ impl SmsClient {
             self.show_in_pane(&event).await?;
         }
         to_js(&outcome)
+    }
+
+    /// Applies a run of relay events in log order (a burst from the stream, a catch-up
+    /// page): one transaction each, all queued at once. Resolves to their outcomes;
+    /// events after one that could not be applied come back with `gap: true` (resume
+    /// from `position()`). Throws the first storage error after the events before it
+    /// are applied and announced.
+    #[wasm_bindgen(js_name = ingestMany, unchecked_return_type = "IngestOutcome[]")]
+    pub async fn ingest_many(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "object[]")] events: js_sys::Array,
+    ) -> JsResult<JsValue> {
+        let mut decoded = Vec::with_capacity(events.length() as usize);
+        let mut reset = false;
+        for v in events.iter() {
+            match decode_event(&v)? {
+                Some(e) => decoded.push(e),
+                None => {
+                    reset = true; // a new epoch: what follows is fetched again
+                    break;
+                }
+            }
+        }
+        let mut outcomes = Vec::with_capacity(decoded.len() + 1);
+        let mut failure = None;
+        for (event, result) in decoded.iter().zip(self.store.ingest_run(&decoded).await) {
+            match result {
+                Ok(outcome) => {
+                    if !outcome.duplicate && !outcome.resync && !outcome.gap {
+                        self.announce(&outcome.kind, outcome.conversation_id.as_deref());
+                        self.show_in_pane(event).await?;
+                    }
+                    outcomes.push(outcome);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(store_error(e));
+        }
+        if reset && outcomes.iter().all(|o| !o.gap && !o.resync) {
+            self.store.reset_position().await.map_err(store_error)?;
+            outcomes.push(IngestOutcome {
+                resync: true,
+                kind: "reset".into(),
+                ..Default::default()
+            });
+        }
+        to_js(&outcomes)
     }
 
     /// Imports a directory snapshot from the relay (`GET /directory`), in batches.

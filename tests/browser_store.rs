@@ -1304,3 +1304,97 @@ async fn records_open_their_numbers_and_switch_to_related_records() {
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }
+
+#[test]
+async fn a_run_of_events_applies_in_order_and_stops_where_one_is_not_applied() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    let events: Vec<LoggedEvent> = (0..30)
+        .map(|i| {
+            log.next(inbound(
+                &format!("SMrun{i}"),
+                PRIYA,
+                ORG,
+                &format!("run {i}"),
+                "contact:priya",
+                RouteRule::RecordType,
+                10_000 + i,
+            ))
+        })
+        .collect();
+    let outcomes = store.ingest_run(&events).await;
+    assert!(outcomes
+        .iter()
+        .all(|o| o.as_ref().is_ok_and(|o| !o.duplicate && !o.gap)));
+    assert_eq!(store.position().await.unwrap().as_deref(), Some("e1:30"));
+    let conv = outcomes[0]
+        .as_ref()
+        .unwrap()
+        .conversation_id
+        .clone()
+        .unwrap();
+    let page = store.history(&conv, None, 50).await.unwrap();
+    let bodies: Vec<String> = page.messages.into_iter().map(|m| m.body).collect();
+    assert_eq!(
+        bodies,
+        (0..30).map(|i| format!("run {i}")).collect::<Vec<_>>()
+    );
+
+    // Replayed with new ones after: the old ones are duplicates, the new ones apply.
+    let more: Vec<LoggedEvent> = (30..35)
+        .map(|i| {
+            log.next(inbound(
+                &format!("SMrun{i}"),
+                "+919000000001",
+                ORG,
+                &format!("new number {i}"),
+                "lead:+919000000001",
+                RouteRule::NewLead,
+                10_000 + i,
+            ))
+        })
+        .collect();
+    let replay: Vec<LoggedEvent> = events[25..].iter().cloned().chain(more).collect();
+    let outcomes = store.ingest_run(&replay).await;
+    let outcomes: Vec<_> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert!(outcomes[..5].iter().all(|o| o.duplicate));
+    assert!(outcomes[5..].iter().all(|o| !o.duplicate && !o.gap));
+    let leads: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.created_lead.clone())
+        .collect();
+    assert_eq!(
+        leads,
+        ["lead:+919000000001"],
+        "one lead for five messages in one run"
+    );
+
+    // An event that is not applied (here: another epoch) stops the run there.
+    let mut tail: Vec<LoggedEvent> = (0..3)
+        .map(|i| {
+            log.next(inbound(
+                &format!("SMtail{i}"),
+                PRIYA,
+                ORG,
+                "tail",
+                "contact:priya",
+                RouteRule::RecordType,
+                20_000 + i,
+            ))
+        })
+        .collect();
+    tail[1].epoch = "e2".into();
+    let outcomes: Vec<_> = store
+        .ingest_run(&tail)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!outcomes[0].gap && !outcomes[0].resync);
+    assert!(outcomes[1].resync);
+    assert!(outcomes[2].gap, "not applied after the one that was not");
+    assert_eq!(store.position().await.unwrap().as_deref(), Some("e1:36"));
+    assert!(store.message("SMtail2").await.unwrap().is_none());
+    cleanup(store, &name).await;
+}

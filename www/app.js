@@ -56,20 +56,52 @@ let client, me, directory, changes;
 // Events apply strictly in log order, one transaction each. When one fails (storage
 // full, ...) nothing of it was written: the stream stops and resumes later from the
 // last applied position, so no event is skipped or applied twice.
-let source, backoff = 1000, chain = Promise.resolve(), generation = 0;
+let source, backoff = 1000, generation = 0, queue = [], draining = false;
 async function connect() {
   const mine = ++generation;
+  queue = [];
   const since = await client.position();
   source?.close();
   source = new EventSource(since ? `/events?since=${encodeURIComponent(since)}` : "/events");
   source.onopen = () => { backoff = 1000; setStatus("reconnecting", false); setStatus("connected", true); };
   source.onmessage = (e) => {
-    chain = chain.then(() => mine === generation && apply(JSON.parse(e.data))).catch((err) => ingestFailed(err, mine));
+    if (mine !== generation) return;
+    queue.push(JSON.parse(e.data));
+    drain();
   };
   source.onerror = () => {
     setStatus("connected", false); setStatus("reconnecting", true);
     if (source.readyState === EventSource.CLOSED) retryLater();
   };
+}
+
+/** Applies what the stream delivered, in order: a burst (a replay) goes in runs. */
+async function drain() {
+  if (draining) return;
+  draining = true;
+  const mine = generation;
+  try {
+    while (queue.length && mine === generation) {
+      const run = queue.splice(0, 200);
+      const outcomes = await client.ingestMany(run);
+      setStatus("storage_full", false);
+      if (outcomes.some((o) => o.resync || o.gap)) {
+        // A new epoch (S4), or events not applied: fetch again from the stored position.
+        generation++;
+        source.close();
+        if (outcomes.some((o) => o.resync)) await client.resetPosition();
+        connect();
+        return;
+      }
+      if (run.some((e) => e.kind === "directory_changed" || e.kind === "directory_replaced")) await loadDirectory();
+    }
+    await refresh();
+  } catch (error) {
+    ingestFailed(error, mine);
+  } finally {
+    draining = false;
+    if (queue.length) drain();
+  }
 }
 
 function retryLater() {
@@ -79,22 +111,14 @@ function retryLater() {
 
 function ingestFailed(error, mine) {
   if (mine !== generation) return;
-  generation++; // later events of this stream are dropped, not applied out of order
+  generation++; // later events of this stream are dropped: the next stream replays them
+  queue = [];
   source.close();
   console.error(error);
   setStatus("connected", false);
   setStatus("storage_full", error.code === "quota_exceeded" || error.code === "write_refused");
   showError(error);
   retryLater();
-}
-
-async function apply(event) {
-  const outcome = await client.ingest(event);
-  setStatus("storage_full", false);
-  if (outcome.resync) { generation++; source.close(); await client.resetPosition(); return connect(); }
-  if (outcome.duplicate) return;
-  if (event.kind === "directory_changed" || event.kind === "directory_replaced") await loadDirectory();
-  await refresh();
 }
 
 async function loadDirectory() {

@@ -21,10 +21,9 @@ async function catchUp() {
       if (!r.ok) break;
       const page = await r.json();
       if (page.reset) await client.resetPosition();
-      for (const event of page.events) {
-        const outcome = await client.ingest(event);
-        if (outcome.notification) newest = outcome.notification;
-      }
+      const outcomes = await client.ingestMany(page.events);
+      for (const outcome of outcomes) if (outcome.notification) newest = outcome.notification;
+      if (outcomes.some((o) => o.gap || o.resync)) break;
       since = page.next;
       more = page.more;
     }

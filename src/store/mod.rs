@@ -156,6 +156,31 @@ async fn sleep(ms: i32) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// Polls every future until all are done; outputs in input order. The first poll of
+/// each runs in order, so requests they issue before awaiting go out in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
 /// Runs `a` until it finishes (`Ok`), or until `b` does first (`Err(a)`, still pending).
 async fn first_of<A, B>(a: A, b: B) -> Result<A::Output, A>
 where
@@ -191,6 +216,8 @@ pub struct IngestOutcome {
     pub duplicate: bool,
     /// The relay's epoch changed: the caller must resynchronise (S4).
     pub resync: bool,
+    /// Not applied because the event before it in a run was not: resume from the position.
+    pub gap: bool,
     /// The event's kind.
     pub kind: String,
     /// The record the message was attached to.
@@ -409,6 +436,70 @@ impl IdbStore {
 
     /// Applies one relay event in one transaction, with its position (D1).
     pub async fn ingest(&self, event: &LoggedEvent) -> StoreResult<IngestOutcome> {
+        self.ingest_after(event, None).await
+    }
+
+    /// Applies a run of consecutive relay events, one transaction each, with every
+    /// transaction queued at once: IndexedDB runs them in order, each seeing the one
+    /// before, without a round trip to this thread in between. Each applies only if
+    /// the stored position is the event before it in the run, so when one fails none
+    /// after it is applied (they come back `gap`); the caller resumes from the position.
+    pub async fn ingest_run(&self, events: &[LoggedEvent]) -> Vec<StoreResult<IngestOutcome>> {
+        let is_directory = |e: &LoggedEvent| {
+            matches!(
+                e.body,
+                sms_core::protocol::EventBody::DirectoryChanged(_)
+                    | sms_core::protocol::EventBody::DirectoryReplaced(_)
+            )
+        };
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut start = 0;
+        while start < events.len() {
+            // A directory event goes alone: it re-reads the facts the others use.
+            let end = if is_directory(&events[start]) {
+                start + 1
+            } else {
+                events[start..]
+                    .iter()
+                    .position(is_directory)
+                    .map_or(events.len(), |p| start + p)
+            };
+            // Warm the cache first: a cold read would let later transactions start first.
+            if let Err(e) = self.directory_cache().await {
+                outcomes.push(Err(e));
+                break;
+            }
+            let runs = (start..end).map(|i| {
+                let prev = i.checked_sub(1).map(|p| events[p].id);
+                self.ingest_after(&events[i], prev)
+            });
+            let done = join_all(runs.collect()).await;
+            let stop = done
+                .iter()
+                .any(|o| o.as_ref().map_or(true, |o| o.gap || o.resync));
+            outcomes.extend(done);
+            if stop {
+                break;
+            }
+            start = end;
+        }
+        // Whatever was not attempted comes back as a gap, to be fetched again.
+        for e in &events[outcomes.len()..] {
+            outcomes.push(Ok(IngestOutcome {
+                gap: true,
+                kind: e.body.kind().to_owned(),
+                ..Default::default()
+            }));
+        }
+        outcomes
+    }
+
+    /// [`IdbStore::ingest`], applied only if the stored position is `prev` (when given).
+    async fn ingest_after(
+        &self,
+        event: &LoggedEvent,
+        prev: Option<i64>,
+    ) -> StoreResult<IngestOutcome> {
         // An inbound message (the hot path) locks only what it writes or reads.
         let stores: &[&str] = match event.body {
             sms_core::protocol::EventBody::Inbound(_) => &INBOUND_STORES,
@@ -456,6 +547,11 @@ impl IdbStore {
                 out.duplicate = true;
                 return Ok(out);
             }
+        }
+        if prev.is_some() && position.as_ref().map(|p| p.id) != prev {
+            // The event before this one in the run was not applied.
+            out.gap = true;
+            return Ok(out);
         }
         apply.event(&event.body, reads, &mut out).await?;
         meta.put(Position {

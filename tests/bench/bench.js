@@ -68,11 +68,18 @@ async function run() {
     tx.objectStore("meta").put({ key: "position", epoch: "b", id: e.id });
     await done(tx);
   }
-  row(`ingest (route + persist, 1 tx/event, ${RECORDS.toLocaleString()} records) (events/s)`, N / (ingest / 1000), N / ((now() - t) / 1000), "events/s", "higher");
+  const plain = N / ((now() - t) / 1000);
+  row(`ingest one by one (route + persist, 1 tx/event, ${RECORDS.toLocaleString()} records) (events/s)`, N / (ingest / 1000), plain, "events/s", "higher");
+  // The stream's bursts and catch-up pages go through ingestMany: still one
+  // transaction per event, all queued at once.
+  const runEvents = events.map((e, i) => ({ ...e, id: N + 1 + i, message_sid: `SMrun${i}`, at: new Date(1.75e12 + i * 1000).toISOString() }));
+  t = now();
+  for (let i = 0; i < N; i += 100) await client.ingestMany(runEvents.slice(i, i + 100));
+  row(`ingest in runs of 100 via ingestMany (1 tx/event) (events/s)`, N / ((now() - t) / 1000), plain, "events/s", "higher");
 
   const M = 10_000;
   for (let i = 0; i < M; i++) {
-    await client.ingest({ epoch: "b", id: N + 1 + i, kind: "inbound", message_sid: `SMlong${i}`, from: phone(7), to: "+14155550100",
+    await client.ingest({ epoch: "b", id: 2 * N + 1 + i, kind: "inbound", message_sid: `SMlong${i}`, from: phone(7), to: "+14155550100",
       body: `message ${i}`, media: [], at: new Date(1.8e12 + i * 1000).toISOString(), record_id: "contact:7", rule: "only_match" });
   }
   const conv = (await client.conversations()).find((c) => c.record_id === "contact:7").id;
