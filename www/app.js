@@ -308,7 +308,8 @@ function renderPane(view) {
   $("preview").textContent = c.preview !== c.text ? c.preview : "";
   const s = c.segments;
   $("counter").textContent = `${s.encoding} · ${s.units} ${t("units")} · ${s.segments} ${t("segments")} · ${s.remaining} ${t("left")}`
-    + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.slice(0, 8).join(" ")}${s.ucs2_chars.length > 8 ? " …" : ""}` : "") + (s.too_long ? ` · ${t("too_long")}` : "");
+    + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.slice(0, 8).join(" ")}${s.ucs2_chars.length > 8 ? " …" : ""}` : "") + (s.too_long ? ` · ${t("too_long")}` : "")
+    + (c.limit_left != null && c.limit_left >= 0 ? ` · ${c.limit_left} ${t("limit_left")}` : "");
   $("missing").textContent = c.missing.length ? `${t("missing")}: ${c.missing.join(", ")}` : (c.template_error ? `${c.template_error.code}: ${c.template_error.message}` : "");
   $("send").disabled = Boolean(c.blocked && c.blocked !== "missing_fields");
   // Why Send is disabled, in words (the empty composer needs no explanation).

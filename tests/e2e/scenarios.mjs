@@ -167,6 +167,14 @@ try {
     await pane(page).waitFor();
     check((await paneTitle(page)).includes("Priya Sharma (Contact)"), "the mobile-phone icon opens the contact's conversation");
     check((await page.getByRole("combobox", { name: "To", exact: true }).inputValue()) === "+919812300000", "on the number beside the icon");
+    // B7: the 1,600-character limit is counted down before it is hit, then refused.
+    const composer = pane(page).getByRole("textbox", { name: "Message" });
+    await composer.fill("a".repeat(1450));
+    check(await until(page, () => document.getElementById("counter").textContent.includes("150 characters left")), "the counter announces the limit before it is hit");
+    await composer.fill("a".repeat(1601));
+    check(await until(page, () => document.getElementById("counter").textContent.includes("Over the 1,600-character limit")), "over the limit is said in words");
+    check(await pane(page).getByRole("button", { name: "Send" }).isDisabled(), "and cannot be sent");
+    await composer.fill("");
     const related = page.getByRole("combobox", { name: "Related record" });
     check((await related.locator("option").allTextContents()).some((o) => o.includes("Q3 bulk order")), "the drop-down lists the contact's opportunities");
     await related.selectOption({ label: "Sharma Traders — Q3 bulk order (Opportunity)" });

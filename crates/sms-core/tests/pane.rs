@@ -190,8 +190,19 @@ fn delivery_reports_only_move_forward_and_failures_explain_themselves() {
 fn opted_out_and_too_long_are_refused_with_reasons() {
     let mut h = Harness::new();
     h.open();
+    h.step(json!({"type": "composer_edited", "text": "a".repeat(1399)}))
+        .unwrap();
+    assert_eq!(h.view().composer.limit_left, None, "far from the limit");
+    h.step(json!({"type": "composer_edited", "text": "a".repeat(1401)}))
+        .unwrap();
+    assert_eq!(
+        h.view().composer.limit_left,
+        Some(199),
+        "counting down before the limit"
+    );
     h.step(json!({"type": "composer_edited", "text": "a".repeat(1601)}))
         .unwrap();
+    assert_eq!(h.view().composer.limit_left, Some(-1));
     assert_eq!(h.view().composer.blocked, Some("too_long"));
     assert_eq!(
         h.step(json!({"type": "send", "client_ref": "c1"}))

@@ -125,7 +125,13 @@ pub struct ComposerView {
     pub segments: SegmentCount,
     /// Why sending is not possible now, if it is not.
     pub blocked: Option<&'static str>,
+    /// Characters left before the 1,600-character limit, once within
+    /// [`LIMIT_WARNING`] of it (B7: announced before it is hit); negative when over.
+    pub limit_left: Option<i64>,
 }
+
+/// How close to the 1,600-character limit the composer starts counting down (B7).
+pub const LIMIT_WARNING: usize = 200;
 
 /// A template syntax error for display.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -336,7 +342,11 @@ impl Pane {
             PaneError::OptedOut => "opted_out",
             other => other.code(),
         });
+        let chars = preview.chars().count();
+        let limit_left =
+            (chars + LIMIT_WARNING > MAX_BODY_CHARS).then(|| MAX_BODY_CHARS as i64 - chars as i64);
         ComposerView {
+            limit_left,
             text: o.text.clone(),
             preview,
             missing,
