@@ -407,6 +407,27 @@ impl SmsClient {
         )
     }
 
+    /// A whole conversation (record, numbers, moves, every message with its delivery
+    /// status), for the seller to save or hand on; the pane's when `conversationId` is
+    /// omitted. Throws `not_found`, `not_visible`.
+    #[wasm_bindgen(
+        js_name = exportConversation,
+        unchecked_return_type = "{ conversation: ConversationSummary; record: CrmRecord | null; messages: StoredMessage[] }"
+    )]
+    pub async fn export_conversation(&self, conversation_id: Option<String>) -> JsResult<JsValue> {
+        let id = match conversation_id {
+            Some(id) => id,
+            None => self
+                .open_conversation_id()
+                .await?
+                .ok_or_else(|| js_error("not_found", "no stored conversation is open", &[]))?,
+        };
+        match self.store.export(&id).await.map_err(store_error)? {
+            Some(export) => to_js(&export),
+            None => Err(js_error("not_found", "no such conversation", &[])),
+        }
+    }
+
     /// Notifications, newest first.
     #[wasm_bindgen(unchecked_return_type = "Notification[]")]
     pub async fn notifications(&self) -> JsResult<JsValue> {

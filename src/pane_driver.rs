@@ -413,7 +413,7 @@ impl SmsClient {
     }
 
     /// The stored id of the conversation open in the pane.
-    async fn open_conversation_id(&self) -> JsResult<Option<String>> {
+    pub(crate) async fn open_conversation_id(&self) -> JsResult<Option<String>> {
         let key = self
             .pane
             .0

@@ -1398,3 +1398,49 @@ async fn a_run_of_events_applies_in_order_and_stops_where_one_is_not_applied() {
     assert!(store.message("SMtail2").await.unwrap().is_none());
     cleanup(store, &name).await;
 }
+
+#[test]
+async fn a_conversation_exports_whole_for_those_who_may_see_it() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    let mut ids = Vec::new();
+    for (i, (org, record)) in [
+        (ORG, "contact:priya"),
+        (ORG, "contact:priya"),
+        ("+14155550102", "contact:john"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let from = if record == "contact:john" {
+            "+14155552671"
+        } else {
+            PRIYA
+        };
+        let out = store
+            .ingest(&log.next(inbound(
+                &format!("SMx{i}"),
+                from,
+                org,
+                &format!("export {i}"),
+                record,
+                RouteRule::RecordType,
+                5_000 - i as i64, // stored out of time order on purpose
+            )))
+            .await
+            .unwrap();
+        ids.push(out.conversation_id.unwrap());
+    }
+    let export = store.export(&ids[0]).await.unwrap().expect("stored");
+    assert_eq!(
+        export.record.map(|r| r.id).as_deref(),
+        Some("contact:priya")
+    );
+    let bodies: Vec<&str> = export.messages.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["export 1", "export 0"], "oldest first");
+    // Zoe's number and Zoe's contact: not Asha's to export (V2).
+    assert_eq!(store.export(&ids[2]).await.unwrap_err().code, "not_visible");
+    assert!(store.export("nope").await.unwrap().is_none());
+    cleanup(store, &name).await;
+}

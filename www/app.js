@@ -442,6 +442,15 @@ async function main() {
     location.reload();
   });
   $("bell").addEventListener("click", () => toggleBell());
+  $("pane-export").addEventListener("click", async () => {
+    try {
+      const data = await client.exportConversation();
+      const file = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+      const a = el("a", { href: URL.createObjectURL(file), download: `conversation-${data.conversation.customer_number}-${data.conversation.record_id.replace(/[^\w-]+/g, "_")}.json` });
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    } catch (e) { showError(e); }
+  });
   $("pane-close").addEventListener("click", () => {
     dispatch({ type: "close" }); $("pane").hidden = true;
     client.putSetting("pane", null).catch(console.warn);

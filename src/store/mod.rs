@@ -13,7 +13,7 @@ mod queries;
 pub mod records;
 
 pub use commands::SendAnswer;
-pub use queries::{ConversationSummary, HistoryPage, PaneSeed};
+pub use queries::{ConversationExport, ConversationSummary, HistoryPage, PaneSeed};
 
 use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;

@@ -117,6 +117,17 @@ pub struct ConversationSummary {
     pub record_name: String,
 }
 
+/// A conversation as exported: everything stored about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationExport {
+    /// The conversation (numbers, rule, moves, consent).
+    pub conversation: StoredConversation,
+    /// Its record, when the directory has it.
+    pub record: Option<Record>,
+    /// Every message, oldest first, with delivery status.
+    pub messages: Vec<StoredMessage>,
+}
+
 /// A page of history.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryPage {
@@ -156,6 +167,53 @@ impl IdbStore {
         let c: Option<StoredConversation> =
             tx.object_store(k::CONVERSATIONS)?.get(id).serde()?.await?;
         Ok(c)
+    }
+
+    /// A whole conversation for export: its record and every message, oldest first,
+    /// read in one transaction. Refused with `not_visible` when the seller may not see it (V2).
+    pub async fn export(&self, conversation_id: &str) -> StoreResult<Option<ConversationExport>> {
+        let cache = self.directory_cache().await?;
+        let tx = self
+            .db
+            .transaction([k::CONVERSATIONS, k::RECORDS, k::MESSAGES])
+            .build()?;
+        let c: Option<StoredConversation> = tx
+            .object_store(k::CONVERSATIONS)?
+            .get(conversation_id)
+            .serde()?
+            .await?;
+        let Some(conversation) = c else {
+            return Ok(None);
+        };
+        let record = tx
+            .object_store(k::RECORDS)?
+            .get(conversation.record_id.as_str())
+            .serde()?;
+        let messages = tx
+            .object_store(k::MESSAGES)?
+            .index(k::MESSAGES_BY_CONVERSATION)?
+            .get_all()
+            .with_query(super::conversation_range(conversation_id, None))
+            .serde()?;
+        let record: Option<StoredRecord> = record.await?;
+        let record = record.map(|r| r.record);
+        let my_teams: Vec<&str> = cache.my_teams.iter().map(String::as_str).collect();
+        let viewer = Viewer {
+            seller: &self.ctx.seller,
+            teams: &my_teams,
+        };
+        let org_owner = cache.org_owners.get(&conversation.org_number);
+        if let Err(hidden) = visibility(viewer, org_owner, record.as_ref().map(|r| &r.owner)) {
+            return Err(StoreError {
+                code: "not_visible",
+                message: hidden.to_string(),
+            });
+        }
+        Ok(Some(ConversationExport {
+            messages: messages.await?.collect::<Result<_, _>>()?,
+            record,
+            conversation,
+        }))
     }
 
     /// The conversation between two numbers attached to `record_id`, if any.

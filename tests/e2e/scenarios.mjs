@@ -113,6 +113,10 @@ try {
     check((await paneTitle(page)).includes("+919111122222 (Lead)"), "the pane is on the new lead named after the number");
     check(await visible(pane(page).getByText("Hello, who is this?")), "the message is in the pane");
     check(await visible(page.getByRole("button", { name: "Notifications: 0" })), "opening it marks it read");
+    const [download] = await Promise.all([page.waitForEvent("download"), pane(page).getByRole("button", { name: "Export" }).click()]);
+    const exported = JSON.parse(readFileSync(await download.path(), "utf8"));
+    check(exported.messages.length === 1 && exported.messages[0].body === "Hello, who is this?" && exported.record.kind === "lead",
+      "Export saves the whole conversation with its record");
   });
 
   await scenario("a send to an invalid number fails with a reason on hover and focus", async ({ page }) => {
