@@ -23,13 +23,18 @@ function applyLanguage() {
   document.documentElement.lang = lang;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
+  renderStatus();
 }
 
 const time = (ms) => new Date(ms).toLocaleString(lang === "hi" ? "hi-IN" : "en-GB", { dateStyle: "short", timeStyle: "short" });
-const statusNotes = new Map();
+const statusNotes = new Set();
 function setStatus(key, on) {
-  on ? statusNotes.set(key, t(key)) : statusNotes.delete(key);
-  $("status").textContent = [...statusNotes.values()].join(" · ");
+  on ? statusNotes.add(key) : statusNotes.delete(key);
+  renderStatus();
+}
+/** The status line, in the current language (P1, P2: never a silent failure). */
+function renderStatus() {
+  $("status").textContent = [...statusNotes].map(t).join(" · ");
 }
 
 async function api(path, options = {}) {

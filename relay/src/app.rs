@@ -120,10 +120,28 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     let seq = Sequencer::start(
         Box::new(writer),
         config.default_region.clone(),
-        seed,
+        seed.clone(),
         doorbell_tx,
     )
     .map_err(|e| e.to_string())?;
+    // In the demo the seed file plays the CRM: what changed in it since the log was
+    // seeded arrives as the CRM's `PATCH /directory` would (upserts only: leads the
+    // relay created stay).
+    if config.demo && seed != Directory::default() {
+        let current = seq
+            .query(|s| s.directory().clone())
+            .await
+            .map_err(|e| e.message)?;
+        let patch = seed_changes(&current, seed);
+        if patch.upsert != Directory::default() {
+            seq.directory(DirectoryUpdate::Patch(DirectoryPatch {
+                upsert: patch.upsert,
+                delete: Default::default(),
+            }))
+            .await
+            .map_err(|e| e.message)?;
+        }
+    }
     if reset_log {
         seq.reset().await.map_err(|e| e.message)?;
     }
@@ -572,4 +590,59 @@ async fn reset_log(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let epoch = app.seq.reset().await?;
     Ok(Json(json!({ "epoch": epoch })))
+}
+
+/// The rows of `seed` that `current` lacks or holds differently.
+fn seed_changes(current: &Directory, seed: Directory) -> DirectoryPatch {
+    fn changed<T: PartialEq>(have: &[T], want: Vec<T>, same_id: impl Fn(&T, &T) -> bool) -> Vec<T> {
+        want.into_iter()
+            .filter(|w| !have.iter().any(|h| same_id(h, w) && h == w))
+            .collect()
+    }
+    DirectoryPatch {
+        upsert: Directory {
+            sellers: changed(&current.sellers, seed.sellers, |a, b| a.id == b.id),
+            teams: changed(&current.teams, seed.teams, |a, b| a.id == b.id),
+            org_numbers: changed(&current.org_numbers, seed.org_numbers, |a, b| {
+                a.number == b.number
+            }),
+            records: changed(&current.records, seed.records, |a, b| a.id == b.id),
+            templates: changed(&current.templates, seed.templates, |a, b| a == b),
+        },
+        delete: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_changes_are_the_changed_rows_only_and_keep_created_leads() {
+        let seed: Directory = serde_json::from_value(json!({
+            "sellers": [{"id": "asha", "name": "Asha"}],
+            "records": [
+                {"id": "contact:1", "kind": "contact", "owner": {"seller": "asha"}, "name": "One"},
+                {"id": "contact:2", "kind": "contact", "owner": {"seller": "asha"}, "name": "Two"}
+            ]
+        }))
+        .unwrap();
+        let mut current = seed.clone();
+        current.records[1].name = "Two (old)".into();
+        current.records.push(
+            serde_json::from_value(json!(
+                {"id": "lead:+919000000001", "kind": "lead", "owner": {"seller": "asha"}}
+            ))
+            .unwrap(),
+        );
+        let patch = seed_changes(&current, seed.clone());
+        assert_eq!(patch.upsert.records.len(), 1);
+        assert_eq!(patch.upsert.records[0].name, "Two");
+        assert!(patch.upsert.sellers.is_empty());
+        assert_eq!(patch.delete, Default::default(), "the relay's leads stay");
+        assert_eq!(
+            seed_changes(&seed, seed.clone()).upsert,
+            Directory::default()
+        );
+    }
 }
