@@ -329,10 +329,13 @@ function messageItem(m) {
     el("span", { class: "who", text: t(m.direction) }), " ",
     el("time", { datetime: m.at, text: time(Date.parse(m.at)) }),
     el("p", { text: m.body }));
+  // B8: media as links; images of this origin also as thumbnails (the page's policy
+  // loads nothing from other origins).
   for (const media of m.media ?? []) {
-    li.append(media.content_type.startsWith("image/")
-      ? el("img", { src: media.url, alt: media.content_type, class: "thumb" })
-      : el("a", { href: media.url, rel: "noopener", target: "_blank", text: media.content_type }));
+    const link = el("a", { href: media.url, rel: "noopener noreferrer", target: "_blank", text: `${t("attachment")}: ${media.content_type}` });
+    const local = new URL(media.url, location.href).origin === location.origin;
+    if (media.content_type.startsWith("image/") && local) link.prepend(el("img", { src: media.url, alt: "", class: "thumb" }));
+    li.append(link);
   }
   if (m.direction === "outbound") {
     const state = m.delivery?.status ?? (m.local ? t(m.local) : "");

@@ -243,6 +243,14 @@ pub fn router(app: Arc<App>) -> Router {
     }
     r.layer(DefaultBodyLimit::max(limit))
         .layer(
+            // The page runs under a strict policy: its own scripts and WASM only, no
+            // inline script, nothing from other origins (D3).
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+        )
+        .layer(
             tower_http::set_header::SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -250,6 +258,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .with_state(app)
 }
+
+/// The content security policy of every response (the page's included).
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'";
 
 async fn healthz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
     let reader = app.reader.clone();

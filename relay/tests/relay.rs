@@ -464,6 +464,11 @@ async fn the_directory_is_served_and_patched() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'",
+        "every response carries the strict policy"
+    );
     let d: Value = r.json().await.unwrap();
     assert!(d["directory"]["records"].as_array().unwrap().len() >= 8);
     let patch = json!({

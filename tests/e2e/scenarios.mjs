@@ -230,6 +230,13 @@ try {
     await openFromGrid(page, "<img src=x");
     check(await visible(pane(page).getByText('<img src=x onerror="window.pwned=1">')), "the body is shown literally");
     check(await page.locator("#messages img").count() === 0 && (await page.evaluate(() => window.pwned)) === undefined, "no element was created and nothing ran");
+    const policy = (await page.request.get(base)).headers()["content-security-policy"];
+    check(policy === "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'", `the page is served under the strict policy (${policy})`);
+    // B8: media arrive as links (a thumbnail only for this origin's images: the policy loads nothing else).
+    const r = await fetch(`${base}demo/phone/send`, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ from: "+91 95555 00004", to: "+14155550100", body: "photo", media: [{ url: "https://media.example/cat.jpg", content_type: "image/jpeg" }] }) });
+    check(r.ok, "the phone sends an MMS");
+    check(await visible(pane(page).getByRole("link", { name: "Attachment: image/jpeg" })), "the picture shows as a link in the pane");
   });
 
   await scenario("a full disk is reported and nothing is half-written", async ({ context, page }) => {
