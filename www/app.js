@@ -223,9 +223,11 @@ async function renderUpNext() {
 async function renderGrid() {
   const rows = await client.conversations();
   const body = $("grid").tBodies[0];
+  // Live updates re-render the grid: keep keyboard focus on the same conversation.
+  const focused = document.activeElement?.closest?.("#grid tbody tr")?.dataset.id;
   body.replaceChildren(...rows.map((c) => {
     const open = () => openPane(c.id, { via: "grid" });
-    const tr = el("tr", { tabindex: "0", ondblclick: open, onkeydown: (e) => e.key === "Enter" && open() },
+    const tr = el("tr", { tabindex: "0", "data-id": c.id, ondblclick: open, onkeydown: (e) => e.key === "Enter" && open() },
       el("td", { text: c.record_name || c.record_id }),
       el("td", { text: c.customer_number }),
       el("td", {}, c.unread ? el("span", { class: "badge", text: String(c.unread), "aria-label": `${c.unread} unread` }) : "", " ", el("span", { text: c.preview })),
@@ -233,6 +235,7 @@ async function renderGrid() {
     if (c.unread) tr.classList.add("unread");
     return tr;
   }));
+  if (focused) [...body.rows].find((tr) => tr.dataset.id === focused)?.focus();
   $("grid-empty").hidden = rows.length > 0;
 }
 

@@ -91,7 +91,7 @@ async function openFromGrid(page, text) {
   await row.waitFor({ timeout: 10000 });
   await row.focus();
   await page.keyboard.press("Enter");
-  await pane(page).waitFor();
+  await pane(page).waitFor({ timeout: 10000 });
 }
 async function axe(page) {
   await page.evaluate(axeSource); // through the DevTools protocol: the CSP forbids inline scripts
