@@ -453,6 +453,21 @@ async function main() {
     location.reload();
   });
   $("bell").addEventListener("click", () => toggleBell());
+  // C3/B6: when no template fits, the composer's text becomes one, for this record
+  // kind and the page's language (placeholders are checked when it is saved).
+  $("template-save").addEventListener("click", async () => {
+    const view = client.paneView();
+    const name = $("template-name").value.trim();
+    if (!view || !name || !$("composer").value.trim()) { $("template-status").textContent = t("template_needs"); return; }
+    try {
+      await client.putTemplate({ id: `tpl:${me.seller}:${Date.now()}`, name, category: view.record.kind, language: lang, body: $("composer").value });
+      $("template-status").textContent = `${t("template_saved")}: ${name}`;
+      $("template-name").value = "";
+      await loadTemplates(view);
+    } catch (e) {
+      $("template-status").textContent = `${e.code ?? "error"}: ${e.message}`;
+    }
+  });
   $("pane-export").addEventListener("click", async () => {
     try {
       const data = await client.exportConversation();

@@ -178,6 +178,15 @@ try {
     await composer.fill("a".repeat(1601));
     check(await until(page, () => document.getElementById("counter").textContent.includes("Over the 1,600-character limit")), "over the limit is said in words");
     check(await pane(page).getByRole("button", { name: "Send" }).isDisabled(), "and cannot be sent");
+    // C3: no template fits → the text becomes one; picking it previews the record's values.
+    await composer.fill("Hi {{ contact.first_name }}, your delivery slot is confirmed.");
+    await pane(page).getByText("Save as a new template").click();
+    await pane(page).getByRole("textbox", { name: "Template name" }).fill("Slot confirmed");
+    await pane(page).getByRole("button", { name: "Save template" }).click();
+    check(await visible(pane(page).getByText("Saved: Slot confirmed")), "a new template is saved from the composer");
+    await composer.fill("");
+    await pane(page).getByRole("combobox", { name: "Template" }).selectOption({ label: "Slot confirmed (en)" });
+    check(await until(page, () => document.getElementById("preview").textContent === "Hi Priya, your delivery slot is confirmed."), "choosing it previews the text with the record's values");
     await composer.fill("");
     const related = page.getByRole("combobox", { name: "Related record" });
     check((await related.locator("option").allTextContents()).some((o) => o.includes("Q3 bulk order")), "the drop-down lists the contact's opportunities");
