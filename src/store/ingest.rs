@@ -92,6 +92,7 @@ impl<'a> Apply<'a> {
                         org: to,
                         customer: from,
                         record_id,
+                        rule: *rule,
                     })?,
                 };
                 let pair = reads.pair.await?;
@@ -337,12 +338,30 @@ impl<'a> Apply<'a> {
             .object_store(k::MESSAGES)?
             .get(e.message_sid)
             .serde()?;
-        let record = self.tx.object_store(k::RECORDS)?.get(e.record_id).serde()?;
+        // The record is needed to create a lead, or to tell whether the seller may see
+        // a message to a number that is not theirs (V1); usually it is theirs.
+        let record: Read<'a, Option<StoredRecord>> =
+            if e.rule == RouteRule::NewLead || !self.org_visible(e.org) {
+                let record = self.tx.object_store(k::RECORDS)?.get(e.record_id).serde()?;
+                Box::pin(async move { Ok(record.await?) })
+            } else {
+                Box::pin(async { Ok(None) })
+            };
         Ok(InboundReads {
             pair: Box::pin(async move { Ok(pair.await?.collect::<Result<_, _>>()?) }),
             existing: Box::pin(async move { Ok(existing.await?) }),
-            record: Box::pin(async move { Ok(record.await?) }),
+            record,
         })
+    }
+
+    /// Whether the org number alone makes a conversation visible to the seller (V1).
+    fn org_visible(&self, org: &str) -> bool {
+        let my_teams: Vec<&str> = self.cache.my_teams.iter().map(String::as_str).collect();
+        let viewer = Viewer {
+            seller: &self.store.ctx.seller,
+            teams: &my_teams,
+        };
+        visibility(viewer, self.cache.org_owners.get(org), None).is_ok()
     }
 
     /// Raises the notification for a new inbound message the seller may see (N1),
@@ -457,6 +476,7 @@ pub(super) struct InboundKeys<'k> {
     pub(super) org: &'k str,
     pub(super) customer: &'k str,
     pub(super) record_id: &'k str,
+    pub(super) rule: RouteRule,
 }
 
 impl<'k> InboundKeys<'k> {
@@ -468,6 +488,7 @@ impl<'k> InboundKeys<'k> {
                 org: &e.to,
                 customer: &e.from,
                 record_id: &e.record_id,
+                rule: e.rule,
             }),
             _ => None,
         }
