@@ -292,6 +292,16 @@ function showError(e) {
   setTimeout(() => { if ($("page-error").textContent === text) $("page-error").textContent = ""; }, 8000);
 }
 
+/** A record's name for the audit trail (its id until the store answers). */
+const names = new Map();
+function recordName(id) {
+  if (!names.has(id)) {
+    names.set(id, id);
+    client.record(id).then((r) => { if (r) { names.set(id, r.name); renderPane(client.paneView()); } }, console.warn);
+  }
+  return names.get(id);
+}
+
 function renderPane(view) {
   if (!view) { $("pane").hidden = true; return; }
   $("pane-record").textContent = `${view.record.name} (${t(view.record.kind)})`;
@@ -299,7 +309,7 @@ function renderPane(view) {
   $("pane-related").replaceChildren(el("option", { value: "", text: `${view.record.name} (${t(view.record.kind)})` }),
     ...view.related.map((r) => el("option", { value: r.id, text: `${r.name} (${t(r.kind)})` })));
   $("pane-route").textContent = view.route_text ? `${t("routed_by")}: ${view.route_text}` : "";
-  $("pane-moves").replaceChildren(...view.moves.map((m) => el("li", { text: `${t("moved")}: ${m.from_record} → ${m.to_record} (${m.by}, ${m.at})` })));
+  $("pane-moves").replaceChildren(...view.moves.map((m) => el("li", { text: `${t("moved")}: ${recordName(m.from_record)} → ${recordName(m.to_record)} (${m.by}, ${time(Date.parse(m.at))})` })));
   $("pane-consent").textContent = t(view.consent);
   $("pane-consent").className = `badge ${view.consent}`;
   const options = (sel, list, current) => sel.replaceChildren(...list.map((n) => el("option", { value: n, text: n, ...(n === current ? { selected: "" } : {}) })));
