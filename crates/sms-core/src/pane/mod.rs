@@ -402,24 +402,11 @@ impl Pane {
                 let o = self.open_mut()?;
                 o.loading = false;
                 o.has_more = has_more;
-                let to = o.conversation.customer_number.clone();
-                for mut m in messages {
-                    if let Some(d) = m.delivery.as_ref().filter(|d| d.status.is_failure()) {
-                        m.failure = Some(explain(d.error_code, &to, region.as_deref()));
-                    }
-                    merge_message(&mut o.messages, m);
-                }
+                o.merge_stored(messages, region.as_deref());
             }
             PaneInput::Synced { messages } => {
                 let region = self.config.default_region.clone();
-                let o = self.open_mut()?;
-                let to = o.conversation.customer_number.clone();
-                for mut m in messages {
-                    if let Some(d) = m.delivery.as_ref().filter(|d| d.status.is_failure()) {
-                        m.failure = Some(explain(d.error_code, &to, region.as_deref()));
-                    }
-                    merge_message(&mut o.messages, m);
-                }
+                self.open_mut()?.merge_stored(messages, region.as_deref());
             }
             PaneInput::LoadOlder => {
                 let o = self.open_mut()?;
@@ -531,12 +518,7 @@ impl Pane {
                     .as_mut()
                     .filter(|o| o.conversation == conversation)
                 {
-                    let mut message = message;
-                    if let Some(d) = message.delivery.as_ref().filter(|d| d.status.is_failure()) {
-                        let to = &o.conversation.customer_number;
-                        message.failure = Some(explain(d.error_code, to, region.as_deref()));
-                    }
-                    merge_message(&mut o.messages, message);
+                    o.merge_stored(vec![message], region.as_deref());
                 }
             }
             PaneInput::DeliveryReport {
@@ -748,6 +730,22 @@ fn find_outbound<'a>(
 
 /// Inserts `m` in time order, or merges it into the message it duplicates (same id,
 /// provider id or client reference), keeping the furthest delivery status.
+impl Open {
+    /// Merges stored messages into the history, explaining failed deliveries (B5).
+    fn merge_stored(&mut self, messages: Vec<MessageView>, region: Option<&str>) {
+        for mut m in messages {
+            if let Some(d) = m.delivery.as_ref().filter(|d| d.status.is_failure()) {
+                m.failure = Some(explain(
+                    d.error_code,
+                    &self.conversation.customer_number,
+                    region,
+                ));
+            }
+            merge_message(&mut self.messages, m);
+        }
+    }
+}
+
 fn merge_message(messages: &mut Vec<MessageView>, m: MessageView) {
     let same = |x: &MessageView| {
         x.id == m.id
