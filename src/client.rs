@@ -435,6 +435,7 @@ impl SmsClient {
     }
 
     /// A preference of the seller on this device, or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "unknown")]
     pub async fn setting(&self, key: String) -> JsResult<JsValue> {
         let v = self.store.setting(&key).await.map_err(store_error)?;
         Ok(v.unwrap_or(JsValue::UNDEFINED))
@@ -443,7 +444,11 @@ impl SmsClient {
     /// Stores a preference on this device (any structured-cloneable value); signing
     /// out wipes it with the rest.
     #[wasm_bindgen(js_name = putSetting)]
-    pub async fn put_setting(&self, key: String, value: JsValue) -> JsResult<()> {
+    pub async fn put_setting(
+        &self,
+        key: String,
+        #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
+    ) -> JsResult<()> {
         self.store
             .put_setting(&key, &value)
             .await
