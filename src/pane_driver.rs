@@ -139,6 +139,14 @@ fn pane_error(e: sms_core::pane::PaneError) -> JsValue {
 }
 
 pub(crate) fn message_view(m: StoredMessage, queued: bool) -> MessageView {
+    // What the store knows of a send: still waiting in the outbox, or taken by the relay.
+    let local = if queued {
+        Some(LocalState::QueuedOffline)
+    } else if m.direction == sms_core::pane::Direction::Outbound && m.provider_id.is_some() {
+        Some(LocalState::Accepted)
+    } else {
+        None
+    };
     MessageView {
         id: m.id,
         client_ref: m.client_ref,
@@ -147,7 +155,7 @@ pub(crate) fn message_view(m: StoredMessage, queued: bool) -> MessageView {
         body: m.body,
         at: Timestamp::from_millis(m.at_ms as i64),
         delivery: m.delivery,
-        local: queued.then_some(LocalState::QueuedOffline),
+        local,
         failure: None,
         media: m.media,
     }

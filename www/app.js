@@ -68,7 +68,7 @@ async function connect() {
   const since = await client.position();
   source?.close();
   source = new EventSource(since ? `/events?since=${encodeURIComponent(since)}` : "/events");
-  source.onopen = () => { backoff = 1000; setStatus("reconnecting", false); setStatus("connected", true); };
+  source.onopen = () => { backoff = 1000; setStatus("reconnecting", false); setStatus("connected", true); flushOutbox(); };
   source.onmessage = (e) => {
     if (mine !== generation) return;
     queue.push(JSON.parse(e.data));
@@ -107,6 +107,18 @@ async function drain() {
     draining = false;
     if (queue.length) drain();
   }
+}
+
+let flushing = false;
+async function flushOutbox() {
+  if (flushing || !client) return;
+  flushing = true;
+  try {
+    if ((await client.outbox()).length && (await client.flush()) >= 0) {
+      if (client.paneView()) renderPane(await client.syncPane());
+      await refresh();
+    }
+  } catch (e) { console.warn("outbox", e); } finally { flushing = false; }
 }
 
 function retryLater() {
@@ -398,7 +410,10 @@ async function start(profile) {
   setStatus("notif_blocked", "Notification" in self && Notification.permission === "denied");
   await refresh();
   connect();
-  window.addEventListener("online", () => client.flush().then(refresh));
+  // B4: what waits in the outbox goes out when the relay is reachable again — the
+  // network coming back, the stream reconnecting, or a periodic retry while any waits.
+  window.addEventListener("online", flushOutbox);
+  setInterval(flushOutbox, 10000);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   setUpPush().catch(console.warn);
   if ("Notification" in self && Notification.permission === "default") {

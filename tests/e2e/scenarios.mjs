@@ -233,6 +233,32 @@ try {
     check(await until(page, () => !document.getElementById("status").textContent.includes("reconnecting")), "the warning goes away");
   });
 
+  await scenario("an opted-out customer cannot be texted, and says so", async ({ page }) => {
+    await signIn(page);
+    await customerTexts("+91 95555 00007", "+14155550100", "Hi there");
+    await customerTexts("+91 95555 00007", "+14155550100", "STOP");
+    await openFromGrid(page, "STOP");
+    check(await visible(pane(page).getByText("Opted out (replied STOP)")), "the consent badge says the customer opted out");
+    await pane(page).getByRole("textbox", { name: "Message" }).fill("One more offer");
+    check(await visible(pane(page).getByText("This customer replied STOP")), "the reason is shown before sending");
+    check(await pane(page).getByRole("button", { name: "Send" }).isDisabled(), "and Send is refused");
+  });
+
+  await scenario("a message written while the relay is unreachable waits, then goes out once", async ({ page }) => {
+    await signIn(page);
+    await customerTexts("+91 95555 00008", "+14155550100", "Are you there?");
+    await openFromGrid(page, "Are you there?");
+    await page.route("**/messages", (route) => route.abort());
+    await pane(page).getByRole("textbox", { name: "Message" }).fill("Written while the relay is away");
+    await pane(page).getByRole("button", { name: "Send" }).click();
+    const item = pane(page).getByRole("listitem").filter({ hasText: "Written while the relay is away" });
+    check(await visible(item.getByText("Queued — will send when the relay is back")), "the message shows as queued");
+    await page.unroute("**/messages");
+    check(await visible(item.getByText("delivered"), 30000), "it goes out by itself when the relay is back, and is delivered");
+    const inbox = await (await fetch(`${base}demo/phone/messages?number=%2B919555500008`)).json();
+    check(inbox.filter((m) => m.body === "Written while the relay is away").length === 1, "the customer received it exactly once");
+  });
+
   await scenario("markup in a message is shown as text", async ({ page }) => {
     await signIn(page);
     await customerTexts("+91 95555 00004", "+14155550100", '<img src=x onerror="window.pwned=1">');
