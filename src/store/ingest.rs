@@ -38,12 +38,18 @@ impl<'a> Apply<'a> {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Upserts records with their normalised phone keys.
+    pub(super) fn put_records(&self, records: &[Record]) -> StoreResult<()> {
+        let store = self.tx.object_store(k::RECORDS)?;
+        for r in records {
+            store.put(self.store.stored(r.clone())).serde()?;
+        }
+        Ok(())
+    }
+
     /// Upserts a directory's rows (org numbers keyed by their normalised form).
     pub(super) fn put_directory(&self, d: &sms_core::protocol::Directory) -> StoreResult<()> {
-        let records = self.tx.object_store(k::RECORDS)?;
-        for r in &d.records {
-            records.put(self.store.stored(r.clone())).serde()?;
-        }
+        self.put_records(&d.records)?;
         let sellers = self.tx.object_store(k::SELLERS)?;
         for s in &d.sellers {
             sellers.put(s.clone()).serde()?;

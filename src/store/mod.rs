@@ -367,22 +367,22 @@ impl IdbStore {
             templates: directory.templates.clone(),
             records: Vec::new(),
         };
-        let chunks = directory.records.chunks(batch).map(|c| Directory {
-            records: c.to_vec(),
-            ..Directory::default()
-        });
-        for part in std::iter::once(rest).chain(chunks) {
+        for part in std::iter::once(&[][..]).chain(directory.records.chunks(batch)) {
             let tx = self
                 .db
                 .transaction(stores)
                 .with_mode(TransactionMode::Readwrite)
                 .build()?;
-            ingest::Apply {
+            let apply = ingest::Apply {
                 store: self,
                 tx: &tx,
                 cache: Default::default(),
+            };
+            if part.is_empty() {
+                apply.put_directory(&rest)?;
+            } else {
+                apply.put_records(part)?;
             }
-            .put_directory(&part)?;
             tx.commit().await?;
         }
         self.cache.borrow_mut().take();
