@@ -339,11 +339,13 @@ impl<'a> Apply<'a> {
             .get_all()
             .with_query(pair_key(e.org, e.customer))
             .serde()?;
+        // Only whether the message is stored: its key, not the row.
         let existing = self
             .tx
             .object_store(k::MESSAGES)?
-            .get(e.message_sid)
-            .serde()?;
+            .get_key(e.message_sid)
+            .with_key_type::<String>()
+            .primitive()?;
         // The record is needed to create a lead, or to tell whether the seller may see
         // a message to a number that is not theirs (V1); usually it is theirs.
         let record: Read<'a, Option<StoredRecord>> =
@@ -504,7 +506,7 @@ impl<'k> InboundKeys<'k> {
 /// The reads of an inbound message, in flight.
 pub(super) struct InboundReads<'a> {
     pair: Read<'a, Vec<StoredConversation>>,
-    existing: Read<'a, Option<StoredMessage>>,
+    existing: Read<'a, Option<String>>,
     record: Read<'a, Option<StoredRecord>>,
 }
 
