@@ -340,11 +340,17 @@ impl SmsClient {
         }
         let mut outcomes = Vec::with_capacity(decoded.len() + 1);
         let mut failure = None;
+        // One announcement per kind and conversation of the run: listeners re-read anyway.
+        let mut announced: Vec<(String, Option<String>)> = Vec::new();
         for (event, result) in decoded.iter().zip(self.store.ingest_run(&decoded).await) {
             match result {
                 Ok(outcome) => {
                     if !outcome.duplicate && !outcome.resync && !outcome.gap {
-                        self.announce(&outcome.kind, outcome.conversation_id.as_deref());
+                        let change = (outcome.kind.clone(), outcome.conversation_id.clone());
+                        if !announced.contains(&change) {
+                            self.announce(&change.0, change.1.as_deref());
+                            announced.push(change);
+                        }
                         self.show_in_pane(event).await?;
                     }
                     outcomes.push(outcome);
