@@ -478,6 +478,10 @@ async function main() {
     location.reload();
   });
   $("bell").addEventListener("click", () => toggleBell());
+  // Escape closes the notification centre and gives focus back to the bell.
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !$("bell-panel").hidden) { toggleBell(false); $("bell").focus(); }
+  });
   // C3/B6: when no template fits, the composer's text becomes one, for this record
   // kind and the page's language (placeholders are checked when it is saved).
   $("template-save").addEventListener("click", async () => {

@@ -108,6 +108,10 @@ try {
     const bell = page.getByRole("button", { name: "Notifications: 1" });
     check(await visible(bell), "bell counts the new message");
     await bell.click();
+    await page.keyboard.press("Escape");
+    check(await page.getByRole("dialog", { name: "Notifications" }).isHidden() && await bell.evaluate((b) => b === document.activeElement),
+      "Escape closes the notification centre and returns focus to the bell");
+    await page.keyboard.press("Enter");
     await page.getByRole("dialog", { name: "Notifications" }).getByRole("button", { name: /Hello, who is this\?/ }).click();
     await pane(page).waitFor();
     check((await paneTitle(page)).includes("+919111122222 (Lead)"), "the pane is on the new lead named after the number");
