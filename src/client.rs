@@ -59,6 +59,25 @@ export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }
 "#;
 
 impl SmsClient {
+    /// After an event was stored: tell other tabs (once per kind and conversation in
+    /// `announced`) and update the open pane. Nothing for one that was not applied.
+    async fn applied(
+        &self,
+        event: &LoggedEvent,
+        outcome: &IngestOutcome,
+        announced: &mut Vec<(String, Option<String>)>,
+    ) -> JsResult<()> {
+        if outcome.duplicate || outcome.resync || outcome.gap {
+            return Ok(());
+        }
+        let change = (outcome.kind.clone(), outcome.conversation_id.clone());
+        if !announced.contains(&change) {
+            self.announce(&change.0, change.1.as_deref());
+            announced.push(change);
+        }
+        self.show_in_pane(event).await
+    }
+
     /// Posts `{kind, conversation_id}` to every subscriber, in this tab and others.
     pub(crate) fn announce(&self, kind: &str, conversation_id: Option<&str>) {
         if let Some(channel) = &self.changes {
@@ -310,10 +329,7 @@ impl SmsClient {
             });
         };
         let outcome = self.store.ingest(&event).await.map_err(store_error)?;
-        if !outcome.duplicate && !outcome.resync {
-            self.announce(&outcome.kind, outcome.conversation_id.as_deref());
-            self.show_in_pane(&event).await?;
-        }
+        self.applied(&event, &outcome, &mut Vec::new()).await?;
         to_js(&outcome)
     }
 
@@ -345,14 +361,7 @@ impl SmsClient {
         for (event, result) in decoded.iter().zip(self.store.ingest_run(&decoded).await) {
             match result {
                 Ok(outcome) => {
-                    if !outcome.duplicate && !outcome.resync && !outcome.gap {
-                        let change = (outcome.kind.clone(), outcome.conversation_id.clone());
-                        if !announced.contains(&change) {
-                            self.announce(&change.0, change.1.as_deref());
-                            announced.push(change);
-                        }
-                        self.show_in_pane(event).await?;
-                    }
+                    self.applied(event, &outcome, &mut announced).await?;
                     outcomes.push(outcome);
                 }
                 Err(e) => {

@@ -161,6 +161,17 @@ pub(crate) fn message_view(m: StoredMessage, queued: bool) -> MessageView {
     }
 }
 
+/// Stored messages as the pane shows them, those still in the outbox marked queued.
+fn page_views(messages: Vec<StoredMessage>, queued: &[String]) -> Vec<MessageView> {
+    messages
+        .into_iter()
+        .map(|m| {
+            let q = m.client_ref.as_ref().is_some_and(|r| queued.contains(r));
+            message_view(m, q)
+        })
+        .collect()
+}
+
 fn record_ref(r: &Record) -> RecordRef {
     RecordRef {
         id: r.id.clone(),
@@ -351,7 +362,7 @@ impl SmsClient {
         else {
             return self.pane.view();
         };
-        let (messages, _) = self.page_views(&open, None, HISTORY_PAGE).await?;
+        let (messages, _) = self.read_page(&open, None, HISTORY_PAGE).await?;
         // The pane may have closed or moved on while the page was read.
         if self.open_conversation_id().await?.as_ref() == Some(&open) {
             let _ = self.pane.handle(PaneInput::Synced { messages });
@@ -434,8 +445,8 @@ impl SmsClient {
         }
     }
 
-    /// A history page as the pane shows it: queued sends marked (B4).
-    async fn page_views(
+    /// A history page read for the pane: queued sends marked (B4).
+    async fn read_page(
         &self,
         conversation_id: &str,
         before_ms: Option<f64>,
@@ -454,15 +465,7 @@ impl SmsClient {
             .into_iter()
             .map(|e| e.client_ref)
             .collect();
-        let views = page
-            .messages
-            .into_iter()
-            .map(|m| {
-                let q = m.client_ref.as_ref().is_some_and(|r| queued.contains(r));
-                message_view(m, q)
-            })
-            .collect();
-        Ok((views, page.has_more))
+        Ok((page_views(page.messages, &queued), page.has_more))
     }
 
     /// Carries out the pane's effects until none is left.
@@ -479,16 +482,8 @@ impl SmsClient {
                     let Some(p) = self.pane.1.borrow_mut().take() else {
                         continue;
                     };
-                    let messages = p
-                        .page
-                        .messages
-                        .into_iter()
-                        .map(|m| {
-                            let q = m.client_ref.as_ref().is_some_and(|r| p.queued.contains(r));
-                            message_view(m, q)
-                        })
-                        .collect();
                     let has_more = p.page.has_more;
+                    let messages = page_views(p.page.messages, &p.queued);
                     let _ = self
                         .pane
                         .handle(PaneInput::HistoryLoaded { messages, has_more });
@@ -511,7 +506,7 @@ impl SmsClient {
                         Some(c) => {
                             conversation_id = Some(c.id.clone());
                             let before = before.map(|t| t.as_millis() as f64);
-                            self.page_views(&c.id, before, limit).await?
+                            self.read_page(&c.id, before, limit).await?
                         }
                         None => (Vec::new(), false),
                     };

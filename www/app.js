@@ -114,7 +114,8 @@ async function flushOutbox() {
   if (flushing || !client) return;
   flushing = true;
   try {
-    if ((await client.outbox()).length && (await client.flush()) >= 0) {
+    if ((await client.outbox()).length) {
+      await client.flush();
       if (client.paneView()) renderPane(await client.syncPane());
       await refresh();
     }

@@ -445,13 +445,7 @@ impl IdbStore {
     /// the stored position is the event before it in the run, so when one fails none
     /// after it is applied (they come back `gap`); the caller resumes from the position.
     pub async fn ingest_run(&self, events: &[LoggedEvent]) -> Vec<StoreResult<IngestOutcome>> {
-        let is_directory = |e: &LoggedEvent| {
-            matches!(
-                e.body,
-                sms_core::protocol::EventBody::DirectoryChanged(_)
-                    | sms_core::protocol::EventBody::DirectoryReplaced(_)
-            )
-        };
+        let is_directory = |e: &LoggedEvent| e.body.changes_directory();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut start = 0;
         while start < events.len() {
@@ -505,12 +499,7 @@ impl IdbStore {
             sms_core::protocol::EventBody::Inbound(_) => &INBOUND_STORES,
             _ => &ALL_EVENT_STORES,
         };
-        let is_directory = matches!(
-            event.body,
-            sms_core::protocol::EventBody::DirectoryChanged(_)
-                | sms_core::protocol::EventBody::DirectoryReplaced(_)
-        );
-        if is_directory {
+        if event.body.changes_directory() {
             // Applied here or by another tab: either way the cached facts are stale.
             self.cache.borrow_mut().take();
         }

@@ -231,6 +231,11 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// Whether the event changes the directory (records, sellers, teams, org numbers).
+    pub fn changes_directory(&self) -> bool {
+        matches!(self, Self::DirectoryChanged(_) | Self::DirectoryReplaced(_))
+    }
+
     /// The event kind's name, as in the JSON `kind` field.
     pub fn kind(&self) -> &'static str {
         match self {

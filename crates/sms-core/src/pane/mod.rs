@@ -393,6 +393,15 @@ impl Pane {
         crate::phone::match_key(raw, self.region())
     }
 
+    /// The key of the conversation an event is about, numbers normalised.
+    fn conversation_key(&self, record_id: String, org: &str, customer: &str) -> ConversationKey {
+        ConversationKey {
+            record_id,
+            org_number: self.key(org),
+            customer_number: self.key(customer),
+        }
+    }
+
     /// Applies one input at time `now`; on `Err` nothing changed.
     pub fn handle(&mut self, input: PaneInput, now: Timestamp) -> Result<(), PaneError> {
         match input {
@@ -485,11 +494,7 @@ impl Pane {
                 org_number,
                 customer_number,
             } => {
-                let conversation = ConversationKey {
-                    record_id,
-                    org_number: self.key(&org_number),
-                    customer_number: self.key(&customer_number),
-                };
+                let conversation = self.conversation_key(record_id, &org_number, &customer_number);
                 match self.open.as_mut() {
                     Some(o) if o.conversation == conversation => {
                         merge_message(&mut o.messages, message);
@@ -507,11 +512,7 @@ impl Pane {
                 org_number,
                 customer_number,
             } => {
-                let conversation = ConversationKey {
-                    record_id,
-                    org_number: self.key(&org_number),
-                    customer_number: self.key(&customer_number),
-                };
+                let conversation = self.conversation_key(record_id, &org_number, &customer_number);
                 let region = self.config.default_region.clone();
                 if let Some(o) = self
                     .open
