@@ -178,6 +178,22 @@ fn input<T: for<'de> Deserialize<'de>>(value: JsValue) -> JsResult<T> {
         .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))
 }
 
+/// Directory records per import transaction (S3: one per few thousand rows).
+const IMPORT_BATCH: u32 = 2000;
+
+/// A directory snapshot's tables but its records, which are decoded a part at a time.
+#[derive(Deserialize)]
+struct DirectoryRest {
+    #[serde(default)]
+    sellers: Vec<sms_core::protocol::Seller>,
+    #[serde(default)]
+    teams: Vec<sms_core::directory::Team>,
+    #[serde(default)]
+    org_numbers: Vec<sms_core::directory::OrgNumber>,
+    #[serde(default)]
+    templates: Vec<sms_core::value::Value>,
+}
+
 /// A send from the page (`client.send`).
 #[derive(Deserialize)]
 struct SendInput {
@@ -389,10 +405,36 @@ impl SmsClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "object")] directory: JsValue,
     ) -> JsResult<u32> {
-        let directory: Directory = input(directory)?;
+        // The small tables at once; records a part at a time, each part decoded
+        // while the database writes the one before.
+        let rest: DirectoryRest = input(directory.clone())?;
+        let records = match js_sys::Reflect::get(&directory, &"records".into()) {
+            Ok(r) if r.is_undefined() || r.is_null() => js_sys::Array::new(),
+            Ok(r) => r.dyn_into::<js_sys::Array>().map_err(|_| {
+                js_error("invalid_input", "directory.records must be an array", &[])
+            })?,
+            Err(_) => js_sys::Array::new(),
+        };
+        let rest = Directory {
+            sellers: rest.sellers,
+            teams: rest.teams,
+            org_numbers: rest.org_numbers,
+            templates: rest.templates,
+            records: Vec::new(),
+        };
+        let len = records.length();
+        let parts = (0..len).step_by(IMPORT_BATCH as usize).map(|i| {
+            serde_wasm_bindgen::from_value::<Vec<sms_core::directory::Record>>(
+                records.slice(i, i + IMPORT_BATCH).into(),
+            )
+            .map_err(|e| StoreError {
+                code: "invalid_input",
+                message: e.to_string(),
+            })
+        });
         let n = self
             .store
-            .import_directory(&directory, 2000)
+            .import_parts(&rest, parts)
             .await
             .map_err(store_error)?;
         Ok(n as u32)

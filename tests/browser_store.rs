@@ -783,6 +783,68 @@ async fn the_js_client_decodes_relay_events_by_kind() {
 }
 
 #[test]
+async fn the_js_client_imports_a_large_directory_in_parts() {
+    let name = db_name();
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let get = |v: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).unwrap();
+    // 4,500 records: three transactions (2,000 + 2,000 + 500), every row kept.
+    let records: Vec<String> = (0..4500)
+        .map(|i| {
+            format!(
+                r#"{{"id":"contact:{i}","kind":"contact","owner":{{"seller":"asha"}},"phones":["+9198{:08}"],"name":"C {i}"}}"#,
+                10_000_000 + i
+            )
+        })
+        .collect();
+    let dir = |records: &str| {
+        js_sys::JSON::parse(&format!(
+            r#"{{"sellers":[{{"id":"asha"}}],"org_numbers":[{{"number":"+14155550100","owner":{{"seller":"asha"}}}}],"records":[{records}]}}"#
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        client
+            .import_directory(dir(&records.join(",")))
+            .await
+            .unwrap(),
+        4500
+    );
+    for id in ["contact:0", "contact:1999", "contact:2000", "contact:4499"] {
+        let r = client.record(id.into()).await.unwrap();
+        assert_eq!(get(&r, "id").as_string().as_deref(), Some(id));
+    }
+    let found = client.lookup("+919810004499".into(), None).await.unwrap();
+    assert_eq!(js_sys::Array::from(&found).length(), 1, "phone index built");
+    // A malformed record in a later part: a coded error; the parts before it stay
+    // (a snapshot import is idempotent: the next one completes it).
+    let mut bad = records.clone();
+    bad[4200] = r#"{"id":"contact:bad","kind":"spaceship"}"#.into();
+    let err = client
+        .import_directory(dir(&bad.join(",")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        get(&err, "code").as_string().as_deref(),
+        Some("invalid_input")
+    );
+    // No records at all is an empty import, not an error; records that are not a
+    // list are refused.
+    let empty = js_sys::JSON::parse(r#"{"sellers":[{"id":"asha"}]}"#).unwrap();
+    assert_eq!(client.import_directory(empty).await.unwrap(), 0);
+    let odd = js_sys::JSON::parse(r#"{"records":{"id":"contact:x"}}"#).unwrap();
+    let err = client.import_directory(odd).await.unwrap_err();
+    assert_eq!(
+        get(&err, "code").as_string().as_deref(),
+        Some("invalid_input")
+    );
+    client.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
+}
+
+#[test]
 async fn two_tabs_store_once_create_one_lead_and_hear_each_other() {
     use std::rc::Rc;
     use wasm_bindgen::prelude::*;

@@ -181,6 +181,43 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     outputs.into_iter().flatten().collect()
 }
 
+/// A future polled once when made, so that what it starts (a commit) starts now;
+/// awaiting it later finishes it.
+enum Started<F: std::future::Future + Unpin> {
+    Running(F),
+    Done(Option<F::Output>),
+}
+
+impl<F: std::future::Future + Unpin> Started<F> {
+    fn new(mut fut: F) -> Self {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut fut).poll(&mut cx) {
+            std::task::Poll::Ready(out) => Self::Done(Some(out)),
+            std::task::Poll::Pending => Self::Running(fut),
+        }
+    }
+}
+
+// Nothing in it is ever pinned in place: the output is moved out, the future is Unpin.
+impl<F: std::future::Future + Unpin> Unpin for Started<F> {}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Started<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.get_mut() {
+            Self::Running(fut) => std::pin::Pin::new(fut).poll(cx),
+            Self::Done(out) => match out.take() {
+                Some(out) => std::task::Poll::Ready(out),
+                None => std::task::Poll::Pending,
+            },
+        }
+    }
+}
+
 /// Runs `a` until it finishes (`Ok`), or until `b` does first (`Err(a)`, still pending).
 async fn first_of<A, B>(a: A, b: B) -> Result<A::Output, A>
 where
@@ -352,7 +389,25 @@ impl IdbStore {
         directory: &Directory,
         batch: usize,
     ) -> StoreResult<usize> {
-        let batch = batch.max(1);
+        let rest = Directory {
+            records: Vec::new(),
+            ..directory.clone()
+        };
+        let parts = directory
+            .records
+            .chunks(batch.max(1))
+            .map(|part| Ok(part.to_vec()));
+        self.import_parts(&rest, parts).await
+    }
+
+    /// Imports a directory snapshot (S3): `rest`'s tables, then each part of the
+    /// records in a transaction of its own. A part is decoded and queued while the
+    /// database still commits the one before it (two transactions in flight at most).
+    pub async fn import_parts(
+        &self,
+        rest: &Directory,
+        parts: impl Iterator<Item = StoreResult<Vec<Record>>>,
+    ) -> StoreResult<usize> {
         let stores = [
             k::RECORDS,
             k::ORG_NUMBERS,
@@ -360,14 +415,11 @@ impl IdbStore {
             k::TEAMS,
             k::TEMPLATES,
         ];
-        let rest = Directory {
-            sellers: directory.sellers.clone(),
-            teams: directory.teams.clone(),
-            org_numbers: directory.org_numbers.clone(),
-            templates: directory.templates.clone(),
-            records: Vec::new(),
-        };
-        for part in std::iter::once(&[][..]).chain(directory.records.chunks(batch)) {
+        let mut count = rest.records.len();
+        let mut in_flight = None;
+        for part in std::iter::once(Ok(Vec::new())).chain(parts) {
+            let part = part?;
+            count += part.len();
             let tx = self
                 .db
                 .transaction(stores)
@@ -379,14 +431,20 @@ impl IdbStore {
                 cache: Default::default(),
             };
             if part.is_empty() {
-                apply.put_directory(&rest)?;
+                apply.put_directory(rest)?;
             } else {
-                apply.put_records(part)?;
+                apply.put_records(&part)?;
             }
-            tx.commit().await?;
+            let commit = Started::new(Box::pin(tx.commit()));
+            if let Some(before) = in_flight.replace(commit) {
+                before.await?;
+            }
+        }
+        if let Some(last) = in_flight {
+            last.await?;
         }
         self.cache.borrow_mut().take();
-        Ok(directory.records.len())
+        Ok(count)
     }
 
     /// A record by id.
