@@ -17,7 +17,7 @@ PKG := www/pkg
 
 help:
 	@echo "make demo   build the module, start the relay (simulated provider) and the page on http://$(HOST):$(PORT)/"
-	@echo "make test   every test: fmt, clippy (native + wasm32), cargo test, browser tests, size"
+	@echo "make test   every test: fmt, clippy (native + wasm32), cargo test, browser tests, size, .d.ts types, page e2e"
 	@echo "make lint | pkg | size | bench | phone-metadata"
 
 ## ---- installs (each skips what is already there) ----
@@ -35,7 +35,7 @@ browser-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva curl; fi
 
 node-tools:
-	@[ -x node_modules/.bin/wasm-opt ] || npm install --no-audit --no-fund
+	@[ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/tsc ] || npm install --no-audit --no-fund
 
 ## ---- build ----
 pkg: rust-tools node-tools
@@ -66,6 +66,7 @@ test: tools lint
 	cargo test --workspace
 	wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
 	@$(MAKE) --no-print-directory pkg
+	tsc -p tests/types
 	@$(MAKE) --no-print-directory e2e
 
 # The page end to end in Chromium against a demo relay on a free port and a fresh database;
@@ -77,7 +78,8 @@ e2e: node-tools
 	@db=$$(mktemp -d)/e2e.db; \
 	./target/debug/sms-relay --config relay/demo/relay.toml --bind 127.0.0.1:$(E2E_PORT) --database $$db > $$db.log 2>&1 & pid=$$!; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(E2E_PORT)/healthz >/dev/null && break; sleep 0.2; done; \
-	node tests/e2e/smoke.mjs http://127.0.0.1:$(E2E_PORT)/; rc=$$?; kill $$pid; exit $$rc
+	node tests/e2e/smoke.mjs http://127.0.0.1:$(E2E_PORT)/ && node tests/types/runtime.mjs http://127.0.0.1:$(E2E_PORT)/; \
+	rc=$$?; kill $$pid; exit $$rc
 	node tests/e2e/scenarios.mjs $(E2E_SCENARIO_PORT)
 
 bench: rust-tools node-tools browser-tools

@@ -35,13 +35,15 @@ export interface Notification {
   id: string; kind: "new_message" | "missing_privilege"; conversation_id: string;
   text: string; at_ms: number; unread: 0 | 1;
 }
-/** A conversation in "My text messages". */
-export interface ConversationSummary {
-  id: string; record_id: string; record_name: string; org_number: string; customer_number: string;
+/** A conversation as stored: one per record, org number and customer number. */
+export interface Conversation {
+  id: string; record_id: string; org_number: string; customer_number: string;
   last_ms: number; preview: string; unread: number; rule: RouteRule | null;
   moves: { by: string; at: string; from_record: string; to_record: string }[];
   consent: "opted_in" | "opted_out";
 }
+/** A conversation in "My text messages": with its record's name. */
+export interface ConversationSummary extends Conversation { record_name: string }
 /** A stored message. */
 export interface StoredMessage {
   id: string; conversation_id: string; at_ms: number; direction: "inbound" | "outbound"; body: string;
@@ -56,6 +58,55 @@ export interface CrmRecord {
 }
 /** A page of history, oldest to newest. */
 export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }
+/** A whole conversation, as `exportConversation` writes it out (V2-checked). */
+export interface ExportedConversation { conversation: Conversation; record: CrmRecord | null; messages: StoredMessage[] }
+/** A record as the relay sends it (`updated_at`: RFC 3339 or ms since the epoch). */
+export interface CrmRecordInput {
+  id: string; kind: CrmRecord["kind"]; owner: Owner; active?: boolean;
+  updated_at?: string | number | null; phones?: string[]; name?: string; related?: string[];
+}
+/** The CRM directory snapshot (`GET /directory`, S3). */
+export interface Directory {
+  sellers?: { id: string; name?: string; language?: string | null; can_receive?: boolean }[];
+  teams?: { id: string; members?: string[] }[];
+  org_numbers?: { number: string; owner: Owner }[];
+  records?: CrmRecordInput[];
+  templates?: Template[];
+}
+/** A provider delivery status, in the order it can only move forward (D2). */
+export type DeliveryStatus = "accepted" | "scheduled" | "queued" | "sending" | "sent" | "delivered"
+  | "undelivered" | "failed" | "canceled" | "read";
+/** An inbound MMS attachment. */
+export interface Media { url: string; content_type: string }
+/** One relay event as pushed over SSE (`id` increases within an `epoch`, S4). */
+export type RelayEvent = { epoch: string; id: number } & (
+  | { kind: "inbound"; message_sid: string; from: string; to: string; body: string; media?: Media[];
+      at: string; record_id: string; rule: RouteRule }
+  | { kind: "delivery"; message_sid: string; status: DeliveryStatus; error_code?: number | null;
+      error_message?: string | null; from: string; to: string; at: string }
+  | { kind: "outbound"; client_ref: string; message_sid?: string | null; from: string; to: string; body: string;
+      record_id: string; by: string; at: string; outcome: "accepted" | "failed" | "unknown"; error_code?: number | null }
+  | { kind: "lead_created"; record: CrmRecordInput }
+  | { kind: "conversation_moved"; org_number: string; customer_number: string; from_record: string;
+      to_record: string; by: string; at: string }
+  | { kind: "consent_changed"; org_number: string; customer_number: string; consent: "opted_in" | "opted_out"; at: string }
+  | { kind: "directory_changed"; patch: { upsert?: Directory; delete?: { records?: string[]; sellers?: string[];
+      teams?: string[]; org_numbers?: string[] } } }
+  | { kind: "directory_replaced"; directory: Directory });
+/** The relay's log has a new epoch: forget the position and resynchronise (S4). */
+export interface ResetEvent { kind: "reset"; epoch?: string }
+/** A message template (B6); defaults are written in the body (`{{ x | default: "..." }}`). */
+export interface Template { id: string; name: string; category: string; language: string; body: string }
+/** A send waiting in the outbox (B4). */
+export interface OutboxEntry {
+  client_ref: string; from: string; to: string; body: string; record_id: string; queued_ms: number; attempts: number;
+}
+/** What `subscribe` listeners receive when a tab or the service worker changed something. */
+export interface ChangeNotice {
+  /** The relay event's kind, or a local change: `queued` (a send), `sent` (the outbox flushed), `read`. */
+  kind: RelayEvent["kind"] | "queued" | "sent" | "read";
+  conversation_id: string | null;
+}
 "#;
 
 impl SmsClient {
@@ -324,7 +375,7 @@ impl SmsClient {
     }
 
     /// Sends still waiting (B4), oldest first.
-    #[wasm_bindgen(unchecked_return_type = "object[]")]
+    #[wasm_bindgen(unchecked_return_type = "OutboxEntry[]")]
     pub async fn outbox(&self) -> JsResult<JsValue> {
         to_js(&self.store.outbox().await.map_err(store_error)?)
     }
@@ -333,7 +384,7 @@ impl SmsClient {
     #[wasm_bindgen(unchecked_return_type = "IngestOutcome")]
     pub async fn ingest(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "object")] event: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RelayEvent | ResetEvent")] event: JsValue,
     ) -> JsResult<JsValue> {
         let Some(event) = decode_event(&event)? else {
             // `{"kind":"reset"}`: the relay's log has a new epoch (S4).
@@ -357,7 +408,7 @@ impl SmsClient {
     #[wasm_bindgen(js_name = ingestMany, unchecked_return_type = "IngestOutcome[]")]
     pub async fn ingest_many(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "object[]")] events: js_sys::Array,
+        #[wasm_bindgen(unchecked_param_type = "(RelayEvent | ResetEvent)[]")] events: js_sys::Array,
     ) -> JsResult<JsValue> {
         let mut decoded = Vec::with_capacity(events.length() as usize);
         let mut reset = false;
@@ -403,7 +454,7 @@ impl SmsClient {
     #[wasm_bindgen(js_name = importDirectory)]
     pub async fn import_directory(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "object")] directory: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Directory")] directory: JsValue,
     ) -> JsResult<u32> {
         // The small tables at once; records a part at a time, each part decoded
         // while the database writes the one before.
@@ -469,7 +520,7 @@ impl SmsClient {
     /// omitted. Throws `not_found`, `not_visible`.
     #[wasm_bindgen(
         js_name = exportConversation,
-        unchecked_return_type = "{ conversation: ConversationSummary; record: CrmRecord | null; messages: StoredMessage[] }"
+        unchecked_return_type = "ExportedConversation"
     )]
     pub async fn export_conversation(&self, conversation_id: Option<String>) -> JsResult<JsValue> {
         let id = match conversation_id {
@@ -566,9 +617,7 @@ impl SmsClient {
     }
 
     /// Templates, those for `kind` in `language` first (B6).
-    #[wasm_bindgen(
-        unchecked_return_type = "{ id: string; name: string; category: string; language: string; body: string }[]"
-    )]
+    #[wasm_bindgen(unchecked_return_type = "Template[]")]
     pub async fn templates(
         &self,
         kind: Option<String>,
@@ -587,10 +636,7 @@ impl SmsClient {
     #[wasm_bindgen(js_name = putTemplate)]
     pub async fn put_template(
         &self,
-        #[wasm_bindgen(
-            unchecked_param_type = "{ id: string; name: string; category: string; language: string; body: string }"
-        )]
-        template: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Template")] template: JsValue,
     ) -> JsResult<()> {
         let t: StoredTemplate = input(template)?;
         self.store.put_template(t).await.map_err(store_error)
@@ -633,7 +679,11 @@ impl SmsClient {
     /// Calls `listener({kind, conversation_id})` whenever this or another tab changes
     /// the database (multi-tab: a change reaches every open pane without reload).
     /// Keep the returned subscription referenced; call `close()` on it to stop.
-    pub fn subscribe(&self, listener: js_sys::Function) -> JsResult<Subscription> {
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(change: ChangeNotice) => void")]
+        listener: js_sys::Function,
+    ) -> JsResult<Subscription> {
         let channel = web_sys::BroadcastChannel::new(&self.channel_name)?;
         let callback =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {

@@ -291,17 +291,69 @@ impl PaneSlot {
     }
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const TS_PANE: &'static str = r#"
+/** How the pane was opened (O1-O4, C2). */
+export type OpenVia = { via: "grid" } | { via: "record_phone"; field: string } | { via: "notification"; id: string }
+  | { via: "work_item"; id: string } | { via: "related" };
+/** What the seller did in the pane (`dispatch`). */
+export type PaneInput =
+  | { type: "load_older" }
+  | { type: "composer_edited"; text: string }
+  | { type: "template_chosen"; body: string }
+  | { type: "from_chosen"; number: string }
+  | { type: "to_chosen"; number: string }
+  | { type: "send"; client_ref: string; confirm_missing?: boolean }
+  | { type: "move_requested"; target: RecordRef }
+  | { type: "related_chosen"; record_id: string }
+  | { type: "close" };
+/** A record as the pane shows it. */
+export interface RecordRef { id: string; kind: CrmRecord["kind"]; name: string; owner: Owner }
+/** A move of the conversation between records (M2, B1). */
+export interface MoveEntry { by: string; at: string; from_record: string; to_record: string }
+/** A failed send explained for the seller (B5). */
+export interface FailureReason {
+  reason: string; error_code: number | null; explanation: string; fix: string; suggested_number: string | null;
+}
+/** One message as the pane shows it. */
+export interface MessageView {
+  id: string; client_ref: string | null; provider_id: string | null; direction: "inbound" | "outbound";
+  body: string; at: string; delivery: { status: DeliveryStatus; error_code: number | null } | null;
+  local: "sending" | "queued_offline" | "accepted" | "failed" | "unknown" | null;
+  failure: FailureReason | null; media: Media[];
+}
+/** The composer: the text, what will be sent, and why it cannot be sent now if it cannot. */
+export interface ComposerView {
+  text: string; preview: string; missing: string[];
+  template_error: { code: string; offset: number; message: string } | null;
+  segments: SegmentCount;
+  /** A pane error code (`opted_out`, `empty_message`, `too_long`, `no_from_number`, ...). */
+  blocked: string | null;
+  /** Characters left before the 1,600 limit, once within 200 of it (B7); negative when over. */
+  limit_left: number | null;
+}
+/** Everything the shell renders for an open pane. */
+export interface PaneView {
+  source: OpenVia;
+  conversation: { record_id: string; org_number: string; customer_number: string };
+  record: RecordRef; related: RecordRef[]; from_choices: string[]; to_choices: string[];
+  route_rule: RouteRule | null; route_text: string | null; moves: MoveEntry[];
+  pending_move: RecordRef | null; move_error: string | null; consent: "opted_in" | "opted_out";
+  messages: MessageView[]; has_more: boolean; loading: boolean; composer: ComposerView;
+}
+"#;
+
 #[wasm_bindgen]
 impl SmsClient {
     /// Opens the pane on a conversation (O1–O4); resolves to the pane view. `via` is
     /// `{"via":"grid"}`, `{"via":"record_phone","field":..}`, `{"via":"notification","id":..}`
     /// or `{"via":"work_item","id":..}`. Throws `not_visible` for a conversation the
     /// seller may not see (V2).
-    #[wasm_bindgen(js_name = openConversation, unchecked_return_type = "object")]
+    #[wasm_bindgen(js_name = openConversation, unchecked_return_type = "PaneView")]
     pub async fn open_conversation(
         &self,
         conversation_id: String,
-        #[wasm_bindgen(unchecked_param_type = "object | undefined")] via: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OpenVia | undefined")] via: JsValue,
     ) -> JsResult<JsValue> {
         let source = open_source(&via)?;
         let seed = self
@@ -319,12 +371,12 @@ impl SmsClient {
     /// beside a phone field; the record's first phone when omitted): its latest
     /// conversation with that number, or a new one from the seller's org number.
     /// Throws `not_found`, `no_phone`, `invalid_number`, `no_org_number`, `not_visible`.
-    #[wasm_bindgen(js_name = openRecord, unchecked_return_type = "object")]
+    #[wasm_bindgen(js_name = openRecord, unchecked_return_type = "PaneView")]
     pub async fn open_record(
         &self,
         record_id: String,
         phone: Option<String>,
-        #[wasm_bindgen(unchecked_param_type = "object | undefined")] via: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OpenVia | undefined")] via: JsValue,
     ) -> JsResult<JsValue> {
         let source = open_source(&via)?;
         let seed = self
@@ -340,10 +392,10 @@ impl SmsClient {
 
     /// Hands a pane input (`{"type": "composer_edited", "text": ..}`, `{"type": "send",
     /// "client_ref": ..}`, ...) to the pane, carries out its effects, resolves to the view.
-    #[wasm_bindgen(unchecked_return_type = "object")]
+    #[wasm_bindgen(unchecked_return_type = "PaneView | null")]
     pub async fn dispatch(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "object")] input: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PaneInput")] input: JsValue,
     ) -> JsResult<JsValue> {
         self.pane.handle(user_input(input)?).map_err(pane_error)?;
         self.drive().await?;
@@ -353,7 +405,7 @@ impl SmsClient {
     /// Re-reads the open conversation's latest page after a change announced by
     /// another tab or the service worker (`subscribe`), when `conversationId` is the
     /// open one (or omitted); resolves to the pane view, or `null` when closed.
-    #[wasm_bindgen(js_name = syncPane, unchecked_return_type = "object | null")]
+    #[wasm_bindgen(js_name = syncPane, unchecked_return_type = "PaneView | null")]
     pub async fn sync_pane(&self, conversation_id: Option<String>) -> JsResult<JsValue> {
         let Some(open) = self
             .open_conversation_id()
@@ -371,7 +423,7 @@ impl SmsClient {
     }
 
     /// The pane view, or `null` when no conversation is open.
-    #[wasm_bindgen(js_name = paneView, unchecked_return_type = "object | null")]
+    #[wasm_bindgen(js_name = paneView, unchecked_return_type = "PaneView | null")]
     pub fn pane_view(&self) -> JsResult<JsValue> {
         self.pane.view()
     }
