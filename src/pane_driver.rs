@@ -119,11 +119,13 @@ fn open_source(v: &JsValue) -> JsResult<OpenSource> {
 #[derive(Default)]
 pub(crate) struct PaneSlot(RefCell<Option<Pane>>, RefCell<Option<Preloaded>>);
 
-/// A history page read ahead with the pane seed.
+/// What the pane seed read ahead: the first history page (taken by the first
+/// `LoadHistory`), the sends still queued, and how many messages were unread.
 struct Preloaded {
     conversation_id: String,
-    page: crate::store::HistoryPage,
+    page: Option<crate::store::HistoryPage>,
     queued: Vec<String>,
+    unread: u32,
 }
 
 fn now() -> Timestamp {
@@ -434,8 +436,9 @@ impl SmsClient {
     fn install(&self, seed: PaneSeed, source: OpenSource) -> JsResult<()> {
         let preloaded = Preloaded {
             conversation_id: seed.conversation.id.clone(),
-            page: seed.first_page.clone(),
+            page: Some(seed.first_page.clone()),
             queued: seed.queued.clone(),
+            unread: seed.conversation.unread,
         };
         let seller = self.store.context().seller.clone();
         let (req, mut config) = open_request(seed, &seller, source);
@@ -471,6 +474,15 @@ impl SmsClient {
             .record_seed(record_id, customer.as_deref(), HISTORY_PAGE)
             .await
             .map_err(store_error)
+    }
+
+    /// Takes the history page the seed read ahead, with the sends still queued and
+    /// the conversation's stored id and unread count.
+    fn preloaded_page(&self) -> Option<(crate::store::HistoryPage, Vec<String>, (String, u32))> {
+        let mut slot = self.pane.1.borrow_mut();
+        let p = slot.as_mut()?;
+        let seeded = (p.conversation_id.clone(), p.unread);
+        Some((p.page.take()?, std::mem::take(&mut p.queued), seeded))
     }
 
     /// The stored id of a conversation (kept across moves), if it is stored yet.
@@ -527,15 +539,26 @@ impl SmsClient {
             .1
             .borrow()
             .as_ref()
+            .filter(|p| p.page.is_some())
             .map(|p| p.conversation_id.clone());
+        // Set by the seed's first page: the `MarkRead` that follows it needs no lookup.
+        let mut just_opened: Option<(String, u32)> = None;
         while let Some(effect) = self.pane.poll() {
             match effect {
-                Effect::LoadHistory { before: None, .. } if self.pane.1.borrow().is_some() => {
-                    let Some(p) = self.pane.1.borrow_mut().take() else {
+                Effect::LoadHistory { before: None, .. }
+                    if self
+                        .pane
+                        .1
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|p| p.page.is_some()) =>
+                {
+                    let Some((page, queued, seeded)) = self.preloaded_page() else {
                         continue;
                     };
-                    let has_more = p.page.has_more;
-                    let messages = page_views(p.page.messages, &p.queued);
+                    just_opened = Some(seeded);
+                    let has_more = page.has_more;
+                    let messages = page_views(page.messages, &queued);
                     let _ = self
                         .pane
                         .handle(PaneInput::HistoryLoaded { messages, has_more });
@@ -567,8 +590,16 @@ impl SmsClient {
                         .handle(PaneInput::HistoryLoaded { messages, has_more });
                 }
                 Effect::MarkRead { conversation } => {
-                    // Stored ids survive moves, so look the conversation up by its key.
-                    if let Some(id) = self.stored_id(&conversation).await? {
+                    // Just opened: the seed read the conversation, so nothing to do when
+                    // it had nothing unread (notifications are unread only while their
+                    // conversation counts them), and no lookup when it had.
+                    let id = match just_opened.take() {
+                        Some((_, 0)) => continue,
+                        Some((id, _)) => Some(id),
+                        // Stored ids survive moves, so look the conversation up by its key.
+                        None => self.stored_id(&conversation).await?,
+                    };
+                    if let Some(id) = id {
                         self.store.mark_read(&id).await.map_err(store_error)?;
                         self.announce("read", Some(&id));
                     }

@@ -451,6 +451,58 @@ async fn a_move_across_types_carries_the_history_and_later_replies_follow() {
 }
 
 #[test]
+async fn a_move_onto_an_existing_conversation_merges_its_notifications_too() {
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    for (sid, record, at) in [
+        ("SM0", "account:sharma", 500),
+        ("SM1", "contact:priya", 1000),
+    ] {
+        store
+            .ingest(&log.next(inbound(
+                sid,
+                PRIYA,
+                ORG,
+                "unread",
+                record,
+                RouteRule::RecordType,
+                at,
+            )))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.conversations().await.unwrap().len(), 2);
+    store
+        .ingest(
+            &log.next(EventBody::ConversationMoved(ConversationMovedEvent {
+                org_number: ORG.into(),
+                customer_number: PRIYA.into(),
+                from_record: "contact:priya".into(),
+                to_record: "account:sharma".into(),
+                by: "asha".into(),
+                at: Timestamp::from_millis(1500),
+            })),
+        )
+        .await
+        .unwrap();
+    let convs = store.conversations().await.unwrap();
+    assert_eq!(convs.len(), 1, "merged into the account's conversation");
+    let target = convs[0].conversation.clone();
+    assert_eq!(target.unread, 2);
+    let notes = store.notifications().await.unwrap();
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes.iter().all(|n| n.conversation_id == target.id),
+        "the bell opens the merged conversation, not the deleted one"
+    );
+    store.mark_read(&target.id).await.unwrap();
+    let notes = store.notifications().await.unwrap();
+    assert!(notes.iter().all(|n| n.unread == 0), "reading it reads both");
+    cleanup(store, &name).await;
+}
+
+#[test]
 async fn history_pages_newest_first_and_persists_across_reopen() {
     let name = db_name();
     let store = open(&name, "asha").await;

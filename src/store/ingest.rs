@@ -1,6 +1,7 @@
 //! Applying one relay event inside an open transaction: only IndexedDB is awaited.
 
 use indexed_db_futures::prelude::*;
+use indexed_db_futures::KeyRange;
 use sms_core::delivery::{Delivery, DeliveryStatus};
 use sms_core::directory::{Owner, Record, RecordKind};
 use sms_core::pane::{Direction, MoveEntry};
@@ -452,6 +453,22 @@ impl<'a> Apply<'a> {
                 for mut m in moving {
                     m.conversation_id = target.id.clone();
                     messages.put(m).serde()?;
+                }
+                // Its notifications follow too: the bell opens, and reading the
+                // target marks, what the source held.
+                let notes = self.tx.object_store(k::NOTIFICATIONS)?;
+                let held: Vec<StoredNotification> = notes
+                    .index(k::NOTIFICATIONS_BY_CONVERSATION)?
+                    .get_all()
+                    .with_query(KeyRange::from(
+                        (source.id.clone(), 0u8)..=(source.id.clone(), 1u8),
+                    ))
+                    .serde()?
+                    .await?
+                    .collect::<Result<_, _>>()?;
+                for mut n in held {
+                    n.conversation_id = target.id.clone();
+                    notes.put(n).serde()?;
                 }
                 target.moves.append(&mut source.moves);
                 target.moves.push(entry);
