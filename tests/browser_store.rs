@@ -451,7 +451,7 @@ async fn a_move_across_types_carries_the_history_and_later_replies_follow() {
 }
 
 #[test]
-async fn a_move_onto_an_existing_conversation_merges_its_notifications_too() {
+async fn a_move_onto_an_existing_conversation_takes_its_notifications_and_draft() {
     let name = db_name();
     let store = open(&name, "asha").await;
     let mut log = Log::new();
@@ -472,7 +472,14 @@ async fn a_move_onto_an_existing_conversation_merges_its_notifications_too() {
             .await
             .unwrap();
     }
-    assert_eq!(store.conversations().await.unwrap().len(), 2);
+    let before = store.conversations().await.unwrap();
+    assert_eq!(before.len(), 2);
+    let source = before
+        .iter()
+        .find(|c| c.conversation.record_id == "contact:priya")
+        .map(|c| c.conversation.id.clone())
+        .unwrap();
+    store.put_draft(&source, "half-typed reply").await.unwrap();
     store
         .ingest(
             &log.next(EventBody::ConversationMoved(ConversationMovedEvent {
@@ -496,6 +503,12 @@ async fn a_move_onto_an_existing_conversation_merges_its_notifications_too() {
         notes.iter().all(|n| n.conversation_id == target.id),
         "the bell opens the merged conversation, not the deleted one"
     );
+    assert_eq!(
+        store.draft(&target.id).await.unwrap(),
+        "half-typed reply",
+        "an unsent draft is not lost"
+    );
+    assert_eq!(store.draft(&source).await.unwrap(), "");
     store.mark_read(&target.id).await.unwrap();
     let notes = store.notifications().await.unwrap();
     assert!(notes.iter().all(|n| n.unread == 0), "reading it reads both");

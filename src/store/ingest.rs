@@ -12,7 +12,7 @@ use sms_core::visibility::{visibility, Viewer};
 
 use super::keys::v2 as k;
 use super::records::{
-    new_conversation, NotificationKind, PendingReport, StoredConversation, StoredMessage,
+    new_conversation, Draft, NotificationKind, PendingReport, StoredConversation, StoredMessage,
     StoredNotification, StoredRecord,
 };
 use super::{conversation_range, pair_key, IdbStore, IngestOutcome, StoreResult};
@@ -470,6 +470,19 @@ impl<'a> Apply<'a> {
                     n.conversation_id = target.id.clone();
                     notes.put(n).serde()?;
                 }
+                // And an unsent draft, unless the target has one of its own.
+                let drafts = self.tx.object_store(k::DRAFTS)?;
+                let theirs = drafts
+                    .get_key(target.id.as_str())
+                    .with_key_type::<String>()
+                    .primitive()?;
+                let ours: Option<Draft> = drafts.get(source.id.as_str()).serde()?.await?;
+                let theirs: Option<String> = theirs.await?;
+                if let (Some(mut d), None) = (ours, theirs) {
+                    d.conversation_id = target.id.clone();
+                    drafts.put(d).serde()?;
+                }
+                drafts.delete(source.id.as_str()).build()?;
                 target.moves.append(&mut source.moves);
                 target.moves.push(entry);
                 target.last_ms = target.last_ms.max(source.last_ms).max(at_ms);

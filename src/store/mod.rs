@@ -111,8 +111,9 @@ const INBOUND_STORES: [&str; 5] = [
 ];
 
 /// Stores any relay event may touch.
-const ALL_EVENT_STORES: [&str; 10] = [
+const ALL_EVENT_STORES: [&str; 11] = [
     k::META,
+    k::DRAFTS,
     k::RECORDS,
     k::ORG_NUMBERS,
     k::SELLERS,
