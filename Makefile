@@ -35,7 +35,8 @@ browser-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva curl; fi
 
 node-tools:
-	@[ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/tsc ] || npm install --no-audit --no-fund
+	@[ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/tsc ] && [ -d node_modules/sms-segments-calculator ] \
+		|| npm install --no-audit --no-fund
 
 ## ---- build ----
 pkg: rust-tools node-tools
@@ -67,6 +68,7 @@ test: tools lint
 	wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
 	@$(MAKE) --no-print-directory pkg
 	tsc -p tests/types
+	node tests/segments/twilio.mjs
 	@$(MAKE) --no-print-directory e2e
 
 # The page end to end in Chromium against a demo relay on a free port and a fresh database;
