@@ -9,7 +9,13 @@ const KNOWN_DIFFERENCES: &[&str] = &["11233456783", "(11) 96123-4567"];
 
 #[test]
 fn agrees_with_python_phonenumbers() {
-    let fixture = include_str!("phone-inputs/phonenumbers.tsv");
+    // Hand-picked shapes, then every region's example numbers in many forms
+    // (tools/gen_phone_cases.py).
+    let fixture = [
+        include_str!("phone-inputs/phonenumbers.tsv"),
+        include_str!("phone-inputs/examples.tsv"),
+    ]
+    .concat();
     let mut checked = 0;
     let mut failures = Vec::new();
     for line in fixture
@@ -35,7 +41,7 @@ fn agrees_with_python_phonenumbers() {
         }
         checked += 1;
     }
-    assert!(checked > 700, "fixture too small: {checked}");
+    assert!(checked > 4500, "fixture too small: {checked}");
     assert!(
         failures.is_empty(),
         "{} disagreements:\n{}",
