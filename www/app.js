@@ -5,6 +5,8 @@ import init, { SmsClient } from "./pkg/sms_module.js";
 import { STRINGS } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
+// Set while this browser holds a session (any tab): only then is `/me` asked at start.
+const SIGNED_IN = "signed-in";
 let lang = localStorage.getItem("lang") || "en";
 const t = (key) => STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
 
@@ -470,12 +472,14 @@ async function main() {
   $("signin-btn").addEventListener("click", async () => {
     const r = await api("/session", { method: "POST", body: JSON.stringify({ token: $("seller").value }) });
     if (!r.ok) { $("signin-error").textContent = r.body?.message ?? "sign-in failed"; return; }
+    localStorage.setItem(SIGNED_IN, "1");
     start((await api("/me")).body);
   });
   $("signout").addEventListener("click", async () => {
     try { await client.signOut(false); }
     catch (e) { if (e.code !== "outbox_not_empty" || !confirm(t("confirm_discard"))) return; await client.signOut(true); }
     await api("/session", { method: "DELETE" });
+    localStorage.removeItem(SIGNED_IN);
     location.reload();
   });
   $("bell").addEventListener("click", () => toggleBell());
@@ -544,8 +548,13 @@ async function main() {
   $("phone-send").addEventListener("click", async () => {
     await api("/demo/phone/send", { method: "POST", body: JSON.stringify({ from: $("phone-from").value, to: $("phone-to").value, body: $("phone-body").value }) });
   });
-  const current = await api("/me");
-  if (current.ok) start(current.body);
+  // Ask for the session only when this browser signed in before (another tab counts):
+  // a first visit shows the sign-in form without a failed request.
+  if (localStorage.getItem(SIGNED_IN)) {
+    const current = await api("/me");
+    if (current.ok) start(current.body);
+    else localStorage.removeItem(SIGNED_IN);
+  }
 }
 
 main();

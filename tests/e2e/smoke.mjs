@@ -19,7 +19,12 @@ try {
   const cspViolations = [];
   page.on("console", (m) => { if (/Content Security Policy|Refused to/.test(m.text())) cspViolations.push(m.text()); });
   page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  const consoleErrors = [];
+  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
   await page.goto(url);
+  await page.waitForSelector("#signin:not([hidden])");
+  await page.waitForLoadState("networkidle");
+  check(consoleErrors.length === 0, `a first visit shows the sign-in form without errors in the console${consoleErrors.length ? ": " + consoleErrors[0] : ""}`);
   await page.selectOption("#seller", { label: "Asha Rao (asha)" });
   await page.click("#signin-btn");
   await page.waitForSelector("#layout:not([hidden])");
