@@ -390,6 +390,18 @@ async fn reports_before_their_message_and_backwards_reports() {
     cleanup(store, &name).await;
 }
 
+/// Asha moves Priya's conversation from her contact to the Sharma account.
+fn priya_moved_to_sharma(at_ms: i64) -> EventBody {
+    EventBody::ConversationMoved(ConversationMovedEvent {
+        org_number: ORG.into(),
+        customer_number: PRIYA.into(),
+        from_record: "contact:priya".into(),
+        to_record: "account:sharma".into(),
+        by: "asha".into(),
+        at: Timestamp::from_millis(at_ms),
+    })
+}
+
 #[test]
 async fn a_move_across_types_carries_the_history_and_later_replies_follow() {
     let name = db_name();
@@ -408,16 +420,7 @@ async fn a_move_across_types_carries_the_history_and_later_replies_follow() {
         .await
         .unwrap();
     store
-        .ingest(
-            &log.next(EventBody::ConversationMoved(ConversationMovedEvent {
-                org_number: ORG.into(),
-                customer_number: PRIYA.into(),
-                from_record: "contact:priya".into(),
-                to_record: "account:sharma".into(),
-                by: "asha".into(),
-                at: Timestamp::from_millis(1500),
-            })),
-        )
+        .ingest(&log.next(priya_moved_to_sharma(1500)))
         .await
         .unwrap();
     let out = store
@@ -481,16 +484,7 @@ async fn a_move_onto_an_existing_conversation_takes_its_notifications_and_draft(
         .unwrap();
     store.put_draft(&source, "half-typed reply").await.unwrap();
     store
-        .ingest(
-            &log.next(EventBody::ConversationMoved(ConversationMovedEvent {
-                org_number: ORG.into(),
-                customer_number: PRIYA.into(),
-                from_record: "contact:priya".into(),
-                to_record: "account:sharma".into(),
-                by: "asha".into(),
-                at: Timestamp::from_millis(1500),
-            })),
-        )
+        .ingest(&log.next(priya_moved_to_sharma(1500)))
         .await
         .unwrap();
     let convs = store.conversations().await.unwrap();

@@ -441,42 +441,41 @@ impl<'a> Apply<'a> {
         let at_ms = at.as_millis() as f64;
         match all.into_iter().find(|c| c.record_id == to_record) {
             Some(mut target) => {
-                // Merge the histories (M2): the source's messages join the target.
+                // Merge (M2): the source's messages, notifications (the bell opens,
+                // and reading the target marks, what the source held) and an unsent
+                // draft (unless the target has one) join the target. Every read goes
+                // out before the first is awaited.
                 let messages = self.tx.object_store(k::MESSAGES)?;
-                let moving: Vec<StoredMessage> = messages
+                let notes = self.tx.object_store(k::NOTIFICATIONS)?;
+                let drafts = self.tx.object_store(k::DRAFTS)?;
+                let moving = messages
                     .index(k::MESSAGES_BY_CONVERSATION)?
                     .get_all()
                     .with_query(conversation_range(&source.id, None))
-                    .serde()?
-                    .await?
-                    .collect::<Result<_, _>>()?;
-                for mut m in moving {
-                    m.conversation_id = target.id.clone();
-                    messages.put(m).serde()?;
-                }
-                // Its notifications follow too: the bell opens, and reading the
-                // target marks, what the source held.
-                let notes = self.tx.object_store(k::NOTIFICATIONS)?;
-                let held: Vec<StoredNotification> = notes
+                    .serde()?;
+                let held = notes
                     .index(k::NOTIFICATIONS_BY_CONVERSATION)?
                     .get_all()
                     .with_query(KeyRange::from(
                         (source.id.clone(), 0u8)..=(source.id.clone(), 1u8),
                     ))
-                    .serde()?
-                    .await?
-                    .collect::<Result<_, _>>()?;
-                for mut n in held {
-                    n.conversation_id = target.id.clone();
-                    notes.put(n).serde()?;
-                }
-                // And an unsent draft, unless the target has one of its own.
-                let drafts = self.tx.object_store(k::DRAFTS)?;
+                    .serde()?;
                 let theirs = drafts
                     .get_key(target.id.as_str())
                     .with_key_type::<String>()
                     .primitive()?;
-                let ours: Option<Draft> = drafts.get(source.id.as_str()).serde()?.await?;
+                let ours = drafts.get(source.id.as_str()).serde()?;
+                for m in moving.await? {
+                    let mut m: StoredMessage = m?;
+                    m.conversation_id = target.id.clone();
+                    messages.put(m).serde()?;
+                }
+                for n in held.await? {
+                    let mut n: StoredNotification = n?;
+                    n.conversation_id = target.id.clone();
+                    notes.put(n).serde()?;
+                }
+                let ours: Option<Draft> = ours.await?;
                 let theirs: Option<String> = theirs.await?;
                 if let (Some(mut d), None) = (ours, theirs) {
                     d.conversation_id = target.id.clone();

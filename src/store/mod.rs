@@ -391,8 +391,11 @@ impl IdbStore {
         batch: usize,
     ) -> StoreResult<usize> {
         let rest = Directory {
+            sellers: directory.sellers.clone(),
+            teams: directory.teams.clone(),
+            org_numbers: directory.org_numbers.clone(),
+            templates: directory.templates.clone(),
             records: Vec::new(),
-            ..directory.clone()
         };
         let parts = directory
             .records
