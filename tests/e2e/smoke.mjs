@@ -25,6 +25,7 @@ try {
   await page.waitForSelector("#signin:not([hidden])");
   await page.waitForLoadState("networkidle");
   check(consoleErrors.length === 0, `a first visit shows the sign-in form without errors in the console${consoleErrors.length ? ": " + consoleErrors[0] : ""}`);
+  check(!(await page.isVisible("#layout")) && !(await page.isVisible("#pane")), "signed out, only the sign-in form shows (no empty grid or pane)");
   await page.selectOption("#seller", { label: "Asha Rao (asha)" });
   await page.click("#signin-btn");
   await page.waitForSelector("#layout:not([hidden])");
