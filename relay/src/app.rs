@@ -1,6 +1,5 @@
 //! The HTTP surface: routes, shared application state, start-up and shutdown.
 
-use sms_core::protocol::events::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -20,12 +19,14 @@ use crate::auth::{self, Admin, Seller, COOKIE};
 use crate::config::Config;
 use crate::demo::FakeProvider;
 use crate::error::ApiError;
-use crate::model::{Directory, DirectoryPatch, EventBody, SendOutcome};
+use crate::model::{Directory, DirectoryPatch, SendOutcome};
 use crate::provider::{OutboundSms, Provider, SendResult, Twilio, TwilioConfig};
 use crate::push::{self, Vapid};
-use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendPlan, SendRequest, Sequencer};
+use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendRequest, Sequencer};
 use crate::sse;
 use crate::store::{open_sqlite, LogReader, PushSubscription};
+use sms_core::protocol::SendAnswer;
+use sms_core::relay::{ProviderAnswer, SendPlan};
 
 /// The demo/test fault switch: like a deploy, open event streams drop and `/events`
 /// answers 503 until a time.
@@ -388,14 +389,12 @@ async fn me(
         .query(move |state| {
             let d = state.directory();
             let profile = d.sellers.iter().find(|x| x.id == s).cloned();
-            let teams: Vec<String> = sms_core::directory::teams_of(&s, &d.teams)
+            let access = state.access(&s);
+            let teams = access.teams().to_vec();
+            // The numbers they send from, the default first (C4).
+            let numbers: Vec<String> = access
+                .sends_from(&d.org_numbers)
                 .into_iter()
-                .map(str::to_owned)
-                .collect();
-            let numbers: Vec<String> = d
-                .org_numbers
-                .iter()
-                .filter(|o| state.may_send_from(&s, &o.number))
                 .map(|o| o.number.clone())
                 .collect();
             (profile, teams, numbers)
@@ -461,14 +460,15 @@ async fn send_message(
     let client_ref = req.client_ref.clone();
     let pending = match app.seq.begin_send(seller, req).await? {
         SendPlan::Done(sent) => {
-            return Ok(Json(json!({
-                "client_ref": client_ref,
-                "message_sid": sent.message_sid,
-                "outcome": sent.outcome,
-                "error_code": sent.error_code,
-                "duplicate": true,
-            }))
-            .into_response())
+            let answer = SendAnswer {
+                client_ref,
+                outcome: sent.outcome,
+                message_sid: sent.message_sid,
+                error_code: sent.error_code,
+                reason: None,
+                duplicate: true,
+            };
+            return Ok(send_answer(answer, app.config.default_region.as_deref()));
         }
         SendPlan::InProgress => {
             return Err(ApiError::new(
@@ -484,50 +484,57 @@ async fn send_message(
         to: pending.to.clone(),
         body: pending.body.clone(),
     };
-    let result = app.provider.send(&msg).await;
-    let (sid, outcome, code, message) = match &result {
-        SendResult::Accepted { sid } => (Some(sid.clone()), SendOutcome::Accepted, None, None),
+    let answer = match app.provider.send(&msg).await {
+        SendResult::Accepted { sid } => ProviderAnswer {
+            message_sid: Some(sid),
+            outcome: SendOutcome::Accepted,
+            error_code: None,
+        },
         SendResult::Failed { code, message } => {
-            (None, SendOutcome::Failed, *code, Some(message.clone()))
+            tracing::warn!(client_ref = %pending.client_ref, ?code, %message, "provider refused a send");
+            ProviderAnswer {
+                message_sid: None,
+                outcome: SendOutcome::Failed,
+                error_code: code,
+            }
         }
         SendResult::Unknown { message } => {
-            (None, SendOutcome::Unknown, None, Some(message.clone()))
+            tracing::warn!(client_ref = %pending.client_ref, %message, "send outcome unknown");
+            ProviderAnswer {
+                message_sid: None,
+                outcome: SendOutcome::Unknown,
+                error_code: None,
+            }
         }
     };
-    app.seq
-        .finish_send(EventBody::Outbound(OutboundEvent {
-            client_ref: pending.client_ref.clone(),
-            message_sid: sid.clone(),
-            from: pending.from,
-            to: pending.to.clone(),
-            body: pending.body,
-            record_id: pending.record_id,
-            by: pending.seller,
-            at: now(),
-            outcome,
-            error_code: code,
-        }))
-        .await?;
-    let mut body = json!({
-        "client_ref": pending.client_ref,
-        "message_sid": sid,
-        "outcome": outcome,
-        "error_code": code,
-    });
-    if let Some(m) = message {
-        body["message"] = json!(m);
-    }
-    if outcome == SendOutcome::Failed {
-        let f = sms_core::failure::explain(code, &pending.to, app.config.default_region.as_deref());
-        body["reason"] = json!(f.reason);
-        body["fix"] = json!(f.fix);
-    }
-    let status = match outcome {
+    let reply = SendAnswer {
+        client_ref: pending.client_ref.clone(),
+        outcome: answer.outcome,
+        message_sid: answer.message_sid.clone(),
+        error_code: answer.error_code,
+        reason: None,
+        duplicate: false,
+    };
+    app.seq.finish_send(pending, answer).await?;
+    Ok(send_answer(reply, app.config.default_region.as_deref()))
+}
+
+/// A send's answer: 201 accepted, 422 failed (with the failure's reason code), 202
+/// unknown; the provider's own error text stays in the relay's log.
+fn send_answer(mut answer: SendAnswer, region: Option<&str>) -> Response {
+    let status = match answer.outcome {
         SendOutcome::Accepted => StatusCode::CREATED,
-        SendOutcome::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        SendOutcome::Failed => {
+            answer.reason = Some(
+                sms_core::failure::explain(answer.error_code, "", region)
+                    .reason
+                    .into(),
+            );
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         SendOutcome::Unknown => StatusCode::ACCEPTED,
     };
-    Ok((status, Json(body)).into_response())
+    (status, Json(answer)).into_response()
 }
 
 async fn move_conversation(

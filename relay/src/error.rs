@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use sms_core::relay::Refusal;
+use sms_core::send::SendRefusal;
+
 use crate::store::StoreError;
 
 /// An error answered to an API caller.
@@ -56,6 +59,38 @@ impl ApiError {
     /// 400: a malformed request.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    /// The HTTP status of each refusal the core decides; sends also carry the
+    /// provider-style `reason` and `error_code` the same send would get (B5).
+    fn from(r: Refusal) -> Self {
+        let status = match &r {
+            Refusal::NotVisible | Refusal::Send(SendRefusal::NotYourNumber) => {
+                StatusCode::FORBIDDEN
+            }
+            Refusal::NoSuchConversation => StatusCode::CONFLICT,
+            Refusal::NoSuchRecord | Refusal::Send(SendRefusal::NoSuchRecord) => {
+                StatusCode::NOT_FOUND
+            }
+            Refusal::SameRecord
+            | Refusal::Send(SendRefusal::InvalidClientRef | SendRefusal::NoRecord) => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let error = Self::new(status, r.code(), r.to_string());
+        match &r {
+            Refusal::Send(s) => match s.provider_error() {
+                Some(code) => {
+                    let reason = sms_core::failure::explain(Some(code), "", None).reason;
+                    error.with(json!({ "reason": reason, "error_code": code }))
+                }
+                None => error,
+            },
+            _ => error,
+        }
     }
 }
 

@@ -20,5 +20,4 @@ pub mod push;
 pub mod sequencer;
 pub mod signature;
 pub mod sse;
-pub mod state;
 pub mod store;

@@ -16,37 +16,7 @@ use crate::signature;
 /// A boxed future (keeps the trait object-safe without extra crates).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An inbound message as the provider reported it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InboundSms {
-    /// Provider message id.
-    pub message_sid: String,
-    /// Sender as received (a number, short code or alphanumeric id).
-    pub from: String,
-    /// Org number it was sent to.
-    pub to: String,
-    /// Text.
-    pub body: String,
-    /// MMS media.
-    pub media: Vec<Media>,
-}
-
-/// A delivery report.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatusReport {
-    /// Provider message id.
-    pub message_sid: String,
-    /// Reported status.
-    pub status: DeliveryStatus,
-    /// Error code of a failure.
-    pub error_code: Option<u32>,
-    /// Error message of a failure.
-    pub error_message: Option<String>,
-    /// Org number.
-    pub from: String,
-    /// Customer number.
-    pub to: String,
-}
+pub use sms_core::relay::{InboundSms, StatusReport};
 
 /// A malformed callback.
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -45,22 +45,7 @@ pub struct NewEvent {
     pub audience: Audience,
 }
 
-/// A send whose outcome is not logged yet (made durable before calling the provider).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingSend {
-    /// Client reference.
-    pub client_ref: String,
-    /// Sending seller.
-    pub seller: String,
-    /// Org number.
-    pub from: String,
-    /// Customer number.
-    pub to: String,
-    /// Text.
-    pub body: String,
-    /// Record id.
-    pub record_id: String,
-}
+pub use sms_core::relay::PendingSend;
 
 /// The writer side of the log: used by the one sequencer thread, inside batches.
 pub trait LogWriter: Send {
@@ -84,7 +69,7 @@ pub trait LogWriter: Send {
     /// Records a send about to go to the provider.
     fn add_pending(&mut self, send: &PendingSend) -> StoreResult<()>;
     /// Forgets a pending send (its outcome is logged).
-    fn remove_pending(&mut self, client_ref: &str) -> StoreResult<()>;
+    fn remove_pending(&mut self, seller: &str, client_ref: &str) -> StoreResult<()>;
     /// Sends left pending by a crash.
     fn pending(&mut self) -> StoreResult<Vec<PendingSend>>;
 }
@@ -143,6 +128,15 @@ CREATE TABLE IF NOT EXISTS pending_sends (
   client_ref TEXT PRIMARY KEY, seller TEXT NOT NULL, from_number TEXT NOT NULL,
   to_number TEXT NOT NULL, body TEXT NOT NULL, record_id TEXT NOT NULL
 );
+-- Client references are per seller (X5): pending sends are keyed by both.
+CREATE TABLE IF NOT EXISTS sends_pending (
+  seller TEXT NOT NULL, client_ref TEXT NOT NULL, from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL, body TEXT NOT NULL, record_id TEXT NOT NULL,
+  PRIMARY KEY (seller, client_ref)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO sends_pending SELECT seller, client_ref, from_number, to_number, body, record_id
+  FROM pending_sends;
+DELETE FROM pending_sends;
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, seller TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS push_subscriptions (
   endpoint TEXT PRIMARY KEY, seller TEXT NOT NULL, p256dh TEXT NOT NULL, auth TEXT NOT NULL
@@ -278,7 +272,7 @@ impl LogWriter for SqliteWriter {
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = new_epoch();
         self.conn.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience; DELETE FROM pending_sends;
+            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience; DELETE FROM sends_pending;
              DELETE FROM sqlite_sequence WHERE name = 'events';",
         )?;
         self.conn
@@ -290,24 +284,24 @@ impl LogWriter for SqliteWriter {
 
     fn add_pending(&mut self, s: &PendingSend) -> StoreResult<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO pending_sends (client_ref, seller, from_number, to_number, body, record_id)
+            "INSERT OR REPLACE INTO sends_pending (client_ref, seller, from_number, to_number, body, record_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![s.client_ref, s.seller, s.from, s.to, s.body, s.record_id],
         )?;
         Ok(())
     }
 
-    fn remove_pending(&mut self, client_ref: &str) -> StoreResult<()> {
+    fn remove_pending(&mut self, seller: &str, client_ref: &str) -> StoreResult<()> {
         self.conn.execute(
-            "DELETE FROM pending_sends WHERE client_ref = ?1",
-            [client_ref],
+            "DELETE FROM sends_pending WHERE seller = ?1 AND client_ref = ?2",
+            [seller, client_ref],
         )?;
         Ok(())
     }
 
     fn pending(&mut self) -> StoreResult<Vec<PendingSend>> {
         let mut stmt = self.conn.prepare(
-            "SELECT client_ref, seller, from_number, to_number, body, record_id FROM pending_sends",
+            "SELECT client_ref, seller, from_number, to_number, body, record_id FROM sends_pending",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(PendingSend {

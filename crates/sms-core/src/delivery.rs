@@ -105,6 +105,28 @@ impl Delivery {
     }
 }
 
+/// The delivery of an outbound message once its send's outcome is known: `current`
+/// is what the message showed before (if anything), `early` a provider report that
+/// arrived before the outcome (D2). A failed send is `failed`; accepted and unknown
+/// ones are `queued` until reports move them on.
+pub fn merge(
+    current: Option<Delivery>,
+    outcome: crate::protocol::SendOutcome,
+    error_code: Option<u32>,
+    early: Option<&Delivery>,
+) -> Delivery {
+    let status = match outcome {
+        crate::protocol::SendOutcome::Failed => DeliveryStatus::Failed,
+        _ => DeliveryStatus::Queued,
+    };
+    let mut d = current.unwrap_or_else(|| Delivery::new(status));
+    d.apply(status, error_code);
+    if let Some(r) = early {
+        d.apply(r.status, r.error_code);
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::DeliveryStatus::*;
@@ -132,5 +154,22 @@ mod tests {
         assert_eq!(d.status, Undelivered);
         assert_eq!(DeliveryStatus::parse(" Delivered "), Some(Delivered));
         assert_eq!(DeliveryStatus::parse("receiving"), None);
+    }
+
+    #[test]
+    fn merge_takes_the_outcome_then_an_early_report() {
+        use crate::protocol::SendOutcome;
+        let early = Delivery::new(Delivered);
+        assert_eq!(
+            merge(None, SendOutcome::Accepted, None, Some(&early)),
+            early
+        );
+        let failed = merge(None, SendOutcome::Failed, Some(21211), None);
+        assert_eq!((failed.status, failed.error_code), (Failed, Some(21211)));
+        let shown = Delivery::new(Sent);
+        assert_eq!(
+            merge(Some(shown.clone()), SendOutcome::Unknown, None, None),
+            shown
+        );
     }
 }

@@ -263,6 +263,60 @@ pub enum SendOutcome {
     Unknown,
 }
 
+/// A send from a seller's device (`POST /messages`), also what the browser's outbox
+/// keeps until the relay answers (B4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Idempotency key chosen by the device: the same message is sent once, however
+    /// often it is retried (per seller).
+    pub client_ref: String,
+    /// Org number to send from.
+    pub from: String,
+    /// Customer number to send to.
+    pub to: String,
+    /// The text as it will be sent (placeholders filled).
+    pub body: String,
+    /// The record the conversation is attached to; the relay takes the conversation's
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+}
+
+/// How the relay answered a send (`POST /messages`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendAnswer {
+    /// The request's idempotency key.
+    #[serde(default)]
+    pub client_ref: String,
+    /// `accepted`, `failed` or `unknown`.
+    pub outcome: SendOutcome,
+    /// Provider message id when accepted.
+    #[serde(default)]
+    pub message_sid: Option<String>,
+    /// Provider error code when it failed.
+    #[serde(default)]
+    pub error_code: Option<u32>,
+    /// The failure's stable reason code (e.g. `InvalidSendingParameters`), when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether this answers an earlier request with the same `client_ref`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// A request to move a conversation to another record (`POST /conversations/move`, M1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRequest {
+    /// Org number side.
+    pub org_number: String,
+    /// Customer side.
+    pub customer_number: String,
+    /// The record it is on now.
+    pub from_record: String,
+    /// The record to move it to.
+    pub to_record: String,
+}
+
 /// An event as stored and pushed: its place in the log plus what happened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoggedEvent {

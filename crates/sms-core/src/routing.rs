@@ -212,6 +212,35 @@ pub fn decide(customer: &str, org: OrgContext<'_>, candidates: &[Candidate<'_>])
     }
 }
 
+/// The records that may receive a message from a customer (R2): those carrying the
+/// customer's number, and those holding a conversation between the two numbers, each
+/// with the latest activity of its conversation (`holding`: record and activity).
+pub fn candidates<'a>(
+    with_number: impl IntoIterator<Item = &'a Record>,
+    holding: &[(&'a Record, Timestamp)],
+) -> Vec<Candidate<'a>> {
+    let activity = |id: &str| {
+        holding
+            .iter()
+            .filter(|(r, _)| r.id == id)
+            .map(|&(_, at)| at)
+            .max()
+    };
+    let mut out: Vec<Candidate<'a>> = Vec::new();
+    for record in with_number
+        .into_iter()
+        .chain(holding.iter().map(|&(r, _)| r))
+    {
+        if !out.iter().any(|c| c.record.id == record.id) {
+            out.push(Candidate {
+                record,
+                last_activity: activity(&record.id),
+            });
+        }
+    }
+    out
+}
+
 /// The two numbers of an inbound message.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundAddress {
@@ -280,25 +309,17 @@ pub fn route(input: &RouteInput) -> RouteDecision {
         owner: org_owner,
         team_members,
     };
-    let activity: Vec<&ConversationActivity> = input
+    let records = |id: &str| input.records.iter().find(|r| r.id == id);
+    let holding: Vec<(&Record, Timestamp)> = input
         .conversations
         .iter()
         .filter(|c| key(&c.org_number) == to && key(&c.customer_number) == from)
+        .filter_map(|c| Some((records(&c.record_id)?, c.last_message_at)))
         .collect();
-    let candidates: Vec<Candidate<'_>> = input
+    let with_number = input
         .records
         .iter()
-        .filter(|r| {
-            r.phones.iter().any(|p| key(p) == from) || activity.iter().any(|c| c.record_id == r.id)
-        })
-        .map(|record| Candidate {
-            record,
-            last_activity: activity
-                .iter()
-                .filter(|c| c.record_id == record.id)
-                .map(|c| c.last_message_at)
-                .max(),
-        })
-        .collect();
+        .filter(|r| r.phones.iter().any(|p| key(p) == from));
+    let candidates = candidates(with_number, &holding);
     decide(&from, org, &candidates)
 }

@@ -6,6 +6,7 @@ use sms_core::delivery::DeliveryStatus;
 use sms_core::pane::{
     Direction, Effect, LocalState, Pane, PaneConfig, PaneError, PaneInput, PaneView,
 };
+use sms_core::send::SendRefusal;
 use sms_core::Timestamp;
 
 struct Harness {
@@ -47,7 +48,7 @@ fn open_input(owner: serde_json::Value) -> serde_json::Value {
         "source": {"via": "record_phone", "field": "mobile_phone"},
         "record": {"id": "contact:1", "kind": "contact", "name": "Priya Sharma", "owner": owner},
         "from_choices": ["+14155550100", "+14155550101"],
-        "from_owners": [{"seller": "ravi"}, {"team": "north"}],
+        "from_owners": [{"seller": "asha"}, {"team": "north"}],
         "to_choices": ["098123 45678", "+91 98123 00000"],
         "route_rule": "recent_conversation",
         "template_data": {"contact": {"first_name": "priya", "city": ""}, "seller": {"name": "Asha"}},
@@ -207,7 +208,7 @@ fn opted_out_and_too_long_are_refused_with_reasons() {
     assert_eq!(
         h.step(json!({"type": "send", "client_ref": "c1"}))
             .unwrap_err(),
-        PaneError::TooLong(1601)
+        PaneError::Send(SendRefusal::TooLong(1601))
     );
     h.step(json!({"type": "composer_edited", "text": "hi"}))
         .unwrap();
@@ -218,7 +219,7 @@ fn opted_out_and_too_long_are_refused_with_reasons() {
     assert_eq!(
         h.step(json!({"type": "send", "client_ref": "c1"}))
             .unwrap_err(),
-        PaneError::OptedOut
+        PaneError::Send(SendRefusal::OptedOut)
     );
     h.step(json!({"type": "to_chosen", "number": "+919812300000"}))
         .unwrap();

@@ -13,21 +13,6 @@ pub struct ConversationKey {
     pub customer_number: String,
 }
 
-/// An outbound message for the relay (`POST /messages`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SendRequest {
-    /// Idempotency key: the same message is sent once, however often it is retried.
-    pub client_ref: String,
-    /// Org number to send from (E.164).
-    pub from: String,
-    /// Customer number to send to (E.164).
-    pub to: String,
-    /// The text as it will be sent (placeholders filled).
-    pub body: String,
-    /// The record the conversation is attached to.
-    pub record_id: String,
-}
-
 /// Something the shell must do, drained with [`super::Pane::poll_effect`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -54,7 +39,7 @@ pub enum Effect {
         text: String,
     },
     /// Store the outbound message as queued and hand it to the relay.
-    Send(SendRequest),
+    Send(crate::protocol::SendRequest),
     /// Ask the relay to move the conversation to another record.
     RequestMove {
         /// The conversation.

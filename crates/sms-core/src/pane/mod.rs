@@ -9,7 +9,8 @@
 mod effect;
 mod input;
 
-pub use effect::{ConversationKey, Effect, SendRequest};
+pub use crate::protocol::SendRequest;
+pub use effect::{ConversationKey, Effect};
 pub use input::{OpenRequest, OpenSource, PaneInput, RecordRef};
 
 use std::collections::VecDeque;
@@ -17,16 +18,18 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::access::Access;
 use crate::consent::Consent;
 use crate::delivery::{Delivery, DeliveryStatus};
 use crate::failure::{explain, FailureReason};
-use crate::phone::{normalize, PhoneError};
+use crate::phone::E164;
 use crate::routing::RouteRule;
 use crate::segments::{count, SegmentCount, MAX_BODY_CHARS};
+use crate::send::{self, Outgoing, SendRefusal};
 use crate::template::{Template, TemplateError};
 use crate::time::Timestamp;
 use crate::value::Value;
-use crate::visibility::{visibility, Hidden, Viewer};
+use crate::visibility::Hidden;
 
 /// Messages per history page.
 pub const HISTORY_PAGE: usize = 50;
@@ -191,27 +194,12 @@ pub enum PaneError {
     /// V2: a direct open of a conversation the seller may not see.
     #[error(transparent)]
     NotVisible(#[from] Hidden),
-    /// No org number to send from.
-    #[error("choose a number to send from")]
-    NoFromNumber,
-    /// No customer number to send to.
-    #[error("this record has no number to text")]
-    NoToNumber,
     /// A chosen number is not one of the choices.
     #[error("{0} is not one of the numbers to choose from")]
     UnknownNumber(String),
-    /// The destination is not a valid E.164 number.
-    #[error("invalid destination number: {0}")]
-    InvalidNumber(#[from] PhoneError),
-    /// Empty composer.
-    #[error("type a message first")]
-    EmptyMessage,
-    /// Over 1,600 characters (B7).
-    #[error("the message is {0} characters long; the limit is 1,600")]
-    TooLong(usize),
-    /// The customer opted out (B2).
-    #[error("the customer replied STOP and opted out of texts from this number")]
-    OptedOut,
+    /// The message may not be sent (the same refusals as the relay's).
+    #[error(transparent)]
+    Send(#[from] SendRefusal),
     /// Placeholders with no value, and the seller did not confirm (C3).
     #[error("these fields have no value: {}", .0.join(", "))]
     MissingFields(Vec<String>),
@@ -229,13 +217,8 @@ impl PaneError {
         match self {
             Self::NotOpen => "not_open",
             Self::NotVisible(_) => "not_visible",
-            Self::NoFromNumber => "no_from_number",
-            Self::NoToNumber => "no_to_number",
             Self::UnknownNumber(_) => "unknown_number",
-            Self::InvalidNumber(_) => "invalid_phone",
-            Self::EmptyMessage => "empty_message",
-            Self::TooLong(_) => "too_long",
-            Self::OptedOut => "opted_out",
+            Self::Send(r) => r.code(),
             Self::MissingFields(_) => "missing_fields",
             Self::Template(_) => "template_syntax",
             Self::MoveInProgress => "move_in_progress",
@@ -269,6 +252,7 @@ struct Open {
 /// The conversation pane. See the module docs for the input/effect cycle.
 pub struct Pane {
     config: PaneConfig,
+    access: Access,
     open: Option<Open>,
     effects: VecDeque<Effect>,
 }
@@ -277,6 +261,7 @@ impl Pane {
     /// A closed pane for the seller in `config`.
     pub fn new(config: PaneConfig) -> Self {
         Self {
+            access: Access::from_teams(&config.seller, config.teams.clone()),
             config,
             open: None,
             effects: VecDeque::new(),
@@ -338,10 +323,7 @@ impl Pane {
             ),
         };
         let segments = count(&preview);
-        let blocked = self.send_check(o, &preview).err().map(|e| match e {
-            PaneError::OptedOut => "opted_out",
-            other => other.code(),
-        });
+        let blocked = self.send_check(o, &preview).err().map(|e| e.code());
         let chars = preview.chars().count();
         let limit_left =
             (chars + LIMIT_WARNING > MAX_BODY_CHARS).then(|| MAX_BODY_CHARS as i64 - chars as i64);
@@ -357,28 +339,25 @@ impl Pane {
     }
 
     /// Checks everything but missing placeholders (which the seller may confirm).
-    fn send_check(&self, o: &Open, body: &str) -> Result<(), PaneError> {
+    fn send_check(&self, o: &Open, body: &str) -> Result<E164, PaneError> {
         if let Err(e) = &o.template {
             return Err(PaneError::Template(e.clone()));
         }
-        if body.trim().is_empty() {
-            return Err(PaneError::EmptyMessage);
-        }
-        let chars = body.chars().count();
-        if chars > MAX_BODY_CHARS {
-            return Err(PaneError::TooLong(chars));
-        }
-        if o.conversation.org_number.is_empty() {
-            return Err(PaneError::NoFromNumber);
-        }
-        if o.conversation.customer_number.is_empty() {
-            return Err(PaneError::NoToNumber);
-        }
-        if o.req.consent == Consent::OptedOut {
-            return Err(PaneError::OptedOut);
-        }
-        normalize(&o.conversation.customer_number, self.region())?;
-        Ok(())
+        let from = &o.conversation.org_number;
+        let org_owner = o
+            .req
+            .from_choices
+            .iter()
+            .position(|c| self.key(c) == *from)
+            .and_then(|i| o.req.from_owners.get(i));
+        Ok(send::check(&Outgoing {
+            body,
+            from,
+            to: &o.conversation.customer_number,
+            may_send_from: self.access.may_send_from(org_owner),
+            consent: o.req.consent,
+            region: self.region(),
+        })?)
     }
 
     fn region(&self) -> Option<&str> {
@@ -614,11 +593,6 @@ impl Pane {
     }
 
     fn handle_open(&mut self, req: OpenRequest) -> Result<(), PaneError> {
-        let teams: Vec<&str> = self.config.teams.iter().map(String::as_str).collect();
-        let viewer = Viewer {
-            seller: &self.config.seller,
-            teams: &teams,
-        };
         let from = req
             .from
             .clone()
@@ -630,7 +604,9 @@ impl Pane {
                 .position(|c| self.key(c) == key)
                 .and_then(|i| req.from_owners.get(i))
         });
-        visibility(viewer, org_owner, Some(&req.record.owner))?;
+        if !self.access.can_see(org_owner, Some(&req.record.owner)) {
+            return Err(PaneError::NotVisible(Hidden));
+        }
         let to = req.to.clone().or_else(|| req.to_choices.first().cloned());
         let conversation = ConversationKey {
             record_id: req.record.id.clone(),
@@ -680,17 +656,16 @@ impl Pane {
             .as_ref()
             .map_err(|e| PaneError::Template(e.clone()))?;
         let rendered = template.render(&o.req.template_data);
-        self.send_check(o, &rendered.text)?;
+        let to = self.send_check(o, &rendered.text)?;
         if !rendered.missing.is_empty() && !confirm_missing {
             return Err(PaneError::MissingFields(rendered.missing));
         }
-        let to = normalize(&o.conversation.customer_number, self.region())?;
         let request = SendRequest {
             client_ref: client_ref.clone(),
             from: o.conversation.org_number.clone(),
             to: to.into(),
             body: rendered.text.clone(),
-            record_id: o.conversation.record_id.clone(),
+            record_id: Some(o.conversation.record_id.clone()),
         };
         let o = self.open_mut()?;
         merge_message(

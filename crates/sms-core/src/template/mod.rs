@@ -159,7 +159,10 @@ impl Template {
                             (FilterKind::Upcase, Flow::Text(t)) => Flow::Text(t.to_uppercase()),
                             (FilterKind::Downcase, Flow::Text(t)) => Flow::Text(t.to_lowercase()),
                             (FilterKind::Capitalize, Flow::Text(t)) => Flow::Text(capitalize(&t)),
+                            // String filters stringify their input, as LiquidJS and
+                            // Shopify Liquid do: `false` becomes text, which `default` keeps.
                             (FilterKind::Upcase, Flow::False) => Flow::Text("FALSE".into()),
+                            (FilterKind::Downcase, Flow::False) => Flow::Text("false".into()),
                             (FilterKind::Capitalize, Flow::False) => Flow::Text("False".into()),
                             (_, other) => other,
                         };

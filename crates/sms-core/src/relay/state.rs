@@ -1,18 +1,21 @@
 //! The shared state the relay sequences (S1–S3), derived from the log by
-//! [`RelayState::apply`], and the decisions it takes over it with the pure core:
-//! routing (S2), visibility/audiences (V1), consent (B2). No IO here.
+//! [`State::apply`], and the facts [`super::decide`] reads: routing candidates (S2),
+//! visibility and audiences (V1), consent (B2), earlier sends. No IO here.
 
-use sms_core::protocol::events::*;
 use std::collections::HashMap;
 
-use sms_core::consent::Consent;
-use sms_core::directory::{teams_of, Owner, Record, RecordKind};
-use sms_core::phone::match_key;
-use sms_core::routing::{decide, Candidate, OrgContext, RouteDecision};
-use sms_core::visibility::{visibility, Viewer};
-use sms_core::Timestamp;
+use crate::access::Access;
+use crate::consent::Consent;
+use crate::directory::{Owner, Record};
+use crate::moves::{self, Held, Moved};
+use crate::pane::MoveEntry;
+use crate::phone::match_key;
+use crate::protocol::events::*;
+use crate::protocol::{Directory, DirectoryPatch, EventBody, SendOutcome};
+use crate::routing::{candidates, decide, OrgContext, RouteDecision};
+use crate::time::Timestamp;
 
-use crate::model::{Audience, Directory, DirectoryPatch, EventBody, SendOutcome};
+use super::Audience;
 
 /// What the relay remembers of an outbound send, for idempotency on `client_ref`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +33,7 @@ pub type Pair = (String, String);
 
 /// In-memory state, rebuilt from the log at start-up.
 #[derive(Default)]
-pub struct RelayState {
+pub struct State {
     default_region: Option<String>,
     directory: Directory,
     phone_index: HashMap<String, Vec<usize>>,
@@ -42,10 +45,13 @@ pub struct RelayState {
     /// (org number, customer) -> record id -> latest activity (message or move).
     conversations: HashMap<Pair, HashMap<String, Timestamp>>,
     consent: HashMap<Pair, Consent>,
-    sent: HashMap<String, SentMessage>,
+    /// (seller, client reference) -> how the send ended.
+    sent: HashMap<(String, String), SentMessage>,
+    /// Sends handed to the provider whose outcome is not logged yet.
+    in_flight: std::collections::HashSet<(String, String)>,
 }
 
-impl RelayState {
+impl State {
     /// An empty state reading national numbers in `default_region`.
     pub fn new(default_region: Option<String>) -> Self {
         Self {
@@ -158,13 +164,15 @@ impl RelayState {
                 from,
                 to,
                 record_id,
+                by,
                 at,
                 outcome,
                 error_code,
                 ..
             }) => {
+                self.in_flight.remove(&(by.clone(), client_ref.clone()));
                 self.sent.insert(
-                    client_ref.clone(),
+                    (by.clone(), client_ref.clone()),
                     SentMessage {
                         message_sid: message_sid.clone(),
                         outcome: *outcome,
@@ -187,15 +195,27 @@ impl RelayState {
                 customer_number,
                 from_record,
                 to_record,
+                by,
                 at,
-                ..
             }) => {
                 let key = (org_number.clone(), customer_number.clone());
                 let records = self.conversations.entry(key).or_default();
-                // The history moves with it: its activity joins the target's (merge, M2).
-                let moved = records.remove(from_record).unwrap_or(*at);
-                let slot = records.entry(to_record.clone()).or_insert(moved);
-                *slot = (*slot).max(moved).max(*at);
+                // The history moves with it: its activity joins the target's (M2).
+                let held = |last: Timestamp| Held {
+                    last,
+                    ..Held::default()
+                };
+                let source = held(records.remove(from_record).unwrap_or(*at));
+                let target = records.get(to_record).copied().map(held);
+                let entry = MoveEntry {
+                    by: by.clone(),
+                    at: *at,
+                    from_record: from_record.clone(),
+                    to_record: to_record.clone(),
+                };
+                let (Moved::Reattached(h) | Moved::Merged { target: h, .. }) =
+                    moves::apply(source, target, entry);
+                records.insert(to_record.clone(), h.last);
             }
             EventBody::ConsentChanged(ConsentChangedEvent {
                 org_number,
@@ -229,24 +249,20 @@ impl RelayState {
             Some(Owner::Team(t)) => self.members.get(t).map_or(&[][..], |m| &m[..]),
             _ => &[],
         };
-        let activity = self.conversations.get(&(to.to_owned(), from.to_owned()));
-        let mut candidates: Vec<Candidate<'_>> = Vec::new();
-        for &i in self.phone_index.get(from).into_iter().flatten() {
-            let record = &self.directory.records[i];
-            let last_activity = activity.and_then(|a| a.get(&record.id)).copied();
-            candidates.push(Candidate {
-                record,
-                last_activity,
-            });
-        }
-        for (record_id, at) in activity.into_iter().flatten() {
-            if let Some(record) = self.record(record_id) {
-                candidates.push(Candidate {
-                    record,
-                    last_activity: Some(*at),
-                });
-            }
-        }
+        let holding: Vec<(&Record, Timestamp)> = self
+            .conversations
+            .get(&(to.to_owned(), from.to_owned()))
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, at)| Some((self.record(id)?, *at)))
+            .collect();
+        let with_number = self
+            .phone_index
+            .get(from)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.directory.records[i]);
+        let candidates = candidates(with_number, &holding);
         decide(
             from,
             OrgContext {
@@ -282,34 +298,45 @@ impl RelayState {
             .unwrap_or_default()
     }
 
-    /// An earlier send with this client reference.
-    pub fn sent(&self, client_ref: &str) -> Option<&SentMessage> {
-        self.sent.get(client_ref)
+    /// An earlier send of `seller` with this client reference.
+    pub fn sent(&self, seller: &str, client_ref: &str) -> Option<&SentMessage> {
+        self.sent.get(&(seller.to_owned(), client_ref.to_owned()))
     }
 
-    fn teams_of(&self, seller: &str) -> Vec<&str> {
-        teams_of(seller, &self.directory.teams)
+    /// Whether a send of `seller` with this client reference is with the provider now.
+    pub fn in_flight(&self, seller: &str, client_ref: &str) -> bool {
+        self.in_flight
+            .contains(&(seller.to_owned(), client_ref.to_owned()))
     }
 
-    /// Whether `seller` may send from (and receive on) `org_number` (C4).
-    pub fn may_send_from(&self, seller: &str, org_number: &str) -> bool {
-        let teams = self.teams_of(seller);
-        match self.org_owner(org_number) {
-            Some(Owner::Seller(s)) => s == seller,
-            Some(Owner::Team(t)) => teams.contains(&t.as_str()),
-            None => false,
-        }
+    /// Notes that a send went to the provider (until its outcome is applied).
+    pub fn start_send(&mut self, seller: &str, client_ref: &str) {
+        self.in_flight
+            .insert((seller.to_owned(), client_ref.to_owned()));
+    }
+
+    /// Forgets a send that never reached the provider (its batch was not committed).
+    pub fn drop_send(&mut self, seller: &str, client_ref: &str) {
+        self.in_flight
+            .remove(&(seller.to_owned(), client_ref.to_owned()));
+    }
+
+    /// What `seller` may do, from the directory (V1, C4).
+    pub fn access(&self, seller: &str) -> Access {
+        let receives = self
+            .directory
+            .sellers
+            .iter()
+            .find(|s| s.id == seller)
+            .is_none_or(|s| s.can_receive);
+        Access::new(seller, &self.directory.teams, receives)
     }
 
     /// Whether `seller` may see a conversation on `org` attached to `record` (V1).
     pub fn can_see(&self, seller: &str, org: &str, record: Option<&str>) -> bool {
-        let teams = self.teams_of(seller);
-        let viewer = Viewer {
-            seller,
-            teams: &teams,
-        };
         let record_owner = record.and_then(|r| self.record(r)).map(|r| &r.owner);
-        visibility(viewer, self.org_owner(org), record_owner).is_ok()
+        self.access(seller)
+            .can_see(self.org_owner(org), record_owner)
     }
 
     /// The sellers an owner stands for: the seller, or the team's members.
@@ -323,7 +350,7 @@ impl RelayState {
 
     /// V1 as a set: the sellers holding the org number or one of the records
     /// (directly or through a team) — the same rule as [`Self::can_see`].
-    fn sellers_seeing(&self, org: &str, records: &[&str]) -> Audience {
+    pub fn sellers_seeing(&self, org: &str, records: &[&str]) -> Audience {
         let owners = self.org_owner(org).into_iter().chain(
             records
                 .iter()
@@ -377,51 +404,5 @@ impl RelayState {
         out.sort();
         out.dedup();
         Audience::Sellers(out)
-    }
-
-    /// A new lead record for an unknown number (R3).
-    pub fn new_lead(id: String, phone: String, owner: Owner, at: Timestamp) -> Record {
-        Record {
-            name: phone.clone(),
-            id,
-            kind: RecordKind::Lead,
-            owner,
-            active: true,
-            updated_at: Some(at),
-            phones: vec![phone],
-            related: Vec::new(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The audience set and the pure visibility rule agree for every seller,
-    /// org number and record of the demo directory.
-    #[test]
-    fn audiences_match_visibility() {
-        let directory: Directory =
-            serde_json::from_str(include_str!("../demo/directory.json")).expect("demo directory");
-        let mut state = RelayState::new(Some("IN".into()));
-        state.apply(&EventBody::DirectoryReplaced(DirectoryReplacedEvent {
-            directory: directory.clone(),
-        }));
-        for org in &directory.org_numbers {
-            for record in &directory.records {
-                let audience = state.sellers_seeing(&org.number, &[&record.id]);
-                for seller in &directory.sellers {
-                    assert_eq!(
-                        audience.includes(&seller.id),
-                        state.can_see(&seller.id, &org.number, Some(&record.id)),
-                        "{} / {} / {}",
-                        seller.id,
-                        org.number,
-                        record.id
-                    );
-                }
-            }
-        }
     }
 }

@@ -1,0 +1,429 @@
+//! The relay's sequencer as a pure machine (S1–S3): [`decide`] takes the [`State`],
+//! one [`Command`] and `now`, and answers with the [`Decision`] — the events to log
+//! (with their idempotency keys), the pending-send rows to write, and what to answer —
+//! or a [`Refusal`] with a domain code. It reads no clock and does no IO: the relay's
+//! sequencer thread batches commands, calls it, appends and commits, then applies
+//! each appended event to the state with [`State::apply`].
+
+mod state;
+
+pub use state::{Pair, SentMessage, State};
+
+use thiserror::Error;
+
+use crate::consent::keyword;
+use crate::delivery::DeliveryStatus;
+use crate::lead;
+use crate::pane::Media;
+use crate::phone::normalize;
+use crate::protocol::events::*;
+use crate::protocol::SendOutcome;
+use crate::protocol::{Directory, DirectoryPatch, EventBody, MoveRequest, SendRequest};
+use crate::routing::RouteDecision;
+use crate::send::{self, Outgoing, SendRefusal};
+use crate::time::Timestamp;
+
+/// Who receives an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every signed-in seller (directory changes).
+    All,
+    /// These sellers (V1).
+    Sellers(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `seller` is in the audience.
+    pub fn includes(&self, seller: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Sellers(list) => list.iter().any(|s| s == seller),
+        }
+    }
+}
+
+/// An inbound message as the provider's webhook delivered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundSms {
+    /// Provider message id.
+    pub message_sid: String,
+    /// Sender as received (a number, short code or alphanumeric id).
+    pub from: String,
+    /// Org number it was sent to.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// MMS media.
+    pub media: Vec<Media>,
+}
+
+/// A delivery report as the provider's webhook delivered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Provider message id.
+    pub message_sid: String,
+    /// Reported status.
+    pub status: DeliveryStatus,
+    /// Error code of a failure.
+    pub error_code: Option<u32>,
+    /// Error message of a failure.
+    pub error_message: Option<String>,
+    /// Org number.
+    pub from: String,
+    /// Customer number.
+    pub to: String,
+}
+
+/// A send made durable before the provider is called (its outcome not logged yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingSend {
+    /// Client reference.
+    pub client_ref: String,
+    /// Sending seller.
+    pub seller: String,
+    /// Org number (match key).
+    pub from: String,
+    /// Customer number (E.164).
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// Record id.
+    pub record_id: String,
+}
+
+/// What the provider said about a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderAnswer {
+    /// Provider message id when accepted.
+    pub message_sid: Option<String>,
+    /// How it ended.
+    pub outcome: SendOutcome,
+    /// Provider error code of a failure.
+    pub error_code: Option<u32>,
+}
+
+/// A directory update from the CRM (S3).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DirectoryUpdate {
+    /// `PUT /directory`.
+    Replace(Directory),
+    /// `PATCH /directory`.
+    Patch(DirectoryPatch),
+}
+
+/// One thing to sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// An inbound message (R1–R3, B2).
+    Inbound(InboundSms),
+    /// A delivery report (C5).
+    Status(StatusReport),
+    /// A seller moves a conversation (M1).
+    Move {
+        /// Who asks.
+        seller: String,
+        /// What to move where.
+        request: MoveRequest,
+    },
+    /// A seller sends a message: validate it and make it pending.
+    BeginSend {
+        /// Who sends.
+        seller: String,
+        /// The request.
+        request: SendRequest,
+    },
+    /// The provider answered a pending send.
+    FinishSend {
+        /// The send.
+        pending: PendingSend,
+        /// What the provider said.
+        answer: ProviderAnswer,
+    },
+    /// A send left pending by a crash: the provider may or may not have it; it is
+    /// logged with an unknown outcome, never resent blindly.
+    Abandon(PendingSend),
+    /// The CRM replaces or patches the directory (S3).
+    Directory(DirectoryUpdate),
+}
+
+impl Command {
+    /// The idempotency key of the provider callback this command carries: a repeat
+    /// is answered with nothing (the executor checks the log before deciding).
+    pub fn dedupe_key(&self) -> Option<String> {
+        match self {
+            Self::Inbound(sms) => Some(format!("in:{}", sms.message_sid)),
+            Self::Status(r) => Some(format!("st:{}:{:?}", r.message_sid, r.status)),
+            _ => None,
+        }
+    }
+}
+
+/// What a send does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendPlan {
+    /// Call the provider with this (written as pending by the same decision).
+    Go(PendingSend),
+    /// Already done (same seller and `client_ref`): answer with the earlier outcome.
+    Done(SentMessage),
+    /// The same send is with the provider right now.
+    InProgress,
+}
+
+/// A write the executor carries out, in order, inside the batch's transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Append an event unless its idempotency key is in the log already.
+    Append {
+        /// What happened.
+        body: EventBody,
+        /// Its idempotency key.
+        dedupe: Option<String>,
+    },
+    /// Record a send about to go to the provider.
+    AddPending(PendingSend),
+    /// Forget a pending send (its outcome is in the same batch).
+    RemovePending(PendingSend),
+}
+
+/// What [`decide`] settled: the writes, and for a send what happens next.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// Writes, in order.
+    pub ops: Vec<Op>,
+    /// For [`Command::BeginSend`]: the plan.
+    pub send: Option<SendPlan>,
+}
+
+impl Decision {
+    fn append(&mut self, body: EventBody, dedupe: Option<String>) {
+        self.ops.push(Op::Append { body, dedupe });
+    }
+}
+
+/// Why a command is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Not the seller's to see, or not there: the same answer for both (X5).
+    #[error("that conversation is not visible to you")]
+    NotVisible,
+    /// The seller sees it, but that record holds no conversation of these numbers
+    /// (it may have moved already).
+    #[error("that record holds no conversation between these numbers")]
+    NoSuchConversation,
+    /// The target record does not exist.
+    #[error("no such record")]
+    NoSuchRecord,
+    /// The conversation is already on the target record.
+    #[error("the conversation is already on that record")]
+    SameRecord,
+    /// A send is refused.
+    #[error(transparent)]
+    Send(#[from] SendRefusal),
+}
+
+impl Refusal {
+    /// The stable snake_case code (the HTTP boundary maps it to a status).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotVisible => "not_visible",
+            Self::NoSuchConversation => "no_such_conversation",
+            Self::NoSuchRecord => "no_such_record",
+            Self::SameRecord => "same_record",
+            Self::Send(r) => r.code(),
+        }
+    }
+}
+
+/// Decides one command over `state` at `now` (see the module docs).
+pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decision, Refusal> {
+    let mut d = Decision::default();
+    match command {
+        Command::Inbound(sms) => inbound(state, sms, now, &mut d),
+        Command::Status(r) => {
+            let dedupe = format!("st:{}:{:?}", r.message_sid, r.status);
+            d.append(
+                EventBody::Delivery(DeliveryEvent {
+                    message_sid: r.message_sid,
+                    status: r.status,
+                    error_code: r.error_code,
+                    error_message: r.error_message,
+                    from: state.key(&r.from),
+                    to: state.key(&r.to),
+                    at: now,
+                }),
+                Some(dedupe),
+            );
+        }
+        Command::Move { seller, request } => {
+            let body = move_conversation(state, &seller, request, now)?;
+            d.append(body, None);
+        }
+        Command::BeginSend { seller, request } => {
+            let plan = begin_send(state, seller, request)?;
+            if let SendPlan::Go(p) = &plan {
+                d.ops.push(Op::AddPending(p.clone()));
+            }
+            d.send = Some(plan);
+        }
+        Command::FinishSend { pending, answer } => finish_send(pending, answer, now, &mut d),
+        Command::Abandon(pending) => {
+            let answer = ProviderAnswer {
+                message_sid: None,
+                outcome: SendOutcome::Unknown,
+                error_code: None,
+            };
+            finish_send(pending, answer, now, &mut d);
+        }
+        Command::Directory(DirectoryUpdate::Replace(directory)) => d.append(
+            EventBody::DirectoryReplaced(DirectoryReplacedEvent { directory }),
+            None,
+        ),
+        Command::Directory(DirectoryUpdate::Patch(patch)) => d.append(
+            EventBody::DirectoryChanged(DirectoryChangedEvent { patch }),
+            None,
+        ),
+    }
+    Ok(d)
+}
+
+/// An inbound message: a lead for an unknown number (R3), a consent change for a
+/// keyword (B2), then the message with its routing decision (S2).
+fn inbound(state: &State, sms: InboundSms, now: Timestamp, d: &mut Decision) {
+    let from = state.key(&sms.from);
+    let to = state.key(&sms.to);
+    let decision = state.route(&from, &to);
+    if let RouteDecision::NewLead { new_lead, .. } = &decision {
+        // Exactly one lead per number: its id is derived from the number, and the
+        // sequencer sees every inbound in order.
+        let record =
+            lead::for_unknown_number(&new_lead.id, &new_lead.phone, new_lead.owner.clone(), now);
+        d.append(
+            EventBody::LeadCreated(LeadCreatedEvent { record }),
+            Some(format!("lead:{}", new_lead.id)),
+        );
+    }
+    if let Some(consent) = keyword(&sms.body) {
+        if state.consent(&to, &from) != consent {
+            d.append(
+                EventBody::ConsentChanged(ConsentChangedEvent {
+                    org_number: to.clone(),
+                    customer_number: from.clone(),
+                    consent,
+                    at: now,
+                }),
+                None,
+            );
+        }
+    }
+    let dedupe = format!("in:{}", sms.message_sid);
+    d.append(
+        EventBody::Inbound(InboundEvent {
+            message_sid: sms.message_sid,
+            from,
+            to,
+            body: sms.body,
+            media: sms.media,
+            at: now,
+            record_id: decision.record_id().to_owned(),
+            rule: decision.rule(),
+        }),
+        Some(dedupe),
+    );
+}
+
+/// A move (M1): visibility first, so a seller learns nothing of conversations that
+/// are not theirs (X5); then whether the conversation is there and the target exists.
+fn move_conversation(
+    state: &State,
+    seller: &str,
+    req: MoveRequest,
+    now: Timestamp,
+) -> Result<EventBody, Refusal> {
+    let org = state.key(&req.org_number);
+    let customer = state.key(&req.customer_number);
+    if !state.can_see(seller, &org, Some(&req.from_record)) {
+        return Err(Refusal::NotVisible);
+    }
+    if !state
+        .conversation_records(&org, &customer)
+        .contains(&req.from_record.as_str())
+    {
+        return Err(Refusal::NoSuchConversation);
+    }
+    if state.record(&req.to_record).is_none() {
+        return Err(Refusal::NoSuchRecord);
+    }
+    if req.to_record == req.from_record {
+        return Err(Refusal::SameRecord);
+    }
+    Ok(EventBody::ConversationMoved(ConversationMovedEvent {
+        org_number: org,
+        customer_number: customer,
+        from_record: req.from_record,
+        to_record: req.to_record,
+        by: seller.to_owned(),
+        at: now,
+    }))
+}
+
+/// A send (B2, B7, C4): an earlier answer for the same seller and `client_ref`, or
+/// the shared send check, then the record it goes on.
+fn begin_send(state: &State, seller: String, req: SendRequest) -> Result<SendPlan, Refusal> {
+    send::check_client_ref(&req.client_ref)?;
+    if let Some(done) = state.sent(&seller, &req.client_ref) {
+        return Ok(SendPlan::Done(done.clone()));
+    }
+    if state.in_flight(&seller, &req.client_ref) {
+        return Ok(SendPlan::InProgress);
+    }
+    let from = state.key(&req.from);
+    let region = state.default_region();
+    // Consent is keyed by the normalised customer number (as inbound messages are).
+    let to_key = normalize(&req.to, region).map_or_else(|_| req.to.clone(), String::from);
+    let to = send::check(&Outgoing {
+        body: &req.body,
+        from: &from,
+        to: &req.to,
+        may_send_from: state.access(&seller).may_send_from(state.org_owner(&from)),
+        consent: state.consent(&from, &to_key),
+        region,
+    })?;
+    let record_id = match req.record_id.filter(|r| !r.is_empty()) {
+        Some(r) if state.record(&r).is_some() => r,
+        Some(_) => return Err(SendRefusal::NoSuchRecord.into()),
+        None => state
+            .conversation_record(&from, to.as_str())
+            .map(str::to_owned)
+            .ok_or(SendRefusal::NoRecord)?,
+    };
+    Ok(SendPlan::Go(PendingSend {
+        client_ref: req.client_ref,
+        seller,
+        from,
+        to: to.into(),
+        body: req.body,
+        record_id,
+    }))
+}
+
+/// The outcome of a send: the outbound event, and the pending row goes.
+fn finish_send(pending: PendingSend, answer: ProviderAnswer, now: Timestamp, d: &mut Decision) {
+    let dedupe = format!("out:{}:{}", pending.seller, pending.client_ref);
+    d.ops.push(Op::RemovePending(pending.clone()));
+    d.append(
+        EventBody::Outbound(OutboundEvent {
+            client_ref: pending.client_ref,
+            message_sid: answer.message_sid,
+            from: pending.from,
+            to: pending.to,
+            body: pending.body,
+            record_id: pending.record_id,
+            by: pending.seller,
+            at: now,
+            outcome: answer.outcome,
+            error_code: answer.error_code,
+        }),
+        Some(dedupe),
+    );
+}
