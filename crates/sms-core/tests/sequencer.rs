@@ -1,0 +1,283 @@
+//! The relay's sequencer decisions, run without HTTP or a database: a harness keeps
+//! the state and a fake clock, and stands in for the log (idempotency keys, pending
+//! sends) the way the relay's executor does.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+use sms_core::protocol::{EventBody, MoveRequest, SendOutcome, SendRequest};
+use sms_core::relay::{
+    decide, Command, DirectoryUpdate, InboundSms, Op, PendingSend, ProviderAnswer, Refusal,
+    SendPlan, State,
+};
+use sms_core::routing::RouteRule;
+use sms_core::Timestamp;
+
+struct Harness {
+    state: State,
+    now: i64,
+    seen: HashSet<String>,
+    pending: Vec<PendingSend>,
+    log: Vec<EventBody>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let directory = json!({
+            "sellers": [{"id": "asha"}, {"id": "ravi"}, {"id": "zoe"}],
+            "teams": [{"id": "north", "members": ["asha", "ravi"]}],
+            "org_numbers": [
+                {"number": "+14155550100", "owner": {"seller": "asha"}},
+                {"number": "+14155550101", "owner": {"team": "north"}},
+                {"number": "+14155550102", "owner": {"seller": "zoe"}}
+            ],
+            "records": [
+                {"id": "contact:priya", "kind": "contact", "name": "Priya", "owner": {"seller": "asha"},
+                 "phones": ["+919812345678"]},
+                {"id": "account:acme", "kind": "account", "name": "Acme", "owner": {"seller": "zoe"},
+                 "phones": ["+14155552671"]}
+            ]
+        });
+        let mut h = Self {
+            state: State::new(Some("IN".into())),
+            now: 1_000_000,
+            seen: HashSet::new(),
+            pending: Vec::new(),
+            log: Vec::new(),
+        };
+        let update = DirectoryUpdate::Replace(serde_json::from_value(directory).unwrap());
+        h.run(Command::Directory(update)).unwrap();
+        h
+    }
+
+    /// Decides at the next tick and carries the decision out like the relay's executor.
+    fn run(&mut self, command: Command) -> Result<(Vec<EventBody>, Option<SendPlan>), Refusal> {
+        self.now += 1000;
+        if let Some(key) = command.dedupe_key() {
+            if self.seen.contains(&key) {
+                return Ok((Vec::new(), None));
+            }
+        }
+        let decision = decide(&self.state, command, Timestamp::from_millis(self.now))?;
+        let mut events = Vec::new();
+        for op in decision.ops {
+            match op {
+                Op::Append { body, dedupe } => {
+                    if dedupe.is_some_and(|k| !self.seen.insert(k)) {
+                        continue;
+                    }
+                    self.state.apply(&body);
+                    self.log.push(body.clone());
+                    events.push(body);
+                }
+                Op::AddPending(p) => {
+                    self.state.start_send(&p.seller, &p.client_ref);
+                    self.pending.push(p);
+                }
+                Op::RemovePending(p) => self.pending.retain(|x| x != &p),
+            }
+        }
+        Ok((events, decision.send))
+    }
+
+    fn inbound(&mut self, sid: &str, from: &str, to: &str, body: &str) -> Vec<EventBody> {
+        let sms = InboundSms {
+            message_sid: sid.into(),
+            from: from.into(),
+            to: to.into(),
+            body: body.into(),
+            media: Vec::new(),
+        };
+        self.run(Command::Inbound(sms)).unwrap().0
+    }
+
+    fn send(&mut self, seller: &str, client_ref: &str, to: &str) -> Result<SendPlan, Refusal> {
+        let request = SendRequest {
+            client_ref: client_ref.into(),
+            from: "+14155550100".into(),
+            to: to.into(),
+            body: "Hello".into(),
+            record_id: Some("contact:priya".into()),
+        };
+        let seller = seller.into();
+        Ok(self.run(Command::BeginSend { seller, request })?.1.unwrap())
+    }
+
+    fn finish(&mut self, pending: PendingSend, sid: &str) -> Vec<EventBody> {
+        let answer = ProviderAnswer {
+            message_sid: Some(sid.into()),
+            outcome: SendOutcome::Accepted,
+            error_code: None,
+        };
+        self.run(Command::FinishSend { pending, answer }).unwrap().0
+    }
+
+    fn move_request(
+        &mut self,
+        seller: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<EventBody>, Refusal> {
+        let request = MoveRequest {
+            org_number: "+14155550100".into(),
+            customer_number: "+919812345678".into(),
+            from_record: from.into(),
+            to_record: to.into(),
+        };
+        let seller = seller.into();
+        Ok(self.run(Command::Move { seller, request })?.0)
+    }
+}
+
+fn kinds(events: &[EventBody]) -> Vec<&'static str> {
+    events.iter().map(EventBody::kind).collect()
+}
+
+#[test]
+fn an_unknown_number_gets_one_lead_owned_like_the_org_number_at_now() {
+    let mut h = Harness::new();
+    let events = h.inbound("SM1", "+15550001111", "+14155550101", "hi");
+    assert_eq!(kinds(&events), ["lead_created", "inbound"]);
+    let EventBody::LeadCreated(lead) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(lead.record.id, "lead:+15550001111");
+    assert_eq!(
+        lead.record.owner,
+        sms_core::directory::Owner::Team("north".into())
+    );
+    assert_eq!(lead.record.updated_at, Some(Timestamp::from_millis(h.now)));
+    let EventBody::Inbound(m) = &events[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (m.rule, m.at),
+        (RouteRule::NewLead, Timestamp::from_millis(h.now))
+    );
+    // The second message from the number goes to that lead, and a repeated webhook
+    // is nothing at all.
+    let again = h.inbound("SM2", "+15550001111", "+14155550101", "there?");
+    assert_eq!(kinds(&again), ["inbound"]);
+    assert!(h
+        .inbound("SM2", "+15550001111", "+14155550101", "there?")
+        .is_empty());
+}
+
+#[test]
+fn stop_is_logged_before_its_message_and_then_refuses_sends() {
+    let mut h = Harness::new();
+    let events = h.inbound("SM1", "098123 45678", "+14155550100", "STOP");
+    assert_eq!(kinds(&events), ["consent_changed", "inbound"]);
+    assert_eq!(
+        h.send("asha", "c1", "+919812345678").unwrap_err().code(),
+        "opted_out"
+    );
+    h.inbound("SM2", "+919812345678", "+14155550100", "START");
+    assert!(matches!(
+        h.send("asha", "c1", "+919812345678"),
+        Ok(SendPlan::Go(_))
+    ));
+}
+
+#[test]
+fn sends_are_idempotent_per_seller() {
+    let mut h = Harness::new();
+    let Ok(SendPlan::Go(p)) = h.send("asha", "c1", "098123 45678") else {
+        panic!("expected a go")
+    };
+    assert_eq!(p.to, "+919812345678");
+    assert_eq!(h.pending.len(), 1);
+    assert_eq!(
+        h.send("asha", "c1", "098123 45678"),
+        Ok(SendPlan::InProgress)
+    );
+    let events = h.finish(p, "SMx");
+    assert_eq!(kinds(&events), ["outbound"]);
+    assert!(h.pending.is_empty());
+    let Ok(SendPlan::Done(done)) = h.send("asha", "c1", "098123 45678") else {
+        panic!("expected the earlier answer")
+    };
+    assert_eq!(done.message_sid.as_deref(), Some("SMx"));
+    // Another seller's reference is their own: ravi (north) may not send from
+    // asha's number, whatever the reference.
+    assert_eq!(
+        h.send("ravi", "c1", "098123 45678").unwrap_err().code(),
+        "not_your_number"
+    );
+}
+
+#[test]
+fn a_send_is_checked_with_the_shared_rule() {
+    let mut h = Harness::new();
+    for (to, code) in [("12", "invalid_phone"), ("", "no_to_number")] {
+        assert_eq!(h.send("asha", "c", to).unwrap_err().code(), code);
+    }
+    assert_eq!(
+        h.send("asha", " ", "+919812345678").unwrap_err().code(),
+        "invalid_client_ref"
+    );
+}
+
+#[test]
+fn an_abandoned_send_is_logged_unknown_never_resent() {
+    let mut h = Harness::new();
+    let Ok(SendPlan::Go(p)) = h.send("asha", "c9", "+919812345678") else {
+        panic!("expected a go")
+    };
+    let (events, _) = h.run(Command::Abandon(p)).unwrap();
+    let EventBody::Outbound(o) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(o.outcome, SendOutcome::Unknown);
+    assert!(matches!(
+        h.send("asha", "c9", "+919812345678"),
+        Ok(SendPlan::Done(_))
+    ));
+}
+
+#[test]
+fn a_move_checks_visibility_before_existence() {
+    let mut h = Harness::new();
+    h.inbound("SM1", "+919812345678", "+14155550100", "hello");
+    // zoe sees neither the number nor the record: the same answer whether the
+    // conversation is there or not.
+    assert_eq!(
+        h.move_request("zoe", "contact:priya", "account:acme"),
+        Err(Refusal::NotVisible)
+    );
+    assert_eq!(
+        h.move_request("zoe", "contact:nobody", "account:acme"),
+        Err(Refusal::NotVisible)
+    );
+    assert_eq!(
+        h.move_request("asha", "account:acme", "contact:priya"),
+        Err(Refusal::NoSuchConversation)
+    );
+    assert_eq!(
+        h.move_request("asha", "contact:priya", "contact:none"),
+        Err(Refusal::NoSuchRecord)
+    );
+    assert_eq!(
+        h.move_request("asha", "contact:priya", "contact:priya"),
+        Err(Refusal::SameRecord)
+    );
+    let moved = h
+        .move_request("asha", "contact:priya", "account:acme")
+        .unwrap();
+    assert_eq!(kinds(&moved), ["conversation_moved"]);
+    // The next reply follows the move (R2 rule 1: the most recent conversation).
+    let reply = h.inbound("SM2", "+919812345678", "+14155550100", "ok");
+    let EventBody::Inbound(m) = &reply[0] else {
+        unreachable!()
+    };
+    assert_eq!(m.record_id, "account:acme");
+    assert_eq!(
+        kinds(&h.log),
+        [
+            "directory_replaced",
+            "inbound",
+            "conversation_moved",
+            "inbound"
+        ]
+    );
+}
