@@ -162,25 +162,6 @@ impl Drop for Subscription {
     }
 }
 
-/// The request the transport receives: what `POST /messages` takes.
-fn send_request(e: &OutboxEntry) -> impl serde::Serialize + '_ {
-    #[derive(serde::Serialize)]
-    struct Request<'a> {
-        client_ref: &'a str,
-        from: &'a str,
-        to: &'a str,
-        body: &'a str,
-        record_id: &'a str,
-    }
-    Request {
-        client_ref: &e.client_ref,
-        from: &e.from,
-        to: &e.to,
-        body: &e.body,
-        record_id: &e.record_id,
-    }
-}
-
 /// Reads a relay event by its `kind`, deserialising only that kind's fields (a
 /// derived internally-tagged decoder would buffer every event through a generic
 /// tree and add ~30 KB to the module). `None` for a `reset` notice.
@@ -243,16 +224,6 @@ struct DirectoryRest {
     org_numbers: Vec<sms_core::directory::OrgNumber>,
     #[serde(default)]
     templates: Vec<sms_core::value::Value>,
-}
-
-/// A send from the page (`client.send`).
-#[derive(Deserialize)]
-struct SendInput {
-    client_ref: String,
-    from: String,
-    to: String,
-    body: String,
-    record_id: String,
 }
 
 #[derive(Deserialize)]
@@ -320,13 +291,8 @@ impl SmsClient {
         )]
         request: JsValue,
     ) -> JsResult<String> {
-        let r: SendInput = input(request)?;
         let entry = OutboxEntry {
-            client_ref: r.client_ref,
-            from: r.from,
-            to: r.to,
-            body: r.body,
-            record_id: r.record_id,
+            request: input(request)?,
             queued_ms: js_sys::Date::now(),
             attempts: 0,
         };
@@ -349,7 +315,7 @@ impl SmsClient {
         let queued = self.store.outbox().await.map_err(store_error)?;
         let total = queued.len() as u32;
         for (i, entry) in queued.into_iter().enumerate() {
-            let request = to_js(&send_request(&entry))?;
+            let request = to_js(&entry.request)?;
             let answer = match transport.call1(&JsValue::NULL, &request) {
                 Ok(p) => JsFuture::from(js_sys::Promise::resolve(&p)).await,
                 Err(e) => Err(e),
@@ -357,14 +323,14 @@ impl SmsClient {
             match answer.and_then(input::<SendAnswer>) {
                 Ok(answer) => {
                     self.store
-                        .settle_send(&entry.client_ref, &answer)
+                        .settle_send(&entry.request.client_ref, &answer)
                         .await
                         .map_err(store_error)?;
                     self.announce("sent", None);
                 }
                 Err(_) => {
                     self.store
-                        .send_unreachable(&entry.client_ref)
+                        .send_unreachable(&entry.request.client_ref)
                         .await
                         .map_err(store_error)?;
                     return Ok(total - i as u32);

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use sms_core::directory::{teams_of, OrgNumber, Owner, Record};
+use sms_core::directory::{OrgNumber, Owner, Record};
 use sms_core::pane::{
     Effect, LocalState, MessageView, OpenRequest, OpenSource, Pane, PaneConfig, PaneInput,
     RecordRef,
@@ -213,25 +213,18 @@ fn template_data(record: Option<&Record>, seller: &str, seller_name: &str, org: 
 }
 
 fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenRequest, PaneConfig) {
-    let teams: Vec<String> = teams_of(seller, &seed.teams)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let mine = |o: &&OrgNumber| match &o.owner {
-        Owner::Seller(s) => s == seller,
-        Owner::Team(t) => teams.contains(t),
-    };
+    let access = sms_core::access::Access::new(seller, &seed.teams, true);
     let conv = &seed.conversation;
-    // The conversation's own number first, then the seller's other numbers (C4).
+    // The conversation's own number first, then the numbers the seller sends from (C4).
     let mut from: Vec<&OrgNumber> = seed
         .org_numbers
         .iter()
         .filter(|o| o.number == conv.org_number)
         .collect();
     from.extend(
-        seed.org_numbers
-            .iter()
-            .filter(mine)
+        access
+            .sends_from(&seed.org_numbers)
+            .into_iter()
             .filter(|o| o.number != conv.org_number),
     );
     let mut to_choices = vec![conv.customer_number.clone()];
@@ -267,7 +260,7 @@ fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenReques
     };
     let config = PaneConfig {
         seller: seller.to_owned(),
-        teams,
+        teams: access.teams().to_vec(),
         default_region: None,
     };
     (req, config)
@@ -527,7 +520,7 @@ impl SmsClient {
             .await
             .map_err(store_error)?
             .into_iter()
-            .map(|e| e.client_ref)
+            .map(|e| e.request.client_ref)
             .collect();
         Ok((page_views(page.messages, &queued), page.has_more))
     }
@@ -629,7 +622,7 @@ impl SmsClient {
                         .await
                         .map_err(store_error)?
                         .iter()
-                        .any(|e| e.client_ref == client_ref);
+                        .any(|e| e.request.client_ref == client_ref);
                     let input = match stored {
                         _ if queued => PaneInput::SendFailed {
                             client_ref,

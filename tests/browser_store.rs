@@ -653,6 +653,8 @@ async fn the_outbox_sends_exactly_once_across_a_reload() {
         r#"{"client_ref":"c1","from":"+14155550100","to":"+919812345678","body":"Offline hello","record_id":"contact:priya"}"#,
     )
     .unwrap();
+    // The directory says which numbers asha sends from (the outbox checks it).
+    open(&name, "asha").await.close();
     let client = sms_module::SmsClient::open(options()).await.unwrap();
     let conv = client.send(request).await.unwrap();
     assert!(calls.borrow().is_empty());
@@ -770,11 +772,13 @@ async fn templates_drafts_reads_preview_and_sign_out() {
     // Sign-out refuses while something waits in the outbox, unless the seller agrees.
     store
         .queue_send(sms_module::store::records::OutboxEntry {
-            client_ref: "c9".into(),
-            from: ORG.into(),
-            to: PRIYA.into(),
-            body: "pending".into(),
-            record_id: "contact:priya".into(),
+            request: sms_core::protocol::SendRequest {
+                client_ref: "c9".into(),
+                from: ORG.into(),
+                to: PRIYA.into(),
+                body: "pending".into(),
+                record_id: Some("contact:priya".into()),
+            },
             queued_ms: 5000.0,
             attempts: 0,
         })
@@ -1238,7 +1242,7 @@ async fn assert_v1_rows_kept(store: &IdbStore) {
     let outbox = store.outbox().await.unwrap();
     assert_eq!(outbox.len(), 1);
     assert_eq!(
-        (outbox[0].client_ref.as_str(), outbox[0].attempts),
+        (outbox[0].request.client_ref.as_str(), outbox[0].attempts),
         ("c-offline", 2)
     );
     assert_eq!(store.draft(&conv).await.unwrap(), "Half a tho");

@@ -5,10 +5,10 @@ use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
 use indexed_db_futures::KeyRange;
-use sms_core::delivery::{Delivery, DeliveryStatus};
+use sms_core::delivery;
 use sms_core::directory::Owner;
 use sms_core::pane::Direction;
-use sms_core::protocol::SendOutcome;
+use sms_core::protocol::SendAnswer;
 
 use super::ingest::{preview, Apply};
 use super::keys::v2 as k;
@@ -157,7 +157,8 @@ impl IdbStore {
         customer: &str,
         org: &str,
     ) -> StoreResult<sms_core::routing::RouteDecision> {
-        use sms_core::routing::{decide, Candidate, OrgContext};
+        use sms_core::directory::Record;
+        use sms_core::routing::{candidates, decide, OrgContext};
         let (from, to) = (self.key(customer), self.key(org));
         let tx = self
             .db
@@ -199,17 +200,21 @@ impl IdbStore {
             }
             _ => Vec::new(),
         };
-        let candidates: Vec<Candidate<'_>> = found
+        let holding: Vec<(&Record, sms_core::Timestamp)> = convs
             .iter()
-            .map(|r| Candidate {
-                record: &r.record,
-                last_activity: convs
-                    .iter()
-                    .filter(|c| c.record_id == r.record.id)
-                    .map(|c| sms_core::Timestamp::from_millis(c.last_ms as i64))
-                    .max(),
+            .filter_map(|c| {
+                let r = found.iter().find(|r| r.record.id == c.record_id)?;
+                Some((
+                    &r.record,
+                    sms_core::Timestamp::from_millis(c.last_ms as i64),
+                ))
             })
             .collect();
+        let with_number = found
+            .iter()
+            .filter(|r| r.phone_keys.contains(&from))
+            .map(|r| &r.record);
+        let candidates = candidates(with_number, &holding);
         Ok(decide(
             &from,
             OrgContext {
@@ -261,22 +266,25 @@ impl IdbStore {
     }
 }
 
-/// How the relay answered a send.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct SendAnswer {
-    /// `accepted`, `failed` or `unknown`.
-    pub outcome: SendOutcome,
-    /// Provider message id when accepted.
-    #[serde(default)]
-    pub message_sid: Option<String>,
-    /// Provider or relay error code when it failed.
-    #[serde(default)]
-    pub error_code: Option<u32>,
-}
-
 impl IdbStore {
     /// Queues a send (B4): the outbox entry and the outbound message commit together.
-    pub async fn queue_send(&self, entry: OutboxEntry) -> StoreResult<String> {
+    /// It is checked first with the same rule as the pane's and the relay's (consent,
+    /// length, numbers, the seller's org numbers): a refusal has the relay's code.
+    pub async fn queue_send(&self, mut entry: OutboxEntry) -> StoreResult<String> {
+        let cache = self.directory_cache().await?;
+        let refused = |r: sms_core::send::SendRefusal| StoreError {
+            code: r.code(),
+            message: r.to_string(),
+        };
+        let r = &mut entry.request;
+        sms_core::send::check_client_ref(&r.client_ref).map_err(refused)?;
+        let record_id = r
+            .record_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or(sms_core::send::SendRefusal::NoRecord)
+            .map_err(refused)?;
+        r.from = self.key(&r.from);
         let tx = self
             .db
             .transaction([k::OUTBOX, k::MESSAGES, k::CONVERSATIONS])
@@ -285,31 +293,44 @@ impl IdbStore {
         let apply = Apply {
             store: self,
             tx: &tx,
-            cache: Default::default(),
+            cache: cache.clone(),
         };
         let mut conv = apply
-            .conversation(&entry.from, &entry.to, &entry.record_id, None)
+            .conversation(&r.from, &self.key(&r.to), &record_id, None)
             .await?;
+        let to = sms_core::send::check(&sms_core::send::Outgoing {
+            body: &r.body,
+            from: &r.from,
+            to: &r.to,
+            may_send_from: cache.access.may_send_from(cache.org_owners.get(&r.from)),
+            consent: conv.consent,
+            region: self.ctx.default_region.as_deref(),
+        })
+        .map_err(refused)?;
+        r.to = to.into();
+        let entry = entry;
         let messages = tx.object_store(k::MESSAGES)?;
-        let existing: Option<StoredMessage> =
-            messages.get(entry.client_ref.as_str()).serde()?.await?;
+        let existing: Option<StoredMessage> = messages
+            .get(entry.request.client_ref.as_str())
+            .serde()?
+            .await?;
         if existing.is_none() {
             messages
                 .put(StoredMessage {
-                    id: entry.client_ref.clone(),
+                    id: entry.request.client_ref.clone(),
                     conversation_id: conv.id.clone(),
                     at_ms: entry.queued_ms,
                     direction: Direction::Outbound,
-                    body: entry.body.clone(),
+                    body: entry.request.body.clone(),
                     provider_id: None,
-                    client_ref: Some(entry.client_ref.clone()),
+                    client_ref: Some(entry.request.client_ref.clone()),
                     delivery: None,
                     media: Vec::new(),
                 })
                 .serde()?;
             tx.object_store(k::OUTBOX)?.put(entry.clone()).serde()?;
             conv.last_ms = conv.last_ms.max(entry.queued_ms);
-            conv.preview = preview(&entry.body);
+            conv.preview = preview(&entry.request.body);
             tx.object_store(k::CONVERSATIONS)?
                 .put(conv.clone())
                 .serde()?;
@@ -360,22 +381,23 @@ impl IdbStore {
         let messages = tx.object_store(k::MESSAGES)?;
         let found: Option<StoredMessage> = messages.get(client_ref).serde()?.await?;
         if let Some(mut m) = found {
-            let status = match answer.outcome {
-                SendOutcome::Failed => DeliveryStatus::Failed,
-                SendOutcome::Accepted | SendOutcome::Unknown => DeliveryStatus::Queued,
-            };
-            let d = m.delivery.get_or_insert_with(|| Delivery::new(status));
-            d.apply(status, answer.error_code);
-            if m.provider_id.is_none() {
-                m.provider_id = answer.message_sid.clone();
-            }
+            let mut early = None;
             if let Some(sid) = &answer.message_sid {
                 let pending = tx.object_store(k::PENDING_REPORTS)?;
                 let report: Option<PendingReport> = pending.get(sid.as_str()).serde()?.await?;
                 if let Some(r) = report {
-                    d.apply(r.delivery.status, r.delivery.error_code);
+                    early = Some(r.delivery);
                     pending.delete(sid.as_str()).build()?;
                 }
+            }
+            m.delivery = Some(delivery::merge(
+                m.delivery.take(),
+                answer.outcome,
+                answer.error_code,
+                early.as_ref(),
+            ));
+            if m.provider_id.is_none() {
+                m.provider_id = answer.message_sid.clone();
             }
             messages.put(m).serde()?;
         }

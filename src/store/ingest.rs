@@ -2,13 +2,13 @@
 
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
-use sms_core::delivery::{Delivery, DeliveryStatus};
-use sms_core::directory::{Owner, Record, RecordKind};
+use sms_core::delivery::{self, Delivery, DeliveryStatus};
+use sms_core::directory::{Owner, Record};
+use sms_core::moves::{self, Held, Moved};
 use sms_core::pane::{Direction, MoveEntry};
 use sms_core::protocol::events::*;
-use sms_core::protocol::{EventBody, SendOutcome};
+use sms_core::protocol::EventBody;
 use sms_core::routing::RouteRule;
-use sms_core::visibility::{visibility, Viewer};
 
 use super::keys::v2 as k;
 use super::records::{
@@ -109,7 +109,7 @@ impl<'a> Apply<'a> {
                 }
                 let mut record = reads.record.await?.map(|r| r.record);
                 if *rule == RouteRule::NewLead && record.is_none() {
-                    let lead = self.create_lead(record_id, from, to, at.as_millis() as f64)?;
+                    let lead = self.create_lead(record_id, from, to, *at)?;
                     out.created_lead = Some(lead.id.clone());
                     record = Some(lead);
                 }
@@ -150,22 +150,21 @@ impl<'a> Apply<'a> {
                 let messages = self.tx.object_store(k::MESSAGES)?;
                 let existing: Option<StoredMessage> =
                     messages.get(client_ref.as_str()).serde()?.await?;
-                let mut delivery = existing.as_ref().and_then(|m| m.delivery.clone());
-                let status = match outcome {
-                    SendOutcome::Accepted => DeliveryStatus::Queued,
-                    SendOutcome::Failed => DeliveryStatus::Failed,
-                    SendOutcome::Unknown => DeliveryStatus::Queued,
-                };
-                let d = delivery.get_or_insert_with(|| Delivery::new(status));
-                d.apply(status, *error_code);
+                let mut early = None;
                 if let Some(sid) = message_sid {
                     let pending = self.tx.object_store(k::PENDING_REPORTS)?;
                     let report: Option<PendingReport> = pending.get(sid.as_str()).serde()?.await?;
                     if let Some(r) = report {
-                        d.apply(r.delivery.status, r.delivery.error_code);
+                        early = Some(r.delivery);
                         pending.delete(sid.as_str()).build()?;
                     }
                 }
+                let delivery = Some(delivery::merge(
+                    existing.as_ref().and_then(|m| m.delivery.clone()),
+                    *outcome,
+                    *error_code,
+                    early.as_ref(),
+                ));
                 let message = StoredMessage {
                     id: client_ref.clone(),
                     conversation_id: conv.id.clone(),
@@ -296,21 +295,18 @@ impl<'a> Apply<'a> {
         Ok(())
     }
 
-    /// Creates the lead for an unknown number unless it exists (R3: same id everywhere).
-    /// Creates the lead for an unknown number (R3), owned like the org number it
-    /// wrote to; its id comes from the event, so every tab writes the same row.
-    fn create_lead(&self, id: &str, phone: &str, org: &str, at_ms: f64) -> StoreResult<Record> {
+    /// Creates the lead for an unknown number (R3) with the relay's rule, owned like
+    /// the org number it wrote to; its id comes from the event, so every tab writes the
+    /// same row.
+    fn create_lead(
+        &self,
+        id: &str,
+        phone: &str,
+        org: &str,
+        at: sms_core::Timestamp,
+    ) -> StoreResult<Record> {
         let owner = self.cache.org_owners.get(&self.store.key(org)).cloned();
-        let record = Record {
-            id: id.to_owned(),
-            kind: RecordKind::Lead,
-            owner: owner.unwrap_or_else(|| Owner::Team("unassigned".into())),
-            active: true,
-            updated_at: Some(sms_core::Timestamp::from_millis(at_ms as i64)),
-            phones: vec![phone.to_owned()],
-            name: phone.to_owned(),
-            related: Vec::new(),
-        };
+        let record = sms_core::lead::for_unknown_number(id, phone, owner, at);
         self.tx
             .object_store(k::RECORDS)?
             .put(self.store.stored(record.clone()))
@@ -365,12 +361,9 @@ impl<'a> Apply<'a> {
 
     /// Whether the org number alone makes a conversation visible to the seller (V1).
     fn org_visible(&self, org: &str) -> bool {
-        let my_teams: Vec<&str> = self.cache.my_teams.iter().map(String::as_str).collect();
-        let viewer = Viewer {
-            seller: &self.store.ctx.seller,
-            teams: &my_teams,
-        };
-        visibility(viewer, self.cache.org_owners.get(org), None).is_ok()
+        self.cache
+            .access
+            .can_see(self.cache.org_owners.get(org), None)
     }
 
     /// Raises the notification for a new inbound message the seller may see (N1),
@@ -381,22 +374,11 @@ impl<'a> Apply<'a> {
         m: &StoredMessage,
         record_owner: Option<&Owner>,
     ) -> StoredResult {
-        let ctx = &self.store.ctx;
-        let my_teams: Vec<&str> = self.cache.my_teams.iter().map(String::as_str).collect();
-        let viewer = Viewer {
-            seller: &ctx.seller,
-            teams: &my_teams,
-        };
-        if visibility(
-            viewer,
-            self.cache.org_owners.get(&conv.org_number),
-            record_owner,
-        )
-        .is_err()
-        {
+        let access = &self.cache.access;
+        if !access.can_see(self.cache.org_owners.get(&conv.org_number), record_owner) {
             return Ok(None);
         }
-        let kind = if !self.cache.lacks_privilege {
+        let kind = if access.receives() {
             NotificationKind::NewMessage
         } else {
             NotificationKind::MissingPrivilege
@@ -438,68 +420,89 @@ impl<'a> Apply<'a> {
             from_record: from_record.to_owned(),
             to_record: to_record.to_owned(),
         };
-        let at_ms = at.as_millis() as f64;
-        match all.into_iter().find(|c| c.record_id == to_record) {
-            Some(mut target) => {
-                // Merge (M2): the source's messages, notifications (the bell opens,
-                // and reading the target marks, what the source held) and an unsent
-                // draft (unless the target has one) join the target. Every read goes
-                // out before the first is awaited.
-                let messages = self.tx.object_store(k::MESSAGES)?;
-                let notes = self.tx.object_store(k::NOTIFICATIONS)?;
-                let drafts = self.tx.object_store(k::DRAFTS)?;
-                let moving = messages
-                    .index(k::MESSAGES_BY_CONVERSATION)?
-                    .get_all()
-                    .with_query(conversation_range(&source.id, None))
-                    .serde()?;
-                let held = notes
-                    .index(k::NOTIFICATIONS_BY_CONVERSATION)?
-                    .get_all()
-                    .with_query(KeyRange::from(
-                        (source.id.clone(), 0u8)..=(source.id.clone(), 1u8),
-                    ))
-                    .serde()?;
-                let theirs = drafts
-                    .get_key(target.id.as_str())
-                    .with_key_type::<String>()
-                    .primitive()?;
-                let ours = drafts.get(source.id.as_str()).serde()?;
-                for m in moving.await? {
-                    let mut m: StoredMessage = m?;
-                    m.conversation_id = target.id.clone();
-                    messages.put(m).serde()?;
-                }
-                for n in held.await? {
-                    let mut n: StoredNotification = n?;
-                    n.conversation_id = target.id.clone();
-                    notes.put(n).serde()?;
-                }
-                let ours: Option<Draft> = ours.await?;
-                let theirs: Option<String> = theirs.await?;
-                if let (Some(mut d), None) = (ours, theirs) {
-                    d.conversation_id = target.id.clone();
-                    drafts.put(d).serde()?;
-                }
-                drafts.delete(source.id.as_str()).build()?;
-                target.moves.append(&mut source.moves);
-                target.moves.push(entry);
-                target.last_ms = target.last_ms.max(source.last_ms).max(at_ms);
-                target.unread += source.unread;
-                out.conversation_id = Some(target.id.clone());
-                convs.put(target).serde()?;
-                convs.delete(source.id.as_str()).build()?;
-            }
-            None => {
-                source.record_id = to_record.to_owned();
-                source.moves.push(entry);
-                source.last_ms = source.last_ms.max(at_ms);
-                out.conversation_id = Some(source.id.clone());
-                convs.put(source).serde()?;
-            }
+        let target = all.into_iter().find(|c| c.record_id == to_record);
+        let drafts = self.tx.object_store(k::DRAFTS)?;
+        let Some(mut target) = target else {
+            let held = moves::apply(held(&mut source, false), None, entry);
+            let (Moved::Reattached(h) | Moved::Merged { target: h, .. }) = held;
+            source.record_id = to_record.to_owned();
+            settle(&mut source, h);
+            out.conversation_id = Some(source.id.clone());
+            convs.put(source).serde()?;
+            return Ok(());
+        };
+        // Merge (M2): the source's messages and notifications (the bell opens, and
+        // reading the target marks, what the source held) join the target, and so
+        // does an unsent draft unless the target has one. Every read goes out before
+        // the first is awaited.
+        let messages = self.tx.object_store(k::MESSAGES)?;
+        let notes = self.tx.object_store(k::NOTIFICATIONS)?;
+        let moving = messages
+            .index(k::MESSAGES_BY_CONVERSATION)?
+            .get_all()
+            .with_query(conversation_range(&source.id, None))
+            .serde()?;
+        let held_notes = notes
+            .index(k::NOTIFICATIONS_BY_CONVERSATION)?
+            .get_all()
+            .with_query(KeyRange::from(
+                (source.id.clone(), 0u8)..=(source.id.clone(), 1u8),
+            ))
+            .serde()?;
+        let theirs = drafts
+            .get_key(target.id.as_str())
+            .with_key_type::<String>()
+            .primitive()?;
+        let ours = drafts.get(source.id.as_str()).serde()?;
+        for m in moving.await? {
+            let mut m: StoredMessage = m?;
+            m.conversation_id = target.id.clone();
+            messages.put(m).serde()?;
         }
+        for n in held_notes.await? {
+            let mut n: StoredNotification = n?;
+            n.conversation_id = target.id.clone();
+            notes.put(n).serde()?;
+        }
+        let ours: Option<Draft> = ours.await?;
+        let theirs: Option<String> = theirs.await?;
+        let source_held = held(&mut source, ours.is_some());
+        let target_held = held(&mut target, theirs.is_some());
+        if let Moved::Merged {
+            target: h,
+            carry_draft,
+        } = moves::apply(source_held, Some(target_held), entry)
+        {
+            if let (true, Some(mut d)) = (carry_draft, ours) {
+                d.conversation_id = target.id.clone();
+                drafts.put(d).serde()?;
+            }
+            settle(&mut target, h);
+        }
+        drafts.delete(source.id.as_str()).build()?;
+        out.conversation_id = Some(target.id.clone());
+        convs.put(target).serde()?;
+        convs.delete(source.id.as_str()).build()?;
         Ok(())
     }
+}
+
+/// What a move needs of a stored conversation (its move list is taken, then given back
+/// by [`settle`]).
+fn held(c: &mut StoredConversation, draft: bool) -> Held {
+    Held {
+        last: sms_core::Timestamp::from_millis(c.last_ms as i64),
+        unread: c.unread,
+        moves: std::mem::take(&mut c.moves),
+        draft,
+    }
+}
+
+/// Writes a move's result back into a stored conversation.
+fn settle(c: &mut StoredConversation, h: Held) {
+    c.last_ms = c.last_ms.max(h.last.as_millis() as f64);
+    c.unread = h.unread;
+    c.moves = h.moves;
 }
 
 type StoredResult = StoreResult<Option<StoredNotification>>;

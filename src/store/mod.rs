@@ -12,8 +12,8 @@ mod migrations;
 mod queries;
 pub mod records;
 
-pub use commands::SendAnswer;
 pub use queries::{ConversationExport, ConversationSummary, HistoryPage, PaneSeed};
+pub use sms_core::protocol::SendAnswer;
 
 use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
@@ -290,8 +290,8 @@ pub struct IdbStore {
 /// The seller's teams, privilege and the org numbers' owners.
 #[derive(Debug, Default)]
 pub(crate) struct DirectoryCache {
-    pub(crate) my_teams: Vec<String>,
-    pub(crate) lacks_privilege: bool,
+    /// What the seller may see and send from (V1, C4, P3).
+    pub(crate) access: sms_core::access::Access,
     pub(crate) org_owners: std::collections::HashMap<String, sms_core::directory::Owner>,
 }
 
@@ -485,11 +485,11 @@ impl IdbStore {
             .await?
             .collect::<Result<_, _>>()?;
         let cache = std::rc::Rc::new(DirectoryCache {
-            my_teams: sms_core::directory::teams_of(&self.ctx.seller, &teams)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            lacks_privilege: me.is_some_and(|s| !s.can_receive),
+            access: sms_core::access::Access::new(
+                &self.ctx.seller,
+                &teams,
+                me.is_none_or(|s| s.can_receive),
+            ),
             org_owners: orgs.into_iter().map(|o| (o.number, o.owner)).collect(),
         });
         *self.cache.borrow_mut() = Some(cache.clone());

@@ -5,9 +5,8 @@ use indexed_db_futures::object_store::ObjectStore;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
 use serde::Serialize;
-use sms_core::directory::{Owner, Record, RecordKind};
+use sms_core::directory::{Record, RecordKind};
 use sms_core::phone::normalize;
-use sms_core::visibility::{visibility, Viewer};
 
 use super::keys::v2 as k;
 use super::records::new_conversation;
@@ -18,7 +17,6 @@ impl IdbStore {
     /// "My text messages": conversations the seller may see, newest first (O1, V1).
     pub async fn conversations(&self) -> StoreResult<Vec<ConversationSummary>> {
         let cache = self.directory_cache().await?;
-        let my_teams: Vec<&str> = cache.my_teams.iter().map(String::as_str).collect();
         let tx = self
             .db
             .transaction([k::CONVERSATIONS, k::RECORDS])
@@ -37,12 +35,11 @@ impl IdbStore {
         };
         while let Some(c) = cursor.next_record_ser::<StoredConversation>().await? {
             let record: Option<StoredRecord> = records.get(c.record_id.as_str()).serde()?.await?;
-            let viewer = Viewer {
-                seller: &self.ctx.seller,
-                teams: &my_teams,
-            };
             let record_owner = record.as_ref().map(|r| &r.record.owner);
-            if visibility(viewer, cache.org_owners.get(&c.org_number), record_owner).is_ok() {
+            if cache
+                .access
+                .can_see(cache.org_owners.get(&c.org_number), record_owner)
+            {
                 out.push(ConversationSummary {
                     record_name: record.map(|r| r.record.name).unwrap_or_default(),
                     conversation: c,
@@ -197,16 +194,14 @@ impl IdbStore {
             .serde()?;
         let record: Option<StoredRecord> = record.await?;
         let record = record.map(|r| r.record);
-        let my_teams: Vec<&str> = cache.my_teams.iter().map(String::as_str).collect();
-        let viewer = Viewer {
-            seller: &self.ctx.seller,
-            teams: &my_teams,
-        };
         let org_owner = cache.org_owners.get(&conversation.org_number);
-        if let Err(hidden) = visibility(viewer, org_owner, record.as_ref().map(|r| &r.owner)) {
+        if !cache
+            .access
+            .can_see(org_owner, record.as_ref().map(|r| &r.owner))
+        {
             return Err(StoreError {
                 code: "not_visible",
-                message: hidden.to_string(),
+                message: sms_core::visibility::Hidden.to_string(),
             });
         }
         Ok(Some(ConversationExport {
@@ -306,7 +301,7 @@ impl IdbStore {
         let conversation = match latest {
             Some(c) => c,
             None => {
-                let org = own_org_number(&self.ctx.seller, &cache).ok_or_else(|| StoreError {
+                let org = own_org_number(&cache).ok_or_else(|| StoreError {
                     code: "no_org_number",
                     message: "no org number is allotted to you or your teams".into(),
                 })?;
@@ -377,11 +372,6 @@ impl IdbStore {
         record_id: &str,
     ) -> StoreResult<Vec<ConversationSummary>> {
         let cache = self.directory_cache().await?;
-        let my_teams: Vec<&str> = cache.my_teams.iter().map(String::as_str).collect();
-        let viewer = Viewer {
-            seller: &self.ctx.seller,
-            teams: &my_teams,
-        };
         let tx = self
             .db
             .transaction([k::CONVERSATIONS, k::RECORDS])
@@ -411,7 +401,10 @@ impl IdbStore {
                 .await?;
             for c in convs {
                 let c: StoredConversation = c?;
-                if visibility(viewer, cache.org_owners.get(&c.org_number), Some(&r.owner)).is_ok() {
+                if cache
+                    .access
+                    .can_see(cache.org_owners.get(&c.org_number), Some(&r.owner))
+                {
                     out.push(ConversationSummary {
                         record_name: r.name.clone(),
                         conversation: c,
@@ -436,19 +429,17 @@ const SEED_STORES: [&str; 8] = [
     k::MESSAGES,
 ];
 
-/// The org number a seller sends from by default: their own first, then a team's.
-fn own_org_number(seller: &str, cache: &super::DirectoryCache) -> Option<String> {
-    let mut numbers: Vec<(&String, &Owner)> = cache.org_owners.iter().collect();
-    numbers.sort_by_key(|(n, _)| *n);
-    let own = numbers
+/// The org number the seller sends from by default (C4): their own first, then a team's.
+fn own_org_number(cache: &super::DirectoryCache) -> Option<String> {
+    let numbers: Vec<sms_core::directory::OrgNumber> = cache
+        .org_owners
         .iter()
-        .find(|(_, o)| matches!(o, Owner::Seller(s) if s == seller));
-    let team = || {
-        numbers
-            .iter()
-            .find(|(_, o)| matches!(o, Owner::Team(t) if cache.my_teams.contains(t)))
-    };
-    own.or_else(team).map(|(n, _)| (*n).clone())
+        .map(|(number, owner)| sms_core::directory::OrgNumber {
+            number: number.clone(),
+            owner: owner.clone(),
+        })
+        .collect();
+    cache.access.default_from(&numbers).map(str::to_owned)
 }
 
 /// Records linked to `record` in either direction, without itself or repeats.

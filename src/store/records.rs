@@ -114,16 +114,9 @@ pub struct StoredNotification {
 /// resent with the same client reference, which the relay deduplicates.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OutboxEntry {
-    /// Client reference (idempotency key).
-    pub client_ref: String,
-    /// Org number.
-    pub from: String,
-    /// Customer number (E.164).
-    pub to: String,
-    /// Text as it will be sent.
-    pub body: String,
-    /// Record the conversation is attached to.
-    pub record_id: String,
+    /// What `POST /messages` takes (stored flat, keyed by its `client_ref`).
+    #[serde(flatten)]
+    pub request: sms_core::protocol::SendRequest,
     /// When it was queued, ms since the epoch (sends go out in this order).
     pub queued_ms: f64,
     /// Attempts that could not reach the relay.
