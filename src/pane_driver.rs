@@ -660,15 +660,12 @@ impl SmsClient {
                     let outcome = match &self.move_transport {
                         None => Err(JsValue::from("moving needs the relay (no moveTransport)")),
                         Some(f) => {
-                            let req = js_sys::Object::new();
-                            for (k, v) in [
-                                ("org_number", conversation.org_number.as_str()),
-                                ("customer_number", conversation.customer_number.as_str()),
-                                ("from_record", conversation.record_id.as_str()),
-                                ("to_record", target_record_id.as_str()),
-                            ] {
-                                let _ = js_sys::Reflect::set(&req, &k.into(), &v.into());
-                            }
+                            let req = to_js(&sms_core::protocol::MoveRequest {
+                                org_number: conversation.org_number.clone(),
+                                customer_number: conversation.customer_number.clone(),
+                                from_record: conversation.record_id.clone(),
+                                to_record: target_record_id.clone(),
+                            })?;
                             match f.call1(&JsValue::NULL, &req) {
                                 Ok(p) => {
                                     wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(
