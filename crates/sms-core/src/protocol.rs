@@ -26,6 +26,9 @@ pub struct Seller {
     /// Whether the seller has the privilege to receive inbound messages (P3).
     #[serde(default = "yes")]
     pub can_receive: bool,
+    /// Whether the seller may sign in (X1): an inactive seller loses every session.
+    #[serde(default = "yes")]
+    pub active: bool,
 }
 
 fn yes() -> bool {
