@@ -463,3 +463,53 @@ fn weak_secret(what: &str, secret: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        std::fs::write(&file, "  from-a-file-0123456789abcdef0123456789\n").unwrap();
+        let got = secret_from("RELAY_TEST_UNSET_SECRET", Some(&file), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.expose_secret(),
+            "from-a-file-0123456789abcdef0123456789"
+        );
+        let inline = Some(SecretString::from("inline"));
+        let kept = secret_from("RELAY_TEST_UNSET_SECRET", None, inline).unwrap();
+        assert_eq!(kept.unwrap().expose_secret(), "inline");
+        assert!(secret_from(
+            "RELAY_TEST_UNSET_SECRET",
+            Some(&dir.path().join("none")),
+            None
+        )
+        .is_err());
+
+        let c: Config = toml::from_str(
+            r#"
+            admin_token = "admin-0123456789abcdef0123456789abcdef"
+            [auth]
+            issuer = "https://crm.example.com"
+            audience = "sms-relay"
+            secret = "jwt-0123456789abcdef0123456789abcdef"
+            [provider]
+            account_sid = "AC1"
+            auth_token = "auth-0123456789abcdef0123456789abcdef"
+            base_url = "https://api.twilio.com"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.auth.max_lifetime_secs, 600);
+        assert_eq!(c.auth.leeway_secs, 60);
+        assert!(c.check().is_ok());
+        let printed = format!("{c:?}");
+        for secret in ["admin-0123", "jwt-0123", "auth-0123"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+}
