@@ -67,7 +67,7 @@ export interface CrmRecordInput {
 }
 /** The CRM directory snapshot (`GET /directory`, S3). */
 export interface Directory {
-  sellers?: { id: string; name?: string; language?: string | null; can_receive?: boolean }[];
+  sellers?: { id: string; name?: string; language?: string | null; can_receive?: boolean; active?: boolean }[];
   teams?: { id: string; members?: string[] }[];
   org_numbers?: { number: string; owner: Owner }[];
   records?: CrmRecordInput[];

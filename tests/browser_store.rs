@@ -52,12 +52,14 @@ fn directory() -> Directory {
                 name: "Asha".into(),
                 language: None,
                 can_receive: true,
+                active: true,
             },
             Seller {
                 id: "meera".into(),
                 name: "Meera".into(),
                 language: None,
                 can_receive: false,
+                active: true,
             },
         ],
         teams: vec![Team {

@@ -5,23 +5,26 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::auth::{self, Admin, Seller, COOKIE};
+use crate::auth::{self, Admin, Gate, Seller, SellerAuth};
 use crate::config::Config;
 use crate::demo::FakeProvider;
 use crate::error::ApiError;
+use crate::jwt::JwtVerifier;
 use crate::model::{Directory, DirectoryPatch, SendOutcome};
 use crate::provider::{OutboundSms, Provider, SendResult, Twilio, TwilioConfig};
 use crate::push::{self, Vapid};
+use crate::push_guard::check_endpoint;
 use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendRequest, Sequencer};
 use crate::sse;
 use crate::store::{open_sqlite, LogReader, PushSubscription};
@@ -84,7 +87,14 @@ pub struct App {
     pub fake: Option<Arc<FakeProvider>>,
     /// Flips to `true` when the relay shuts down: long-lived streams end.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Verifies the CRM's sign-in assertions (X1); `None` when not configured (demo).
+    pub jwt: Option<JwtVerifier>,
+    /// The directory's active sellers; revokes sessions and streams.
+    pub gate: Gate,
 }
+
+/// Most push subscriptions one seller may hold (X2).
+pub const MAX_PUSH_SUBSCRIPTIONS: usize = 5;
 
 /// A running relay.
 pub struct Running {
@@ -108,6 +118,10 @@ impl Running {
 /// Builds the relay from `config` and starts serving on its bind address (port 0
 /// picks a free port; `public_url` then defaults to the real address).
 pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, String> {
+    // Refuse unsafe settings before anything listens (X6).
+    config.check()?;
+    let jwt = JwtVerifier::new(&config.auth)?;
+    let push_http = crate::push_guard::client(&config.push_network)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("bind {}: {e}", config.bind))?;
@@ -146,15 +160,21 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     if reset_log {
         seq.reset().await.map_err(|e| e.message)?;
     }
-    let vapid_key = match config.vapid_private_key.clone() {
+    let vapid_key: Option<SecretString> = match config.vapid_private_key.clone() {
         Some(k) => Some(k),
-        None => reader.vapid_key().map_err(|e| e.to_string())?,
+        None => reader
+            .vapid_key()
+            .map_err(|e| e.to_string())?
+            .map(SecretString::from),
     };
     let subject = config
         .vapid_subject
         .clone()
         .unwrap_or_else(|| "mailto:ops@example.com".into());
-    let vapid = Arc::new(Vapid::new(vapid_key.as_deref(), subject)?);
+    let vapid = Arc::new(Vapid::new(
+        vapid_key.as_ref().map(|k| k.expose_secret()),
+        subject,
+    )?);
     if vapid_key.is_none() {
         reader
             .put_vapid_key(&vapid.private_key())
@@ -164,10 +184,12 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         let callback = format!("{public_url}/webhooks/twilio/status");
         match (&config.provider, config.demo) {
             (Some(p), _) => (Arc::new(Twilio::new(p.clone(), callback)), None),
-            (None, _) => {
+            (None, false) => return Err("no [provider] configured (or run with --demo)".into()),
+            (None, true) => {
                 let fake_config = TwilioConfig {
                     account_sid: "ACdemo".into(),
                     auth_token: "demo-auth-token".into(),
+                    auth_token_file: None,
                     base_url: format!("{public_url}/fake-twilio"),
                 };
                 config.provider = Some(fake_config.clone());
@@ -179,9 +201,13 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     tokio::spawn(push::run(
         reader.clone(),
         vapid.clone(),
+        push_http,
         doorbell_rx,
         seq.epoch(),
     ));
+    reader
+        .purge_sessions(now().as_millis())
+        .map_err(|e| e.to_string())?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         config,
@@ -192,7 +218,10 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         fault: Fault::default(),
         fake,
         closing,
+        jwt,
+        gate: Gate::default(),
     });
+    auth::refresh_sellers(&app).await.map_err(|e| e.message)?;
     let router = router(app.clone());
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(async move {
@@ -236,9 +265,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/push/subscriptions", delete(unsubscribe_push))
         .route("/push/vapid-public-key", get(vapid_public_key))
         .route("/admin/reset", post(reset_log));
-    if app.fake.is_some() {
+    // Demo routes hand out every seller's token and forge messages: demo mode only.
+    if app.config.demo && app.fake.is_some() {
         r = r.merge(crate::demo::routes());
     }
+    let csp =
+        HeaderValue::from_str(&app.config.csp()).unwrap_or_else(|_| HeaderValue::from_static(CSP));
     if let Some(www) = app.config.www.clone() {
         r = r.fallback_service(tower_http::services::ServeDir::new(www));
     }
@@ -248,7 +280,7 @@ pub fn router(app: Arc<App>) -> Router {
             // inline script, nothing from other origins (D3).
             tower_http::set_header::SetResponseHeaderLayer::if_not_present(
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP),
+                csp,
             ),
         )
         .layer(
@@ -260,8 +292,9 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The content security policy of every response (the page's included).
-pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'";
+/// The default content security policy of every response (the page's included);
+/// `frame_ancestors` in the config changes who may frame the page.
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; base-uri 'none'; frame-ancestors 'self'";
 
 async fn healthz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
     let reader = app.reader.clone();
@@ -337,17 +370,31 @@ async fn status_webhook(
     Ok(twiml())
 }
 
+/// `POST /session`: `{"assertion": "<jwt>"}` (the CRM's), or `{"token"}` in demo mode.
 #[derive(Deserialize)]
 struct SignIn {
-    token: String,
+    #[serde(default)]
+    assertion: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 async fn sign_in(
     State(app): State<Arc<App>>,
     Json(req): Json<SignIn>,
 ) -> Result<Response, ApiError> {
-    let seller =
-        auth::seller_for_token(&app, req.token.trim()).ok_or_else(ApiError::unauthorized)?;
+    let seller = match (req.assertion.as_deref(), req.token.as_deref()) {
+        (Some(assertion), _) => auth::verify_assertion(&app, assertion)?.seller,
+        (None, Some(token)) => {
+            auth::seller_for_token(&app, token.trim()).ok_or_else(ApiError::unauthorized)?
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "malformed_sign_in",
+                "send {\"assertion\": \"<jwt>\"}",
+            ))
+        }
+    };
     let id = auth::new_session_id();
     let hours = app.config.session_hours;
     let expires = now().as_millis() + (hours as i64) * 3_600_000;
@@ -356,27 +403,62 @@ async fn sign_in(
     tokio::task::spawn_blocking(move || reader.put_session(&sid, &s, expires))
         .await
         .map_err(ApiError::internal)??;
-    let secure = if app.config.public_url().starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
     let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        hours * 3600
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        auth::cookie_name(&app),
+        hours * 3600,
+        secure_attr(&app),
     );
     let body = Json(json!({ "seller": seller, "epoch": *app.seq.epoch().borrow() }));
     Ok(([(header::SET_COOKIE, cookie)], body).into_response())
 }
 
-async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let id = auth::cookie(&headers, COOKIE).map(str::to_owned);
-    if let Some(id) = id {
-        let reader = app.reader.clone();
-        let _ = tokio::task::spawn_blocking(move || reader.delete_session(&id)).await;
+/// `; Secure` whenever browsers reach us over https.
+fn secure_attr(app: &App) -> &'static str {
+    if app.config.https() {
+        "; Secure"
+    } else {
+        ""
     }
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response()
+}
+
+#[derive(Deserialize)]
+struct SignOut {
+    #[serde(default)]
+    all: bool,
+}
+
+/// `DELETE /session` ends this browser's session; `?all=true` every session of the
+/// seller (their open event streams end too).
+async fn sign_out(
+    State(app): State<Arc<App>>,
+    Query(q): Query<SignOut>,
+    headers: HeaderMap,
+    who: Result<SellerAuth, ApiError>,
+) -> Result<Response, ApiError> {
+    let who = who.ok();
+    let reader = app.reader.clone();
+    if q.all {
+        let who = who.ok_or_else(ApiError::unauthorized)?;
+        let seller = who.seller.clone();
+        tokio::task::spawn_blocking(move || reader.delete_sessions_of(&seller))
+            .await
+            .map_err(ApiError::internal)??;
+        app.gate.revoked(Some(who.seller));
+    } else if let Some(id) = auth::cookie(&headers, auth::cookie_name(&app)).map(str::to_owned) {
+        tokio::task::spawn_blocking(move || reader.delete_session(&id))
+            .await
+            .map_err(ApiError::internal)??;
+        if let Some(who) = who {
+            app.gate.revoked(Some(who.seller));
+        }
+    }
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        auth::cookie_name(&app),
+        secure_attr(&app),
+    );
+    Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
 }
 
 async fn me(
@@ -436,6 +518,7 @@ async fn put_directory(
         .seq
         .directory(DirectoryUpdate::Replace(directory))
         .await?;
+    auth::refresh_sellers(&app).await?;
     Ok(Json(
         json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() }),
     ))
@@ -447,6 +530,7 @@ async fn patch_directory(
     Json(patch): Json<DirectoryPatch>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let events = app.seq.directory(DirectoryUpdate::Patch(patch)).await?;
+    auth::refresh_sellers(&app).await?;
     Ok(Json(
         json!({ "events": events.iter().map(|e| e.id).collect::<Vec<_>>() }),
     ))
@@ -466,6 +550,7 @@ async fn send_message(
                 message_sid: sent.message_sid,
                 error_code: sent.error_code,
                 reason: None,
+                provider_error: None,
                 duplicate: true,
             };
             return Ok(send_answer(answer, app.config.default_region.as_deref()));
@@ -490,8 +575,10 @@ async fn send_message(
             outcome: SendOutcome::Accepted,
             error_code: None,
         },
+        // The provider's own text may carry its URL and account id: it goes to the
+        // log, and the browser gets codes only (X6).
         SendResult::Failed { code, message } => {
-            tracing::warn!(client_ref = %pending.client_ref, ?code, %message, "provider refused a send");
+            tracing::warn!(client_ref = %pending.client_ref, ?code, provider_message = %message, "provider refused a send");
             ProviderAnswer {
                 message_sid: None,
                 outcome: SendOutcome::Failed,
@@ -499,7 +586,7 @@ async fn send_message(
             }
         }
         SendResult::Unknown { message } => {
-            tracing::warn!(client_ref = %pending.client_ref, %message, "send outcome unknown");
+            tracing::warn!(client_ref = %pending.client_ref, provider_message = %message, "send outcome unknown");
             ProviderAnswer {
                 message_sid: None,
                 outcome: SendOutcome::Unknown,
@@ -513,6 +600,12 @@ async fn send_message(
         message_sid: answer.message_sid.clone(),
         error_code: answer.error_code,
         reason: None,
+        provider_error: match (answer.outcome, answer.error_code) {
+            (SendOutcome::Accepted, _) => None,
+            (SendOutcome::Failed, Some(_)) => Some("provider_refused".into()),
+            (SendOutcome::Failed, None) => Some("provider_unreachable".into()),
+            (SendOutcome::Unknown, _) => Some("provider_no_answer".into()),
+        },
         duplicate: false,
     };
     app.seq.finish_send(pending, answer).await?;
@@ -563,11 +656,21 @@ async fn subscribe_push(
             "keys.p256dh and keys.auth are required",
         ));
     };
-    if !(sub.endpoint.starts_with("https://") || sub.endpoint.starts_with("http://127.0.0.1")) {
+    if p256dh.len() > 256 || auth.len() > 64 {
         return Err(ApiError::bad_request(
             "malformed_subscription",
-            "endpoint must be an https URL",
+            "keys.p256dh or keys.auth is too long",
         ));
+    }
+    // X2: a public https host only; re-checked, and resolved through the guard, at
+    // every send.
+    if let Err(why) = check_endpoint(&sub.endpoint) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_endpoint_refused",
+            format!("push endpoint refused: {}", why.code()),
+        )
+        .with(json!({ "reason": why.code() })));
     }
     let s = PushSubscription {
         endpoint: sub.endpoint,
@@ -575,9 +678,19 @@ async fn subscribe_push(
         auth: auth.clone(),
     };
     let reader = app.reader.clone();
-    tokio::task::spawn_blocking(move || reader.put_subscription(&seller, &s))
-        .await
-        .map_err(ApiError::internal)??;
+    let added = tokio::task::spawn_blocking(move || {
+        reader.add_subscription(&seller, &s, MAX_PUSH_SUBSCRIPTIONS)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if !added {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_subscription_limit",
+            format!("at most {MAX_PUSH_SUBSCRIPTIONS} push subscriptions per seller"),
+        )
+        .with(json!({ "max": MAX_PUSH_SUBSCRIPTIONS })));
+    }
     Ok(StatusCode::CREATED)
 }
 
@@ -588,11 +701,12 @@ struct Unsubscribe {
 
 async fn unsubscribe_push(
     State(app): State<Arc<App>>,
-    Seller(_): Seller,
+    Seller(seller): Seller,
     Json(u): Json<Unsubscribe>,
 ) -> Result<StatusCode, ApiError> {
     let reader = app.reader.clone();
-    tokio::task::spawn_blocking(move || reader.delete_subscription(&u.endpoint))
+    // Only the caller's own: the same answer whether or not the endpoint exists.
+    tokio::task::spawn_blocking(move || reader.delete_own_subscription(&seller, &u.endpoint))
         .await
         .map_err(ApiError::internal)??;
     Ok(StatusCode::NO_CONTENT)
@@ -607,6 +721,7 @@ async fn reset_log(
     _: Admin,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let epoch = app.seq.reset().await?;
+    auth::refresh_sellers(&app).await?;
     Ok(Json(json!({ "epoch": epoch })))
 }
 

@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::model::Directory;
 use crate::provider::TwilioConfig;
+use crate::push_guard::PushNetwork;
 
 /// Command-line flags (each also read from the environment).
 #[derive(Debug, Parser)]
@@ -39,13 +41,70 @@ pub struct Cli {
     pub reset_log: bool,
 }
 
-/// A seller's credentials (the token is exchanged for a session cookie).
+/// A seller's static credentials (demo only: the token is exchanged for a session
+/// cookie). A real deployment signs sellers in with JWTs from the CRM (`[auth]`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct SellerToken {
     /// Seller id.
     pub id: String,
     /// Long-lived secret; never put it in a URL.
-    pub token: String,
+    pub token: SecretString,
+}
+
+fn default_max_lifetime() -> u64 {
+    600
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+/// How the CRM signs sellers in (X1): a short-lived JWT, `sub` = seller id.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuthConfig {
+    /// Expected `iss` (env `RELAY_JWT_ISSUER`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Expected `aud` (env `RELAY_JWT_AUDIENCE`).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// HS256 shared secret, at least 32 bytes (env `RELAY_JWT_SECRET`).
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// A file holding the HS256 secret (env `RELAY_JWT_SECRET_FILE`).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// A JWKS file with the CRM's public keys (RS256 / ES256, chosen by `kid`; env
+    /// `RELAY_JWT_JWKS_FILE`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Longest accepted `exp − iat`, in seconds.
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_secs: u64,
+    /// Clock leeway for `exp`, `nbf` and `iat`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            secret: None,
+            secret_file: None,
+            jwks_file: None,
+            max_lifetime_secs: default_max_lifetime(),
+            leeway_secs: default_leeway(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether any way of verifying a JWT is configured.
+    pub fn configured(&self) -> bool {
+        self.secret.is_some() || self.jwks_file.is_some()
+    }
 }
 
 fn default_bind() -> SocketAddr {
@@ -85,21 +144,37 @@ pub struct Config {
     /// Static files to serve.
     #[serde(default)]
     pub www: Option<PathBuf>,
-    /// Token for CRM integration calls (`PUT`/`PATCH /directory`, `POST /admin/reset`).
+    /// Token for CRM integration calls (`PUT`/`PATCH /directory`, `POST /admin/reset`);
+    /// env `RELAY_ADMIN_TOKEN`, or a file: `admin_token_file` / `RELAY_ADMIN_TOKEN_FILE`.
     #[serde(default)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
+    /// A file holding the admin token.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// JWT sign-in (X1).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// CSP `frame-ancestors` sources: who may frame the page (default `'self'`; a CRM
+    /// that embeds the page in a frame adds its origin). Env `RELAY_FRAME_ANCESTORS`.
+    #[serde(default)]
+    pub frame_ancestors: Option<String>,
     /// Twilio-compatible provider; in demo mode it defaults to the built-in fake.
     #[serde(default)]
     pub provider: Option<TwilioConfig>,
-    /// Sellers' tokens.
+    /// Sellers' static tokens (demo only; refused outside demo mode).
     #[serde(default)]
     pub sellers: Vec<SellerToken>,
     /// JSON file with the directory to seed an empty log with.
     #[serde(default)]
     pub directory: Option<PathBuf>,
-    /// VAPID private key (base64url, 32 bytes); generated and kept in the database when absent.
+    /// VAPID private key (base64url, 32 bytes); generated and kept in the database when
+    /// absent. Env `RELAY_VAPID_PRIVATE_KEY` or a file (`vapid_private_key_file`,
+    /// `RELAY_VAPID_PRIVATE_KEY_FILE`).
     #[serde(default)]
-    pub vapid_private_key: Option<String>,
+    pub vapid_private_key: Option<SecretString>,
+    /// A file holding the VAPID private key.
+    #[serde(default)]
+    pub vapid_private_key_file: Option<PathBuf>,
     /// VAPID contact (`mailto:` or `https:` URL).
     #[serde(default)]
     pub vapid_subject: Option<String>,
@@ -109,6 +184,10 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// How doorbells reach push services (tests swap the DNS lookup; only demo mode
+    /// may let them reach private addresses). Not configurable from files.
+    #[serde(skip)]
+    pub push_network: PushNetwork,
 }
 
 impl Default for Config {
@@ -121,15 +200,65 @@ impl Default for Config {
             demo: false,
             www: None,
             admin_token: None,
+            admin_token_file: None,
+            auth: AuthConfig::default(),
+            frame_ancestors: None,
             provider: None,
             sellers: Vec::new(),
             directory: None,
             vapid_private_key: None,
+            vapid_private_key_file: None,
             vapid_subject: None,
             session_hours: default_session_hours(),
             max_body_bytes: default_max_body(),
+            push_network: PushNetwork::default(),
         }
     }
+}
+
+/// Secrets of the demo configuration (`relay/demo/relay.toml`) and the examples: a
+/// non-demo start refuses them.
+pub const DEMO_SECRETS: &[&str] = &[
+    "demo-admin-token",
+    "demo-auth-token",
+    "asha-demo-token",
+    "ravi-demo-token",
+    "meera-demo-token",
+    "zoe-demo-token",
+    "admin-secret",
+];
+
+/// Shortest secret accepted outside demo mode, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A secret from a file (surrounding whitespace trimmed).
+fn read_secret(path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("secret file {}: {e}", path.display()))?;
+    Ok(SecretString::from(text.trim().to_owned()))
+}
+
+/// A secret from `NAME`, else the file named by `NAME_FILE`, else the config's file,
+/// else the config's value.
+fn secret_from(
+    name: &str,
+    file: Option<&Path>,
+    current: Option<SecretString>,
+) -> Result<Option<SecretString>, String> {
+    if let Some(v) = env(name) {
+        return Ok(Some(SecretString::from(v)));
+    }
+    if let Some(path) = env(&format!("{name}_FILE")) {
+        return read_secret(Path::new(&path)).map(Some);
+    }
+    if let Some(path) = file {
+        return read_secret(path).map(Some);
+    }
+    Ok(current)
 }
 
 impl Config {
@@ -161,18 +290,96 @@ impl Config {
         if let Some(w) = &cli.www {
             config.www = Some(w.clone());
         }
-        if let Ok(token) = std::env::var("RELAY_AUTH_TOKEN") {
-            if let Some(p) = config.provider.as_mut() {
+        if let Some(p) = config.provider.as_mut() {
+            if let Some(token) =
+                secret_from("RELAY_AUTH_TOKEN", p.auth_token_file.as_deref(), None)?
+            {
                 p.auth_token = token;
             }
         }
-        if let Ok(token) = std::env::var("RELAY_ADMIN_TOKEN") {
-            config.admin_token = Some(token);
+        config.admin_token = secret_from(
+            "RELAY_ADMIN_TOKEN",
+            config.admin_token_file.as_deref(),
+            config.admin_token.take(),
+        )?;
+        config.vapid_private_key = secret_from(
+            "RELAY_VAPID_PRIVATE_KEY",
+            config.vapid_private_key_file.as_deref(),
+            config.vapid_private_key.take(),
+        )?;
+        let auth = &mut config.auth;
+        auth.secret = secret_from(
+            "RELAY_JWT_SECRET",
+            auth.secret_file.as_deref(),
+            auth.secret.take(),
+        )?;
+        if let Some(f) = env("RELAY_JWT_JWKS_FILE") {
+            auth.jwks_file = Some(PathBuf::from(f));
         }
-        if config.provider.is_none() && !config.demo {
+        if let Some(i) = env("RELAY_JWT_ISSUER") {
+            auth.issuer = Some(i);
+        }
+        if let Some(a) = env("RELAY_JWT_AUDIENCE") {
+            auth.audience = Some(a);
+        }
+        if let Some(f) = env("RELAY_FRAME_ANCESTORS") {
+            config.frame_ancestors = Some(f);
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// What a start refuses (X6): demo mode on a non-loopback address; outside demo
+    /// mode, no provider, no JWT sign-in, static seller tokens, secrets shorter than
+    /// 32 bytes or known from the demo, test-only push settings.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(f) = &self.frame_ancestors {
+            if f.trim().is_empty() || f.contains([';', ',', '\r', '\n']) {
+                return Err("frame_ancestors: a space-separated list of CSP sources".into());
+            }
+        }
+        if self.demo {
+            if !self.bind.ip().is_loopback() {
+                return Err(format!(
+                    "demo mode serves every seller's token and forges messages: it only binds a \
+                     loopback address, not {}",
+                    self.bind
+                ));
+            }
+            return Ok(());
+        }
+        if self.provider.is_none() {
             return Err("no [provider] configured (or run with --demo)".into());
         }
-        Ok(config)
+        if !self.auth.configured() {
+            return Err(
+                "no seller sign-in configured: set [auth] secret / jwks_file \
+                 (RELAY_JWT_SECRET, RELAY_JWT_JWKS_FILE) with issuer and audience"
+                    .into(),
+            );
+        }
+        if !self.sellers.is_empty() {
+            return Err(
+                "[[sellers]] static tokens are for the demo only; sellers sign in with JWTs".into(),
+            );
+        }
+        if self.push_network.allow_private || self.push_network.extra_root_pem.is_some() {
+            return Err("push test settings are for demo mode only".into());
+        }
+        let mut secrets: Vec<(&str, &SecretString)> = Vec::new();
+        if let Some(t) = &self.admin_token {
+            secrets.push(("admin_token", t));
+        }
+        if let Some(p) = &self.provider {
+            secrets.push(("provider auth_token", &p.auth_token));
+        }
+        if let Some(s) = &self.auth.secret {
+            secrets.push(("auth secret", s));
+        }
+        for (what, secret) in secrets {
+            weak_secret(what, secret.expose_secret())?;
+        }
+        Ok(())
     }
 
     /// Paths in a config file are relative to the file.
@@ -183,12 +390,41 @@ impl Config {
             }
         };
         fix(&mut self.database);
-        if let Some(d) = self.directory.as_mut() {
-            fix(d);
+        for p in [
+            self.directory.as_mut(),
+            self.www.as_mut(),
+            self.admin_token_file.as_mut(),
+            self.vapid_private_key_file.as_mut(),
+            self.auth.secret_file.as_mut(),
+            self.auth.jwks_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
         }
-        if let Some(w) = self.www.as_mut() {
-            fix(w);
+        if let Some(p) = self
+            .provider
+            .as_mut()
+            .and_then(|p| p.auth_token_file.as_mut())
+        {
+            fix(p);
         }
+    }
+
+    /// The CSP of every response: the page's own scripts and WASM only, no base URL
+    /// changes, framed only by `frame_ancestors`.
+    pub fn csp(&self) -> String {
+        format!(
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; base-uri 'none'; \
+             frame-ancestors {}",
+            self.frame_ancestors.as_deref().unwrap_or("'self'").trim()
+        )
+    }
+
+    /// Whether browsers reach the relay over https (the cookie is then `Secure`).
+    pub fn https(&self) -> bool {
+        self.public_url().starts_with("https://")
     }
 
     /// The public base URL, without a trailing slash.
@@ -209,6 +445,71 @@ impl Config {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
             }
+        }
+    }
+}
+
+/// Refuses a secret shorter than [`MIN_SECRET_BYTES`] or one of the demo's.
+fn weak_secret(what: &str, secret: &str) -> Result<(), String> {
+    if DEMO_SECRETS.contains(&secret) || secret.contains("demo-") {
+        return Err(format!(
+            "{what}: a demo secret; use a random one outside demo mode"
+        ));
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{what}: at least {MIN_SECRET_BYTES} bytes outside demo mode (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        std::fs::write(&file, "  from-a-file-0123456789abcdef0123456789\n").unwrap();
+        let got = secret_from("RELAY_TEST_UNSET_SECRET", Some(&file), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.expose_secret(),
+            "from-a-file-0123456789abcdef0123456789"
+        );
+        let inline = Some(SecretString::from("inline"));
+        let kept = secret_from("RELAY_TEST_UNSET_SECRET", None, inline).unwrap();
+        assert_eq!(kept.unwrap().expose_secret(), "inline");
+        assert!(secret_from(
+            "RELAY_TEST_UNSET_SECRET",
+            Some(&dir.path().join("none")),
+            None
+        )
+        .is_err());
+
+        let c: Config = toml::from_str(
+            r#"
+            admin_token = "admin-0123456789abcdef0123456789abcdef"
+            [auth]
+            issuer = "https://crm.example.com"
+            audience = "sms-relay"
+            secret = "jwt-0123456789abcdef0123456789abcdef"
+            [provider]
+            account_sid = "AC1"
+            auth_token = "auth-0123456789abcdef0123456789abcdef"
+            base_url = "https://api.twilio.com"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.auth.max_lifetime_secs, 600);
+        assert_eq!(c.auth.leeway_secs, 60);
+        assert!(c.check().is_ok());
+        let printed = format!("{c:?}");
+        for secret in ["admin-0123", "jwt-0123", "auth-0123"] {
+            assert!(!printed.contains(secret), "{printed}");
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sms_core::Timestamp;
@@ -72,7 +73,7 @@ impl FakeProvider {
         params: Vec<(String, String)>,
     ) -> Result<StatusCode, String> {
         let url = format!("{}{path}", self.public_url);
-        let signature = sign(&self.config.auth_token, &url, &params);
+        let signature = sign(self.config.auth_token.expose_secret(), &url, &params);
         let body = serde_urlencoded::to_string(&params).map_err(|e| e.to_string())?;
         let r = self
             .http
@@ -143,7 +144,8 @@ async fn fake_send(
         "Basic {}",
         STANDARD.encode(format!(
             "{}:{}",
-            fake.config.account_sid, fake.config.auth_token
+            fake.config.account_sid,
+            fake.config.auth_token.expose_secret()
         ))
     );
     let given = headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -319,7 +321,7 @@ async fn demo_sellers(State(app): State<Arc<App>>) -> Result<Json<serde_json::Va
             json!({
                 "id": t.id,
                 "name": profile.map_or(t.id.as_str(), |p| p.name.as_str()),
-                "token": t.token,
+                "token": t.token.expose_secret(),
             })
         })
         .collect();

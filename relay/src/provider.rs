@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sms_core::delivery::DeliveryStatus;
 use sms_core::pane::Media;
@@ -90,7 +91,12 @@ pub struct TwilioConfig {
     /// Account SID.
     pub account_sid: String,
     /// Auth token: signs callbacks and authenticates API calls. Never leaves the relay.
-    pub auth_token: String,
+    /// Env `RELAY_AUTH_TOKEN`, or a file (`auth_token_file`, `RELAY_AUTH_TOKEN_FILE`).
+    #[serde(default)]
+    pub auth_token: SecretString,
+    /// A file holding the auth token.
+    #[serde(default)]
+    pub auth_token_file: Option<std::path::PathBuf>,
     /// API base URL (`https://api.twilio.com`; the demo points it at its fake).
     pub base_url: String,
 }
@@ -156,7 +162,10 @@ impl Twilio {
         let body = serde_urlencoded::to_string(form).unwrap_or_default();
         self.http
             .post(url)
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose_secret()),
+            )
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -245,7 +254,12 @@ impl Provider for Twilio {
         signature: Option<&str>,
     ) -> Result<(), &'static str> {
         let signature = signature.ok_or("missing X-Twilio-Signature")?;
-        if signature::verify(&self.config.auth_token, url, params, signature) {
+        if signature::verify(
+            self.config.auth_token.expose_secret(),
+            url,
+            params,
+            signature,
+        ) {
             Ok(())
         } else {
             Err("X-Twilio-Signature does not match")

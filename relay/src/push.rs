@@ -14,6 +14,7 @@ use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPa
 use web_push_native::p256::PublicKey;
 use web_push_native::{Auth, WebPushBuilder};
 
+use crate::push_guard::check_endpoint;
 use crate::store::{LogReader, PushSubscription};
 
 /// The relay's VAPID identity.
@@ -71,17 +72,16 @@ impl Vapid {
     }
 }
 
-/// Sends doorbells for `(seller, event id)` notices, coalesced per seller.
+/// Sends doorbells for `(seller, event id)` notices, coalesced per seller, with
+/// `http` (built by [`crate::push_guard::client`]: public addresses only, no
+/// redirects, no proxy).
 pub async fn run(
     reader: Arc<dyn LogReader>,
     vapid: Arc<Vapid>,
+    http: reqwest::Client,
     mut notices: mpsc::UnboundedReceiver<(String, i64)>,
     epoch: tokio::sync::watch::Receiver<String>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
     while let Some((seller, id)) = notices.recv().await {
         let mut newest: HashMap<String, i64> = HashMap::from([(seller, id)]);
         // Coalesce a burst into one doorbell per seller.
@@ -118,6 +118,15 @@ async fn ring(
     sub: &PushSubscription,
     payload: &[u8],
 ) {
+    // Stored before the registration rules (or by hand): checked again.
+    if let Err(why) = check_endpoint(&sub.endpoint) {
+        tracing::warn!(
+            reason = why.code(),
+            "push endpoint refused at send; subscription dropped"
+        );
+        let _ = reader.delete_subscription(&sub.endpoint);
+        return;
+    }
     let request = match vapid.request(sub, payload) {
         Ok(r) => r,
         Err(e) => {
@@ -141,6 +150,8 @@ async fn ring(
             tracing::warn!(endpoint = %sub.endpoint, status = %r.status(), "push service refused a doorbell");
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(endpoint = %sub.endpoint, error = %e, "push service unreachable"),
+        Err(e) => {
+            tracing::warn!(endpoint = %sub.endpoint, error = %e, "push service unreachable or refused by the address guard")
+        }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::App;
-use crate::auth::Seller;
+use crate::auth::{Seller, SellerAuth};
 use crate::error::ApiError;
 use crate::model::LoggedEvent;
 
@@ -69,7 +69,7 @@ const CLIENT_BUFFER: usize = 1024;
 /// `GET /events`: the seller's event stream.
 pub async fn events(
     State(app): State<Arc<App>>,
-    Seller(seller): Seller,
+    who: SellerAuth,
     headers: HeaderMap,
     Query(q): Query<Since>,
 ) -> Response {
@@ -81,6 +81,15 @@ pub async fn events(
         )
         .into_response();
     }
+    let seller = who.seller.clone();
+    // A stream lasts while its credentials do: it ends when the seller leaves the
+    // directory, when its session is signed out, or when its bearer assertion expires.
+    let mut revoked = app.gate.watch();
+    let expiry = who.expires_ms.map(|ms| {
+        let left = (ms - crate::sequencer::now().as_millis()).max(0) as u64;
+        tokio::time::Instant::now() + Duration::from_millis(left)
+    });
+    let app_for_check = app.clone();
     // Subscribe before reading the log, so nothing falls between the two.
     let mut live = app.seq.subscribe(&seller);
     let mut epoch_rx = app.seq.epoch();
@@ -138,6 +147,18 @@ pub async fn events(
                     // Lagged or closed: drop the stream; the client resumes from its last id.
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
+                notice = revoked.recv() => {
+                    let concerns_us = match &notice {
+                        Ok(Some(s)) => *s == seller,
+                        Ok(None) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    if concerns_us && !still_allowed(&app_for_check, &who).await {
+                        tracing::info!(%seller, "credentials revoked: event stream closed");
+                        return;
+                    }
+                }
+                () = until(expiry) => return,
                 _ = epoch_rx.changed() => return,
                 _ = closing.changed() => return,
                 _ = fault.changed() => return,
@@ -152,6 +173,30 @@ pub async fn events(
                 .text("heartbeat"),
         )
         .into_response()
+}
+
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a stream's credentials still hold: an active seller, and for a cookie
+/// stream, a live session.
+async fn still_allowed(app: &Arc<App>, who: &SellerAuth) -> bool {
+    if !app.gate.is_active(&who.seller) {
+        return false;
+    }
+    let Some(id) = who.session.clone() else {
+        return true;
+    };
+    let reader = app.reader.clone();
+    let now_ms = crate::sequencer::now().as_millis();
+    matches!(
+        tokio::task::spawn_blocking(move || reader.session(&id, now_ms)).await,
+        Ok(Ok(Some(s))) if s == who.seller
+    )
 }
 
 /// `GET /events/page`: a finite page of events since an id (for the service worker).

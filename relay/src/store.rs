@@ -93,18 +93,32 @@ pub trait LogReader: Send + Sync {
     fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
     /// The id of the newest event.
     fn head(&self) -> StoreResult<i64>;
-    /// Stores a session.
+    /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session.
     fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<String>>;
     /// Ends a session.
     fn delete_session(&self, id: &str) -> StoreResult<()>;
+    /// Ends every session of a seller (sign-out everywhere, seller removed).
+    fn delete_sessions_of(&self, seller: &str) -> StoreResult<()>;
+    /// Drops sessions expired at `now_ms`.
+    fn purge_sessions(&self, now_ms: i64) -> StoreResult<()>;
     /// Adds or replaces a push subscription.
     fn put_subscription(&self, seller: &str, sub: &PushSubscription) -> StoreResult<()>;
+    /// Adds or replaces a seller's push subscription unless they hold `max` others
+    /// already; `false` when refused.
+    fn add_subscription(
+        &self,
+        seller: &str,
+        sub: &PushSubscription,
+        max: usize,
+    ) -> StoreResult<bool>;
     /// A seller's push subscriptions.
     fn subscriptions(&self, seller: &str) -> StoreResult<Vec<PushSubscription>>;
-    /// Drops an expired subscription.
+    /// Drops an expired or unusable subscription.
     fn delete_subscription(&self, endpoint: &str) -> StoreResult<()>;
+    /// Drops a subscription if it is this seller's (nothing otherwise).
+    fn delete_own_subscription(&self, seller: &str, endpoint: &str) -> StoreResult<()>;
     /// The VAPID private key kept from an earlier start.
     fn vapid_key(&self) -> StoreResult<Option<String>>;
     /// Keeps the VAPID private key.
@@ -137,7 +151,11 @@ CREATE TABLE IF NOT EXISTS sends_pending (
 INSERT OR IGNORE INTO sends_pending SELECT seller, client_ref, from_number, to_number, body, record_id
   FROM pending_sends;
 DELETE FROM pending_sends;
-CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, seller TEXT NOT NULL, expires_ms INTEGER NOT NULL);
+DROP TABLE IF EXISTS sessions;
+CREATE TABLE IF NOT EXISTS session_hashes (
+  hash TEXT PRIMARY KEY, seller TEXT NOT NULL, expires_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_seller ON session_hashes (seller);
 CREATE TABLE IF NOT EXISTS push_subscriptions (
   endpoint TEXT PRIMARY KEY, seller TEXT NOT NULL, p256dh TEXT NOT NULL, auth TEXT NOT NULL
 );
@@ -150,6 +168,15 @@ fn open(path: &Path) -> StoreResult<Connection> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch("PRAGMA synchronous = FULL;")?;
     Ok(conn)
+}
+
+/// What the sessions table keeps of a session id: its SHA-256, hex.
+fn session_hash(id: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn new_epoch() -> String {
@@ -363,10 +390,15 @@ impl LogReader for SqliteReader {
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
+        let now_ms = crate::sequencer::now().as_millis();
         self.with(|conn| {
             conn.execute(
-                "INSERT OR REPLACE INTO sessions (id, seller, expires_ms) VALUES (?1, ?2, ?3)",
-                params![id, seller, expires_ms],
+                "DELETE FROM session_hashes WHERE expires_ms <= ?1",
+                [now_ms],
+            )?;
+            conn.execute(
+                "INSERT OR REPLACE INTO session_hashes (hash, seller, expires_ms) VALUES (?1, ?2, ?3)",
+                params![session_hash(id), seller, expires_ms],
             )?;
             Ok(())
         })
@@ -375,15 +407,70 @@ impl LogReader for SqliteReader {
     fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<String>> {
         self.with(|conn| {
             Ok(conn
-                .prepare_cached("SELECT seller FROM sessions WHERE id = ?1 AND expires_ms > ?2")?
-                .query_row(params![id, now_ms], |r| r.get(0))
+                .prepare_cached(
+                    "SELECT seller FROM session_hashes WHERE hash = ?1 AND expires_ms > ?2",
+                )?
+                .query_row(params![session_hash(id), now_ms], |r| r.get(0))
                 .optional()?)
         })
     }
 
     fn delete_session(&self, id: &str) -> StoreResult<()> {
         self.with(|conn| {
-            conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            conn.execute(
+                "DELETE FROM session_hashes WHERE hash = ?1",
+                [session_hash(id)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_sessions_of(&self, seller: &str) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute("DELETE FROM session_hashes WHERE seller = ?1", [seller])?;
+            Ok(())
+        })
+    }
+
+    fn purge_sessions(&self, now_ms: i64) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM session_hashes WHERE expires_ms <= ?1",
+                [now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn add_subscription(
+        &self,
+        seller: &str,
+        sub: &PushSubscription,
+        max: usize,
+    ) -> StoreResult<bool> {
+        self.with(|conn| {
+            let others: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM push_subscriptions WHERE seller = ?1 AND endpoint != ?2",
+                params![seller, sub.endpoint],
+                |r| r.get(0),
+            )?;
+            if others as usize >= max {
+                return Ok(false);
+            }
+            conn.execute(
+                "INSERT OR REPLACE INTO push_subscriptions (endpoint, seller, p256dh, auth) VALUES (?1, ?2, ?3, ?4)",
+                params![sub.endpoint, seller, sub.p256dh, sub.auth],
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn delete_own_subscription(&self, seller: &str, endpoint: &str) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM push_subscriptions WHERE endpoint = ?1 AND seller = ?2",
+                [endpoint, seller],
+            )?;
             Ok(())
         })
     }

@@ -10,13 +10,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::Relay;
 use serde_json::{json, Value};
 use sms_relay::provider::{OutboundSms, Provider, SendResult, Twilio, TwilioConfig};
-use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint;
-use web_push_native::p256::SecretKey;
 use web_push_native::Auth;
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
@@ -47,18 +44,19 @@ async fn fake_server(answers: Vec<(&'static str, u16)>) -> (String, Seen) {
 
 #[tokio::test]
 async fn doorbells_reach_the_push_service_and_gone_subscriptions_are_dropped() {
-    let relay = Relay::start().await;
-    let (push_url, seen) = fake_server(vec![("/push/ok", 201), ("/push/gone", 410)]).await;
-    let ua_secret = SecretKey::from_slice(&[7u8; 32]).unwrap();
-    let p256dh = URL_SAFE_NO_PAD.encode(ua_secret.public_key().to_encoded_point(false).as_bytes());
-    let auth_bytes = [3u8; 16];
-    let auth = URL_SAFE_NO_PAD.encode(auth_bytes);
+    // A push service on this machine, reached as https://push.test.example through a
+    // swapped resolver that demo mode lets reach a private address.
+    let (push_addr, seen) =
+        common::tls_push_service(vec![("/push/ok", 201, None), ("/push/gone", 410, None)]).await;
+    let relay =
+        Relay::start_demo(|c| c.push_network = common::push_network_to(push_addr, true)).await;
+    let (ua_secret, auth_bytes, keys) = common::browser_keys();
     for path in ["/push/ok", "/push/gone"] {
         let r = relay
             .post_json(
                 "/push/subscriptions",
                 "asha",
-                json!({"endpoint": format!("{push_url}{path}"), "keys": {"p256dh": p256dh, "auth": auth}}),
+                json!({"endpoint": format!("https://push.test.example{path}"), "keys": keys}),
             )
             .await;
         assert_eq!(r.status(), 201);
@@ -67,7 +65,13 @@ async fn doorbells_reach_the_push_service_and_gone_subscriptions_are_dropped() {
         .inbound("SMpush", "+919812345678", "+14155550100", "ring ring")
         .await;
     let mut waited = 0;
-    while seen.lock().unwrap().len() < 2 && waited < 50 {
+    while seen.lock().unwrap().len() < 2 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // The 404/410 answer is handled after the request is seen: wait for the drop.
+    let mut waited = 0;
+    while relay.app().reader.subscriptions("asha").unwrap().len() > 1 && waited < 50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
     }
@@ -104,6 +108,7 @@ fn twilio(base_url: &str) -> Twilio {
         TwilioConfig {
             account_sid: "AC123".into(),
             auth_token: "secret".into(),
+            auth_token_file: None,
             base_url: base_url.into(),
         },
         "https://relay.example.com/webhooks/twilio/status".into(),

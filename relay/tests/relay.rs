@@ -466,7 +466,7 @@ async fn the_directory_is_served_and_patched() {
         .unwrap();
     assert_eq!(
         r.headers()["content-security-policy"],
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'",
+        sms_relay::app::CSP,
         "every response carries the strict policy"
     );
     let d: Value = r.json().await.unwrap();

@@ -270,7 +270,7 @@ try {
     check(await visible(pane(page).getByText('<img src=x onerror="window.pwned=1">')), "the body is shown literally");
     check(await page.locator("#messages img").count() === 0 && (await page.evaluate(() => window.pwned)) === undefined, "no element was created and nothing ran");
     const policy = (await page.request.get(base)).headers()["content-security-policy"];
-    check(policy === "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'", `the page is served under the strict policy (${policy})`);
+    check(policy === "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; base-uri 'none'; frame-ancestors 'self'", `the page is served under the strict policy (${policy})`);
     // B8: media arrive as links (a thumbnail only for this origin's images: the policy loads nothing else).
     const r = await fetch(`${base}demo/phone/send`, { method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ from: "+91 95555 00004", to: "+14155550100", body: "photo", media: [{ url: "https://media.example/cat.jpg", content_type: "image/jpeg" }] }) });

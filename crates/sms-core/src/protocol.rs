@@ -26,6 +26,9 @@ pub struct Seller {
     /// Whether the seller has the privilege to receive inbound messages (P3).
     #[serde(default = "yes")]
     pub can_receive: bool,
+    /// Whether the seller may sign in (X1): an inactive seller loses every session.
+    #[serde(default = "yes")]
+    pub active: bool,
 }
 
 fn yes() -> bool {
@@ -299,6 +302,10 @@ pub struct SendAnswer {
     /// The failure's stable reason code (e.g. `InvalidSendingParameters`), when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What went wrong at the provider, as a code (`provider_refused`,
+    /// `provider_unreachable`, `provider_no_answer`); its own text stays in the relay's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_error: Option<String>,
     /// Whether this answers an earlier request with the same `client_ref`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,

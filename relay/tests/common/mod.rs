@@ -9,11 +9,52 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use sms_relay::app::{start, Running};
-use sms_relay::config::{Config, SellerToken};
+use sms_relay::config::{AuthConfig, Config, SellerToken};
+use sms_relay::provider::TwilioConfig;
 use sms_relay::signature::sign;
 
 pub const AUTH_TOKEN: &str = "demo-auth-token";
 pub const ADMIN: &str = "admin-secret";
+
+/// A non-demo relay's secrets (32 bytes or more, none of the demo's).
+pub const PROD_ADMIN: &str = "prod-admin-3b1f9c2e7d4a5b6c8e9f0a1b2c3d4e5f";
+pub const PROD_AUTH_TOKEN: &str = "twilio-auth-8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f";
+pub const JWT_SECRET: &str = "jwt-hs256-5f4e3d2c1b0a9f8e7d6c5b4a39281706";
+pub const ISSUER: &str = "https://crm.example.com";
+pub const AUDIENCE: &str = "sms-relay";
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A production configuration: no demo, a provider (a closed local port: nothing is
+/// sent in these tests), JWT sign-in with an HS256 secret and the fixture JWKS.
+pub fn production_config(db: PathBuf) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: db,
+        default_region: Some("IN".into()),
+        demo: false,
+        admin_token: Some(PROD_ADMIN.into()),
+        directory: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/directory.json")),
+        provider: Some(TwilioConfig {
+            account_sid: "ACprod".into(),
+            auth_token: PROD_AUTH_TOKEN.into(),
+            auth_token_file: None,
+            base_url: "http://127.0.0.1:9".into(),
+        }),
+        auth: AuthConfig {
+            issuer: Some(ISSUER.into()),
+            audience: Some(AUDIENCE.into()),
+            secret: Some(JWT_SECRET.into()),
+            jwks_file: Some(fixture("jwks.json")),
+            ..AuthConfig::default()
+        },
+        ..Config::default()
+    }
+}
 
 pub struct Relay {
     pub running: Option<Running>,
@@ -35,7 +76,7 @@ pub fn config(db: PathBuf, port: u16) -> Config {
             .iter()
             .map(|s| SellerToken {
                 id: s.to_string(),
-                token: format!("{s}-token"),
+                token: format!("{s}-token").into(),
             })
             .collect(),
         ..Config::default()
@@ -49,10 +90,44 @@ impl Relay {
         Self::start_with(dir, db, 0).await
     }
 
+    /// A demo relay, `adjust` changing the harness configuration.
+    pub async fn start_demo(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relay.db");
+        let mut c = config(db.clone(), 0);
+        adjust(&mut c);
+        let running = start(c, false).await.expect("relay starts");
+        let url = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            url,
+            db,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub async fn start_with(dir: tempfile::TempDir, db: PathBuf, port: u16) -> Self {
         let running = start(config(db.clone(), port), false)
             .await
             .expect("relay starts");
+        let url = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            url,
+            db,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A non-demo relay, `config` adjusting [`production_config`].
+    pub async fn start_production(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relay.db");
+        let mut config = production_config(db.clone());
+        adjust(&mut config);
+        let running = start(config, false).await.expect("relay starts");
         let url = format!("http://{}", running.addr);
         Self {
             running: Some(running),
@@ -97,6 +172,32 @@ impl Relay {
             req = req.header("X-Twilio-Signature", sig);
         }
         req.send().await.unwrap()
+    }
+
+    /// An inbound webhook to a production relay (signed with its provider token).
+    pub async fn inbound_prod(&self, sid: &str, from: &str, to: &str, body: &str) {
+        let params: Vec<(String, String)> = [
+            ("MessageSid", sid),
+            ("AccountSid", "ACprod"),
+            ("From", from),
+            ("To", to),
+            ("Body", body),
+            ("NumMedia", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let url = format!("{}/webhooks/twilio/inbound", self.url);
+        let r = self
+            .http
+            .post(&url)
+            .header("X-Twilio-Signature", sign(PROD_AUTH_TOKEN, &url, &params))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&params).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "inbound webhook");
     }
 
     pub async fn inbound(&self, sid: &str, from: &str, to: &str, body: &str) -> reqwest::Response {
@@ -176,6 +277,33 @@ impl SseClient {
         }
     }
 
+    /// Connects with one header (`Cookie` or `Authorization`).
+    pub async fn connect_with(url: &str, name: &str, value: &str) -> Self {
+        let resp = reqwest::Client::new()
+            .get(format!("{url}/events"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "SSE connect");
+        Self {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// Whether the server ends the stream within `wait` (whatever it sends before).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(Some(Err(_)) | None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The next event with data, or `None` after `wait` without one.
     pub async fn next(&mut self, wait: Duration) -> Option<SseEvent> {
         loop {
@@ -220,4 +348,119 @@ pub fn kinds(events: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// A local push service speaking TLS with the fixture certificate for
+/// `push.test.example` (signed by the fixture CA), answering every POST with the
+/// status for its path; returns its address and what it received.
+pub async fn tls_push_service(
+    answers: Vec<(&'static str, u16, Option<&'static str>)>,
+) -> (std::net::SocketAddr, Seen) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let seen: Seen = Seen::default();
+    let mut router = axum::Router::new();
+    for (path, status, location) in answers {
+        let seen = seen.clone();
+        router = router.route(
+            path,
+            post(move |headers: HeaderMap, body: bytes::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push((path.to_owned(), headers, body));
+                    let mut h = HeaderMap::new();
+                    if let Some(l) = location {
+                        h.insert("location", l.parse().unwrap());
+                    }
+                    (StatusCode::from_u16(status).unwrap(), h)
+                }
+            }),
+        );
+    }
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixture("push_tls_cert.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(fixture("push_tls_key.pem")).unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls)),
+    };
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (addr, seen)
+}
+
+pub type Seen =
+    std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, bytes::Bytes)>>>;
+
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Push settings where `push.test.example` resolves to `addr` (a local push
+/// service); `reach_it` lets doorbells connect there (demo mode only), otherwise the
+/// address guard stands.
+pub fn push_network_to(
+    addr: std::net::SocketAddr,
+    reach_it: bool,
+) -> sms_relay::push_guard::PushNetwork {
+    use std::collections::HashMap;
+    sms_relay::push_guard::PushNetwork {
+        lookup: Some(std::sync::Arc::new(sms_relay::push_guard::StaticLookup(
+            HashMap::from([("push.test.example".to_owned(), vec![addr])]),
+        ))),
+        allow_private: reach_it,
+        extra_root_pem: reach_it.then(|| std::fs::read(fixture("push_ca_cert.pem")).unwrap()),
+    }
+}
+
+/// A Web Push subscription's browser keys (fixed).
+pub fn browser_keys() -> (
+    web_push_native::p256::SecretKey,
+    [u8; 16],
+    serde_json::Value,
+) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint;
+    let secret = web_push_native::p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+    let p256dh = URL_SAFE_NO_PAD.encode(secret.public_key().to_encoded_point(false).as_bytes());
+    let auth = [3u8; 16];
+    let keys = serde_json::json!({"p256dh": p256dh, "auth": URL_SAFE_NO_PAD.encode(auth)});
+    (secret, auth, keys)
 }
