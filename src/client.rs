@@ -9,6 +9,7 @@ use crate::js_error::{js_error, JsResult};
 use crate::store::records::{OutboxEntry, StoredTemplate};
 use crate::store::{IdbStore, IngestOutcome, SellerContext, SendAnswer, StoreError};
 use crate::to_js;
+use sms_core::protocol::SendRequest;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -291,8 +292,16 @@ impl SmsClient {
         )]
         request: JsValue,
     ) -> JsResult<String> {
+        // The request decodes straight into an outbox row (its `queued_ms` and
+        // `attempts` default), with one codec instead of two.
+        let entry: OutboxEntry = input(request)?;
+        self.queue(entry.request).await
+    }
+
+    /// Queues a send now and tries to send the outbox; resolves to the conversation id.
+    pub(crate) async fn queue(&self, request: SendRequest) -> JsResult<String> {
         let entry = OutboxEntry {
-            request: input(request)?,
+            request,
             queued_ms: js_sys::Date::now(),
             attempts: 0,
         };

@@ -613,8 +613,7 @@ impl SmsClient {
                 }
                 Effect::Send(req) => {
                     let client_ref = req.client_ref.clone();
-                    let request = to_js(&req)?;
-                    self.send(request).await?;
+                    self.queue(req).await?;
                     let stored = self.store.message(&client_ref).await.map_err(store_error)?;
                     let queued = self
                         .store

@@ -210,11 +210,12 @@ impl IdbStore {
                 ))
             })
             .collect();
-        let with_number = found
+        let with_number: Vec<&Record> = found
             .iter()
             .filter(|r| r.phone_keys.contains(&from))
-            .map(|r| &r.record);
-        let candidates = candidates(with_number, &holding);
+            .map(|r| &r.record)
+            .collect();
+        let candidates = candidates(&with_number, &holding);
         Ok(decide(
             &from,
             OrgContext {
@@ -302,7 +303,7 @@ impl IdbStore {
             body: &r.body,
             from: &r.from,
             to: &r.to,
-            may_send_from: cache.access.may_send_from(cache.org_owners.get(&r.from)),
+            may_send_from: cache.access.may_send_from(cache.org_owner(&r.from)),
             consent: conv.consent,
             region: self.ctx.default_region.as_deref(),
         })

@@ -305,7 +305,7 @@ impl<'a> Apply<'a> {
         org: &str,
         at: sms_core::Timestamp,
     ) -> StoreResult<Record> {
-        let owner = self.cache.org_owners.get(&self.store.key(org)).cloned();
+        let owner = self.cache.org_owner(&self.store.key(org)).cloned();
         let record = sms_core::lead::for_unknown_number(id, phone, owner, at);
         self.tx
             .object_store(k::RECORDS)?
@@ -361,9 +361,7 @@ impl<'a> Apply<'a> {
 
     /// Whether the org number alone makes a conversation visible to the seller (V1).
     fn org_visible(&self, org: &str) -> bool {
-        self.cache
-            .access
-            .can_see(self.cache.org_owners.get(org), None)
+        self.cache.access.can_see(self.cache.org_owner(org), None)
     }
 
     /// Raises the notification for a new inbound message the seller may see (N1),
@@ -375,7 +373,7 @@ impl<'a> Apply<'a> {
         record_owner: Option<&Owner>,
     ) -> StoredResult {
         let access = &self.cache.access;
-        if !access.can_see(self.cache.org_owners.get(&conv.org_number), record_owner) {
+        if !access.can_see(self.cache.org_owner(&conv.org_number), record_owner) {
             return Ok(None);
         }
         let kind = if access.receives() {

@@ -292,7 +292,20 @@ pub struct IdbStore {
 pub(crate) struct DirectoryCache {
     /// What the seller may see and send from (V1, C4, P3).
     pub(crate) access: sms_core::access::Access,
-    pub(crate) org_owners: std::collections::HashMap<String, sms_core::directory::Owner>,
+    /// Org numbers in key (number) order.
+    pub(crate) org_numbers: Vec<sms_core::directory::OrgNumber>,
+}
+
+impl DirectoryCache {
+    /// The owner of an org number (a key), found by binary search: the numbers come in
+    /// the store's key order (ASCII, so UTF-16 and byte order agree).
+    pub(crate) fn org_owner(&self, number: &str) -> Option<&sms_core::directory::Owner> {
+        let i = self
+            .org_numbers
+            .binary_search_by(|o| o.number.as_str().cmp(number))
+            .ok()?;
+        Some(&self.org_numbers[i].owner)
+    }
 }
 
 /// The compound key `[org_number, customer_number]`.
@@ -490,7 +503,7 @@ impl IdbStore {
                 &teams,
                 me.is_none_or(|s| s.can_receive),
             ),
-            org_owners: orgs.into_iter().map(|o| (o.number, o.owner)).collect(),
+            org_numbers: orgs,
         });
         *self.cache.borrow_mut() = Some(cache.clone());
         Ok(cache)

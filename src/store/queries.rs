@@ -38,7 +38,7 @@ impl IdbStore {
             let record_owner = record.as_ref().map(|r| &r.record.owner);
             if cache
                 .access
-                .can_see(cache.org_owners.get(&c.org_number), record_owner)
+                .can_see(cache.org_owner(&c.org_number), record_owner)
             {
                 out.push(ConversationSummary {
                     record_name: record.map(|r| r.record.name).unwrap_or_default(),
@@ -194,7 +194,7 @@ impl IdbStore {
             .serde()?;
         let record: Option<StoredRecord> = record.await?;
         let record = record.map(|r| r.record);
-        let org_owner = cache.org_owners.get(&conversation.org_number);
+        let org_owner = cache.org_owner(&conversation.org_number);
         if !cache
             .access
             .can_see(org_owner, record.as_ref().map(|r| &r.owner))
@@ -403,7 +403,7 @@ impl IdbStore {
                 let c: StoredConversation = c?;
                 if cache
                     .access
-                    .can_see(cache.org_owners.get(&c.org_number), Some(&r.owner))
+                    .can_see(cache.org_owner(&c.org_number), Some(&r.owner))
                 {
                     out.push(ConversationSummary {
                         record_name: r.name.clone(),
@@ -429,17 +429,13 @@ const SEED_STORES: [&str; 8] = [
     k::MESSAGES,
 ];
 
-/// The org number the seller sends from by default (C4): their own first, then a team's.
+/// The org number the seller sends from by default (C4): their own first, then a
+/// team's, each the first in number order (the store's key order).
 fn own_org_number(cache: &super::DirectoryCache) -> Option<String> {
-    let numbers: Vec<sms_core::directory::OrgNumber> = cache
-        .org_owners
-        .iter()
-        .map(|(number, owner)| sms_core::directory::OrgNumber {
-            number: number.clone(),
-            owner: owner.clone(),
-        })
-        .collect();
-    cache.access.default_from(&numbers).map(str::to_owned)
+    cache
+        .access
+        .default_from(&cache.org_numbers)
+        .map(str::to_owned)
 }
 
 /// Records linked to `record` in either direction, without itself or repeats.

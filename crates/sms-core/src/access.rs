@@ -77,17 +77,13 @@ impl Access {
     }
 
     /// The numbers the seller may send from, their own before their teams', each
-    /// group in number order; the first is the default (C4).
+    /// group in the order given; the first is the default (C4).
     pub fn sends_from<'a>(&self, org_numbers: &'a [OrgNumber]) -> Vec<&'a OrgNumber> {
-        let mut mine: Vec<&OrgNumber> = org_numbers
-            .iter()
-            .filter(|o| self.holds(&o.owner))
-            .collect();
-        mine.sort_by(|a, b| {
-            let team = |o: &OrgNumber| matches!(o.owner, Owner::Team(_));
-            team(a).cmp(&team(b)).then_with(|| a.number.cmp(&b.number))
-        });
-        mine
+        let own = |o: &&OrgNumber| matches!(&o.owner, Owner::Seller(s) if *s == self.seller);
+        let team = |o: &&OrgNumber| matches!(&o.owner, Owner::Team(t) if self.teams.contains(t));
+        let mut out: Vec<&OrgNumber> = org_numbers.iter().filter(own).collect();
+        out.extend(org_numbers.iter().filter(team));
+        out
     }
 
     /// The number the seller sends from when a conversation has none yet (C4).
@@ -123,7 +119,7 @@ mod tests {
             org("+1", Owner::Team("north".into())),
         ];
         let from: Vec<&str> = a.sends_from(&orgs).iter().map(|o| &*o.number).collect();
-        assert_eq!(from, ["+9", "+1", "+3"]);
+        assert_eq!(from, ["+9", "+3", "+1"]);
         assert_eq!(a.default_from(&orgs), Some("+9"));
         assert!(a.may_send_from(Some(&Owner::Team("north".into()))));
         assert!(!a.may_send_from(Some(&Owner::Seller("ravi".into()))));

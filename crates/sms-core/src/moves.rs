@@ -51,7 +51,6 @@ pub fn apply(mut source: Held, target: Option<Held>, entry: MoveEntry) -> Moved 
         Some(mut target) => {
             let carry_draft = source.draft && !target.draft;
             target.moves.append(&mut source.moves);
-            target.moves.sort_by_key(|m| m.at);
             target.moves.push(entry);
             target.last = target.last.max(source.last).max(at);
             target.unread += source.unread;
@@ -117,7 +116,11 @@ mod tests {
         };
         assert_eq!((t.last.as_millis(), t.unread, carry_draft), (20, 3, true));
         let times: Vec<i64> = t.moves.iter().map(|m| m.at.as_millis()).collect();
-        assert_eq!(times, [1, 3, 15]);
+        assert_eq!(
+            times,
+            [3, 1, 15],
+            "the target's moves, the source's, then this one"
+        );
         let with_draft = Held {
             draft: true,
             ..target

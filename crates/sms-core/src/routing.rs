@@ -216,7 +216,7 @@ pub fn decide(customer: &str, org: OrgContext<'_>, candidates: &[Candidate<'_>])
 /// customer's number, and those holding a conversation between the two numbers, each
 /// with the latest activity of its conversation (`holding`: record and activity).
 pub fn candidates<'a>(
-    with_number: impl IntoIterator<Item = &'a Record>,
+    with_number: &[&'a Record],
     holding: &[(&'a Record, Timestamp)],
 ) -> Vec<Candidate<'a>> {
     let activity = |id: &str| {
@@ -227,10 +227,7 @@ pub fn candidates<'a>(
             .max()
     };
     let mut out: Vec<Candidate<'a>> = Vec::new();
-    for record in with_number
-        .into_iter()
-        .chain(holding.iter().map(|&(r, _)| r))
-    {
+    for &record in with_number.iter().chain(holding.iter().map(|(r, _)| r)) {
         if !out.iter().any(|c| c.record.id == record.id) {
             out.push(Candidate {
                 record,
@@ -316,10 +313,11 @@ pub fn route(input: &RouteInput) -> RouteDecision {
         .filter(|c| key(&c.org_number) == to && key(&c.customer_number) == from)
         .filter_map(|c| Some((records(&c.record_id)?, c.last_message_at)))
         .collect();
-    let with_number = input
+    let with_number: Vec<&Record> = input
         .records
         .iter()
-        .filter(|r| r.phones.iter().any(|p| key(p) == from));
-    let candidates = candidates(with_number, &holding);
+        .filter(|r| r.phones.iter().any(|p| key(p) == from))
+        .collect();
+    let candidates = candidates(&with_number, &holding);
     decide(&from, org, &candidates)
 }

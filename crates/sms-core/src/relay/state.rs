@@ -256,13 +256,14 @@ impl State {
             .flatten()
             .filter_map(|(id, at)| Some((self.record(id)?, *at)))
             .collect();
-        let with_number = self
+        let with_number: Vec<&Record> = self
             .phone_index
             .get(from)
             .into_iter()
             .flatten()
-            .map(|&i| &self.directory.records[i]);
-        let candidates = candidates(with_number, &holding);
+            .map(|&i| &self.directory.records[i])
+            .collect();
+        let candidates = candidates(&with_number, &holding);
         decide(
             from,
             OrgContext {
