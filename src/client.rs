@@ -52,10 +52,11 @@ export interface StoredMessage {
   delivery: { status: string; error_code: number | null } | null;
   media: { url: string; content_type: string }[];
 }
-/** A directory record (contact, account, opportunity or lead). */
+/** A directory record (contact, account, opportunity or lead). A record that is not the
+ * seller's comes by name only (no owner, no phones): for lookup and moves. */
 export interface CrmRecord {
   id: string; kind: "contact" | "account" | "opportunity" | "lead"; name: string;
-  owner: Owner; active: boolean; updated_at: string | null; phones: string[]; related?: string[];
+  owner?: Owner; active: boolean; updated_at: string | null; phones: string[]; related?: string[];
 }
 /** A page of history, oldest to newest. */
 export interface HistoryPage { messages: StoredMessage[]; has_more: boolean }

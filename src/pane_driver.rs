@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use sms_core::directory::{OrgNumber, Owner, Record};
+use sms_core::directory::{OrgNumber, Record};
 use sms_core::pane::{
     Effect, LocalState, MessageView, OpenRequest, OpenSource, Pane, PaneConfig, PaneInput,
     RecordRef,
@@ -241,7 +241,8 @@ fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenReques
         id: conv.record_id.clone(),
         kind: sms_core::directory::RecordKind::Lead,
         name: conv.record_id.clone(),
-        owner: Owner::Seller(seller.to_owned()),
+        // Not in the directory: the org number alone decides who sees it (V1).
+        owner: None,
     });
     let req = OpenRequest {
         source,
@@ -303,7 +304,7 @@ export type PaneInput =
   | { type: "related_chosen"; record_id: string }
   | { type: "close" };
 /** A record as the pane shows it. */
-export interface RecordRef { id: string; kind: CrmRecord["kind"]; name: string; owner: Owner }
+export interface RecordRef { id: string; kind: CrmRecord["kind"]; name: string; owner: Owner | null }
 /** A move of the conversation between records (M2, B1). */
 export interface MoveEntry { by: string; at: string; from_record: string; to_record: string }
 /** A failed send explained for the seller (B5). */

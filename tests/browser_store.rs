@@ -35,7 +35,7 @@ fn record(id: &str, kind: RecordKind, owner: Owner, phone: &str) -> Record {
     Record {
         id: id.into(),
         kind,
-        owner,
+        owner: Some(owner),
         active: true,
         updated_at: None,
         phones: vec![phone.into()],
@@ -265,7 +265,7 @@ async fn an_unknown_number_creates_one_lead_even_when_the_relay_announces_it() {
         .await
         .unwrap()
         .expect("lead stored");
-    assert_eq!(lead.owner, Owner::Seller("asha".into()));
+    assert_eq!(lead.owner, Some(Owner::Seller("asha".into())));
     assert_eq!(
         store.lookup("98000000", 10).await.unwrap()[0].id,
         "lead:+919800000099"

@@ -200,8 +200,9 @@ async function renderRecord(id) {
   const r = await client.record(id);
   if (!r) { $("record-h").textContent = t("not_found"); $("record-phones").replaceChildren(); return; }
   $("record-h").textContent = r.name;
-  const owner = r.owner.seller ?? `${t("team")} ${r.owner.team}`;
-  $("record-meta").textContent = `${t(r.kind)} · ${t("owner")}: ${owner}${r.active ? "" : ` · ${t("inactive")}`}`;
+  // A record that is not the seller's comes by name only (X5): no owner to show.
+  const owner = !r.owner ? "" : ` · ${t("owner")}: ${r.owner.seller ?? `${t("team")} ${r.owner.team}`}`;
+  $("record-meta").textContent = `${t(r.kind)}${owner}${r.active ? "" : ` · ${t("inactive")}`}`;
   // O2: a message icon beside each phone field opens that number's conversation.
   $("record-phones").replaceChildren(...r.phones.flatMap((phone, i) => {
     const field = phoneFields[i] ?? "other_phone";

@@ -129,8 +129,11 @@ impl<'a> Apply<'a> {
                 conv.preview = preview(body);
                 conv.unread += 1;
                 out.conversation_id = Some(conv.id.clone());
-                out.notification =
-                    self.notify(&conv, &message, record.as_ref().map(|r| &r.owner))?;
+                out.notification = self.notify(
+                    &conv,
+                    &message,
+                    record.as_ref().and_then(|r| r.owner.as_ref()),
+                )?;
                 self.tx.object_store(k::MESSAGES)?.put(message).serde()?;
                 self.tx.object_store(k::CONVERSATIONS)?.put(conv).serde()?;
             }

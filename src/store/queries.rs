@@ -35,7 +35,7 @@ impl IdbStore {
         };
         while let Some(c) = cursor.next_record_ser::<StoredConversation>().await? {
             let record: Option<StoredRecord> = records.get(c.record_id.as_str()).serde()?.await?;
-            let record_owner = record.as_ref().map(|r| &r.record.owner);
+            let record_owner = record.as_ref().and_then(|r| r.record.owner.as_ref());
             if cache
                 .access
                 .can_see(cache.org_owner(&c.org_number), record_owner)
@@ -197,7 +197,7 @@ impl IdbStore {
         let org_owner = cache.org_owner(&conversation.org_number);
         if !cache
             .access
-            .can_see(org_owner, record.as_ref().map(|r| &r.owner))
+            .can_see(org_owner, record.as_ref().and_then(|r| r.owner.as_ref()))
         {
             return Err(StoreError {
                 code: "not_visible",
@@ -403,7 +403,7 @@ impl IdbStore {
                 let c: StoredConversation = c?;
                 if cache
                     .access
-                    .can_see(cache.org_owner(&c.org_number), Some(&r.owner))
+                    .can_see(cache.org_owner(&c.org_number), r.owner.as_ref())
                 {
                     out.push(ConversationSummary {
                         record_name: r.name.clone(),

@@ -64,7 +64,7 @@ fn main() {
         .map(|i| Record {
             id: format!("contact:{i}"),
             kind: RecordKind::Contact,
-            owner: Owner::Seller(format!("s{}", i % 50)),
+            owner: Some(Owner::Seller(format!("s{}", i % 50))),
             active: true,
             updated_at: Some(Timestamp::from_millis(i)),
             phones: vec![format!("+9198{:08}", i % 5000)],

@@ -53,8 +53,10 @@ pub struct Record {
     pub id: String,
     /// What kind of record it is.
     pub kind: RecordKind,
-    /// The seller or team it is assigned to.
-    pub owner: Owner,
+    /// The seller or team it is assigned to; absent only in a name-only row, which
+    /// a seller receives for a record that is not theirs (for lookup and moves, X5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     /// Active or inactive (R2 rule 5).
     #[serde(default = "yes")]
     pub active: bool,

@@ -18,7 +18,7 @@ pub fn for_unknown_number(
     Record {
         id: id.to_owned(),
         kind: RecordKind::Lead,
-        owner: org_owner.unwrap_or_else(|| Owner::Team(UNASSIGNED_TEAM.into())),
+        owner: Some(org_owner.unwrap_or_else(|| Owner::Team(UNASSIGNED_TEAM.into()))),
         active: true,
         updated_at: Some(at),
         phones: vec![phone.to_owned()],

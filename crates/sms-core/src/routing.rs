@@ -128,14 +128,14 @@ pub struct OrgContext<'a> {
 }
 
 impl OrgContext<'_> {
-    fn addressed_seller(&self, owner: &Owner) -> bool {
-        matches!((self.owner, owner), (Some(Owner::Seller(s)), Owner::Seller(o)) if s == o)
+    fn addressed_seller(&self, owner: Option<&Owner>) -> bool {
+        matches!((self.owner, owner), (Some(Owner::Seller(s)), Some(Owner::Seller(o))) if s == o)
     }
 
-    fn team_member(&self, owner: &Owner) -> bool {
+    fn team_member(&self, owner: Option<&Owner>) -> bool {
         match (self.owner, owner) {
-            (Some(Owner::Team(t)), Owner::Team(o)) => t == o,
-            (Some(Owner::Team(_)), Owner::Seller(s)) => self.team_members.contains(s),
+            (Some(Owner::Team(t)), Some(Owner::Team(o))) => t == o,
+            (Some(Owner::Team(_)), Some(Owner::Seller(s))) => self.team_members.contains(s),
             _ => false,
         }
     }
@@ -161,12 +161,13 @@ fn compare(org: &OrgContext<'_>, a: &Candidate<'_>, b: &Candidate<'_>) -> (Order
             RouteRule::RecentConversation,
         ),
         (
-            org.addressed_seller(&rb.owner)
-                .cmp(&org.addressed_seller(&ra.owner)),
+            org.addressed_seller(rb.owner.as_ref())
+                .cmp(&org.addressed_seller(ra.owner.as_ref())),
             RouteRule::AddressedSeller,
         ),
         (
-            org.team_member(&rb.owner).cmp(&org.team_member(&ra.owner)),
+            org.team_member(rb.owner.as_ref())
+                .cmp(&org.team_member(ra.owner.as_ref())),
             RouteRule::TeamMember,
         ),
         (ra.kind.cmp(&rb.kind), RouteRule::RecordType),

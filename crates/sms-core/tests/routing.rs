@@ -20,7 +20,7 @@ fn record(id: &str, kind: RecordKind, owner: Owner) -> Record {
     Record {
         id: id.into(),
         kind,
-        owner,
+        owner: Some(owner),
         active: true,
         updated_at: Some(ts("2024-01-01T00:00:00Z")),
         phones: vec!["098123 45678".into()],
@@ -117,7 +117,7 @@ fn each_rule_can_decide() {
     );
     // 2: the seller owning the org number.
     let mut recs = base();
-    recs[0].owner = seller("asha");
+    recs[0].owner = Some(seller("asha"));
     assert_eq!(
         decided(&input(recs, vec![])),
         ("lead:9".into(), RouteRule::AddressedSeller)
@@ -125,7 +125,7 @@ fn each_rule_can_decide() {
     // 3: a member of the team owning the org number.
     let mut i = input(base(), vec![]);
     i.inbound.to = "+14155550199".into();
-    i.records[0].owner = seller("ravi");
+    i.records[0].owner = Some(seller("ravi"));
     assert_eq!(decided(&i), ("lead:9".into(), RouteRule::TeamMember));
     // 5: active first.
     let mut recs = base();
@@ -223,11 +223,11 @@ fn arb_record() -> impl Strategy<Value = Record> {
                 RecordKind::Opportunity,
                 RecordKind::Lead,
             ][kind as usize],
-            owner: if team {
+            owner: Some(if team {
                 Owner::Team(owner.into())
             } else {
                 Owner::Seller(owner.into())
-            },
+            }),
             active,
             updated_at: updated.map(|h| Timestamp::from_millis(h * 3_600_000)),
             phones: if carries {

@@ -144,7 +144,7 @@ fn an_unknown_number_gets_one_lead_owned_like_the_org_number_at_now() {
     assert_eq!(lead.record.id, "lead:+15550001111");
     assert_eq!(
         lead.record.owner,
-        sms_core::directory::Owner::Team("north".into())
+        Some(sms_core::directory::Owner::Team("north".into()))
     );
     assert_eq!(lead.record.updated_at, Some(Timestamp::from_millis(h.now)));
     let EventBody::Inbound(m) = &events[1] else {

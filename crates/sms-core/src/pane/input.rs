@@ -45,8 +45,9 @@ pub struct RecordRef {
     /// Display name.
     #[serde(default)]
     pub name: String,
-    /// Owner, for visibility (V1).
-    pub owner: Owner,
+    /// Owner, for visibility (V1); absent for a record the seller knows by name only.
+    #[serde(default)]
+    pub owner: Option<Owner>,
 }
 
 /// Everything the pane needs to open on a conversation (looked up by the shell).

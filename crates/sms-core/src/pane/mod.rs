@@ -604,7 +604,7 @@ impl Pane {
                 .position(|c| self.key(c) == key)
                 .and_then(|i| req.from_owners.get(i))
         });
-        if !self.access.can_see(org_owner, Some(&req.record.owner)) {
+        if !self.access.can_see(org_owner, req.record.owner.as_ref()) {
             return Err(PaneError::NotVisible(Hidden));
         }
         let to = req.to.clone().or_else(|| req.to_choices.first().cloned());

@@ -335,7 +335,7 @@ impl State {
 
     /// Whether `seller` may see a conversation on `org` attached to `record` (V1).
     pub fn can_see(&self, seller: &str, org: &str, record: Option<&str>) -> bool {
-        let record_owner = record.and_then(|r| self.record(r)).map(|r| &r.owner);
+        let record_owner = record.and_then(|r| self.record(r)?.owner.as_ref());
         self.access(seller)
             .can_see(self.org_owner(org), record_owner)
     }
@@ -356,7 +356,7 @@ impl State {
             records
                 .iter()
                 .filter_map(|r| self.record(r))
-                .map(|r| &r.owner),
+                .filter_map(|r| r.owner.as_ref()),
         );
         let mut out: Vec<String> = owners.flat_map(|o| self.expand(o)).cloned().collect();
         out.sort();
@@ -378,9 +378,10 @@ impl State {
                 self.sellers_seeing(from, record.as_slice())
             }
             // The lead's owner is the org number's owner (R3): its sellers see it.
-            EventBody::LeadCreated(LeadCreatedEvent { record }) => {
-                self.owner_audience(&record.owner)
-            }
+            EventBody::LeadCreated(LeadCreatedEvent { record }) => match &record.owner {
+                Some(owner) => self.owner_audience(owner),
+                None => Audience::Sellers(Vec::new()),
+            },
             EventBody::ConversationMoved(ConversationMovedEvent {
                 org_number,
                 from_record,
