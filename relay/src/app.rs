@@ -259,6 +259,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/directory",
             get(get_directory).put(put_directory).patch(patch_directory),
         )
+        .route("/route/preview", get(route_preview))
         .route("/messages", post(send_message))
         .route("/conversations/move", post(move_conversation))
         .route("/push/subscriptions", post(subscribe_push))
@@ -495,18 +496,56 @@ async fn me(
 
 async fn get_directory(
     State(app): State<Arc<App>>,
-    Seller(_): Seller,
+    Seller(seller): Seller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reader = app.reader.clone();
     // The head is read before the directory, so replaying from it never misses a change.
     let head = tokio::task::spawn_blocking(move || reader.head())
         .await
         .map_err(ApiError::internal)??;
-    let directory = app.seq.query(|s| s.directory().clone()).await?;
+    // Their part only (X5): other sellers' records by name, no phones or owners.
+    let directory = app.seq.query(move |s| s.directory_for(&seller)).await?;
     let epoch = app.seq.epoch().borrow().clone();
     Ok(Json(
         json!({ "epoch": epoch, "head": format!("{epoch}:{head}"), "directory": directory }),
     ))
+}
+
+#[derive(Deserialize)]
+struct RoutePreview {
+    from: String,
+    to: String,
+}
+
+/// `GET /route/preview?from=&to=`: where a reply from `from` (a customer) to `to` (an
+/// org number) would go now, by the relay's routing over the whole directory (B1). The
+/// record is named only when the seller may see that conversation (X5).
+async fn route_preview(
+    State(app): State<Arc<App>>,
+    Seller(seller): Seller,
+    axum::extract::Query(q): axum::extract::Query<RoutePreview>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let answer = app
+        .seq
+        .query(move |s| {
+            let (from, to) = (s.key(&q.from), s.key(&q.to));
+            let decision = s.route(&from, &to);
+            let visible = s.can_see(&seller, &to, Some(decision.record_id()));
+            let record = visible
+                .then(|| {
+                    s.record(decision.record_id())
+                        .map(|r| (r.id.clone(), r.name.clone()))
+                })
+                .flatten();
+            json!({
+                "rule": decision.rule(),
+                "visible": visible,
+                "record_id": record.as_ref().map(|r| &r.0),
+                "record_name": record.as_ref().map(|r| &r.1),
+            })
+        })
+        .await?;
+    Ok(Json(answer))
 }
 
 async fn put_directory(

@@ -75,6 +75,7 @@ impl From<Refusal> for ApiError {
                 StatusCode::NOT_FOUND
             }
             Refusal::SameRecord
+            | Refusal::RecordWithoutOwner(_)
             | Refusal::Send(SendRefusal::InvalidClientRef | SendRefusal::NoRecord) => {
                 StatusCode::BAD_REQUEST
             }

@@ -63,6 +63,26 @@ fn sse_event(e: &LoggedEvent, json: String) -> Event {
     Event::default().id(e.sse_id()).data(json)
 }
 
+/// A logged event as `seller` receives it: a directory event is narrowed to their part
+/// of the directory (X5), judged on the state now; every other event is sent as logged
+/// (its audience was decided when it was logged).
+pub(crate) async fn for_seller(
+    app: &App,
+    seller: &str,
+    e: LoggedEvent,
+) -> Result<LoggedEvent, ApiError> {
+    if !e.body.changes_directory() {
+        return Ok(e);
+    }
+    let seller = seller.to_owned();
+    let LoggedEvent { epoch, id, body } = e;
+    let body = app
+        .seq
+        .query(move |s| s.directory_lens(&seller).event(&body))
+        .await?;
+    Ok(LoggedEvent { epoch, id, body })
+}
+
 const PAGE: usize = 500;
 const CLIENT_BUFFER: usize = 1024;
 
@@ -121,6 +141,9 @@ pub async fn events(
             let done = page.len() < PAGE;
             for e in page {
                 last = e.id;
+                let Ok(e) = for_seller(&app_for_check, &seller, e).await else {
+                    return;
+                };
                 let json = serde_json::to_string(&e).unwrap_or_default();
                 if tx.send(Ok(sse_event(&e, json))).await.is_err() {
                     return;
@@ -139,7 +162,16 @@ pub async fn events(
                             continue;
                         }
                         last = p.event.id;
-                        if tx.try_send(Ok(sse_event(&p.event, p.json.clone()))).is_err() {
+                        let event = if p.event.body.changes_directory() {
+                            let Ok(e) = for_seller(&app_for_check, &seller, p.event.clone()).await else {
+                                return;
+                            };
+                            let json = serde_json::to_string(&e).unwrap_or_default();
+                            sse_event(&e, json)
+                        } else {
+                            sse_event(&p.event, p.json.clone())
+                        };
+                        if tx.try_send(Ok(event)).is_err() {
                             tracing::info!(%seller, "slow SSE client disconnected; it resumes from its last id");
                             return;
                         }
@@ -210,11 +242,16 @@ pub async fn page(
     let (after, reset) = resume_point(position(&headers, &q), &epoch);
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     let reader = app.reader.clone();
-    let events = tokio::task::spawn_blocking(move || reader.since(&seller, after, limit + 1))
+    let who = seller.clone();
+    let events = tokio::task::spawn_blocking(move || reader.since(&who, after, limit + 1))
         .await
         .map_err(ApiError::internal)??;
     let more = events.len() > limit;
-    let events: Vec<LoggedEvent> = events.into_iter().take(limit).collect();
+    let mut page = Vec::with_capacity(limit.min(events.len()));
+    for e in events.into_iter().take(limit) {
+        page.push(for_seller(&app, &seller, e).await?);
+    }
+    let events = page;
     let next = events.last().map_or(after, |e| e.id);
     Ok(Json(json!({
         "epoch": epoch,

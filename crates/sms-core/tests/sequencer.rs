@@ -281,3 +281,67 @@ fn a_move_checks_visibility_before_existence() {
         ]
     );
 }
+
+#[test]
+fn each_seller_receives_their_part_of_the_directory() {
+    let mut h = Harness::new();
+    let zoe = h.state.directory_for("zoe");
+    let acme = zoe.records.iter().find(|r| r.id == "account:acme").unwrap();
+    assert!(
+        acme.owner.is_some() && !acme.phones.is_empty(),
+        "her own record in full"
+    );
+    let priya = zoe
+        .records
+        .iter()
+        .find(|r| r.id == "contact:priya")
+        .unwrap();
+    assert_eq!(
+        (
+            priya.owner.as_ref(),
+            priya.phones.len(),
+            priya.name.as_str()
+        ),
+        (None, 0, "Priya")
+    );
+    let numbers: Vec<&str> = zoe.org_numbers.iter().map(|o| o.number.as_str()).collect();
+    assert_eq!(numbers, ["+14155550102"]);
+    assert!(zoe.teams.is_empty());
+    let sellers: Vec<&str> = zoe.sellers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(sellers, ["zoe"]);
+    let asha = h.state.directory_for("asha");
+    let sellers: Vec<&str> = asha.sellers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(sellers, ["asha", "ravi"], "herself and her team's members");
+    assert_eq!(asha.org_numbers.len(), 2);
+
+    // A message to zoe's number from Priya's phone lands on asha's contact: zoe now
+    // sees that conversation, so she gets the contact in full (it holds it) ...
+    h.inbound("SM1", "+919812345678", "+14155550102", "hi");
+    let zoe = h.state.directory_for("zoe");
+    let priya = zoe
+        .records
+        .iter()
+        .find(|r| r.id == "contact:priya")
+        .unwrap();
+    assert!(priya.owner.is_some());
+    // ... and asha gets zoe's number, the one the conversation is on.
+    let asha = h.state.directory_for("asha");
+    assert!(asha.org_numbers.iter().any(|o| o.number == "+14155550102"));
+}
+
+#[test]
+fn a_send_names_only_a_record_the_seller_receives_in_full() {
+    let mut h = Harness::new();
+    let request = |record: &str| SendRequest {
+        client_ref: format!("c-{record}"),
+        from: "+14155550100".into(),
+        to: "+919812345678".into(),
+        body: "Hello".into(),
+        record_id: Some(record.into()),
+    };
+    for record in ["account:acme", "account:none"] {
+        let (seller, request) = ("asha".into(), request(record));
+        let refused = h.run(Command::BeginSend { seller, request }).unwrap_err();
+        assert_eq!(refused.code(), "no_such_record", "{record}");
+    }
+}

@@ -5,8 +5,10 @@
 //! sequencer thread batches commands, calls it, appends and commits, then applies
 //! each appended event to the state with [`State::apply`].
 
+mod lens;
 mod state;
 
+pub use lens::DirectoryLens;
 pub use state::{Pair, SentMessage, State};
 
 use thiserror::Error;
@@ -217,6 +219,9 @@ pub enum Refusal {
     /// The conversation is already on the target record.
     #[error("the conversation is already on that record")]
     SameRecord,
+    /// A directory from the CRM names a record without its owner.
+    #[error("record {0} has no owner")]
+    RecordWithoutOwner(String),
     /// A send is refused.
     #[error(transparent)]
     Send(#[from] SendRefusal),
@@ -230,6 +235,7 @@ impl Refusal {
             Self::NoSuchConversation => "no_such_conversation",
             Self::NoSuchRecord => "no_such_record",
             Self::SameRecord => "same_record",
+            Self::RecordWithoutOwner(_) => "record_without_owner",
             Self::Send(r) => r.code(),
         }
     }
@@ -275,16 +281,32 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decisio
             };
             finish_send(pending, answer, now, &mut d);
         }
-        Command::Directory(DirectoryUpdate::Replace(directory)) => d.append(
+        Command::Directory(update) => {
+            let upserted = match &update {
+                DirectoryUpdate::Replace(d) => &d.records,
+                DirectoryUpdate::Patch(p) => &p.upsert.records,
+            };
+            // Every record the CRM sends has an owner; only sellers' views omit it.
+            if let Some(r) = upserted.iter().find(|r| r.owner.is_none()) {
+                return Err(Refusal::RecordWithoutOwner(r.id.clone()));
+            }
+            directory(update, &mut d);
+        }
+    }
+    Ok(d)
+}
+
+fn directory(update: DirectoryUpdate, d: &mut Decision) {
+    match update {
+        DirectoryUpdate::Replace(directory) => d.append(
             EventBody::DirectoryReplaced(DirectoryReplacedEvent { directory }),
             None,
         ),
-        Command::Directory(DirectoryUpdate::Patch(patch)) => d.append(
+        DirectoryUpdate::Patch(patch) => d.append(
             EventBody::DirectoryChanged(DirectoryChangedEvent { patch }),
             None,
         ),
     }
-    Ok(d)
 }
 
 /// An inbound message: a lead for an unknown number (R3), a consent change for a
@@ -390,7 +412,9 @@ fn begin_send(state: &State, seller: String, req: SendRequest) -> Result<SendPla
         region,
     })?;
     let record_id = match req.record_id.filter(|r| !r.is_empty()) {
-        Some(r) if state.record(&r).is_some() => r,
+        // Only a record the seller receives in full: "not there" and "not yours" get
+        // the same answer (X5).
+        Some(r) if state.receives_in_full(&seller, &r) => r,
         Some(_) => return Err(SendRefusal::NoSuchRecord.into()),
         None => state
             .conversation_record(&from, to.as_str())

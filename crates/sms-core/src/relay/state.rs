@@ -75,6 +75,11 @@ impl State {
         &self.directory
     }
 
+    /// Conversations by their two numbers: the records holding one, with its latest activity.
+    pub fn conversation_index(&self) -> &HashMap<Pair, HashMap<String, Timestamp>> {
+        &self.conversations
+    }
+
     /// A record by id.
     pub fn record(&self, id: &str) -> Option<&Record> {
         self.record_index
