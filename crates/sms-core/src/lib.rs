@@ -26,6 +26,7 @@ pub mod relay;
 pub mod routing;
 pub mod segments;
 pub mod send;
+pub mod store;
 pub mod template;
 pub mod value;
 pub mod visibility;

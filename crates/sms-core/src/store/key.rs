@@ -1,0 +1,185 @@
+//! IndexedDB keys and their order, so the memory store sorts exactly as a browser does
+//! (<https://w3c.github.io/IndexedDB/#compare-two-keys>): numbers < dates < strings <
+//! binaries < arrays; numbers by value, strings by UTF-16 code unit (not by UTF-8 byte
+//! or by `char`), arrays element by element, a shorter prefix first.
+
+use std::cmp::Ordering;
+
+/// A key as IndexedDB compares it (dates and binaries are not used by this schema).
+#[derive(Clone, Debug)]
+pub enum Key {
+    /// A number (never NaN: IndexedDB refuses NaN keys).
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array of keys.
+    Array(Vec<Self>),
+}
+
+impl Key {
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Num(_) => 0,
+            Self::Str(_) => 2,
+            Self::Array(_) => 4,
+        }
+    }
+
+    /// A string key.
+    pub fn str(s: impl Into<String>) -> Self {
+        Self::Str(s.into())
+    }
+
+    /// `[a, b]`.
+    pub fn pair(a: impl Into<Self>, b: impl Into<Self>) -> Self {
+        Self::Array(vec![a.into(), b.into()])
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Self::Str(s.to_owned())
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Self::Str(s)
+    }
+}
+
+impl From<f64> for Key {
+    fn from(n: f64) -> Self {
+        Self::Num(n)
+    }
+}
+
+/// Compares two strings by UTF-16 code unit, as IndexedDB does.
+pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Num(a), Self::Num(b)) => a.total_cmp(b),
+            (Self::Str(a), Self::Str(b)) => cmp_utf16(a, b),
+            (Self::Array(a), Self::Array(b)) => a.iter().cmp(b.iter()),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Key {}
+
+/// A range of keys: `lower..upper` with each end open or closed, or unbounded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Lower bound and whether it is excluded.
+    pub lower: Option<(Key, bool)>,
+    /// Upper bound and whether it is excluded.
+    pub upper: Option<(Key, bool)>,
+}
+
+impl KeyRange {
+    /// Exactly `k`.
+    pub fn only(k: Key) -> Self {
+        Self {
+            lower: Some((k.clone(), false)),
+            upper: Some((k, false)),
+        }
+    }
+
+    /// `lower ..= upper`.
+    pub fn closed(lower: Key, upper: Key) -> Self {
+        Self {
+            lower: Some((lower, false)),
+            upper: Some((upper, false)),
+        }
+    }
+
+    /// Whether `k` lies in the range.
+    pub fn contains(&self, k: &Key) -> bool {
+        let above = match &self.lower {
+            None => true,
+            Some((l, open)) => match k.cmp(l) {
+                Ordering::Greater => true,
+                Ordering::Equal => !open,
+                Ordering::Less => false,
+            },
+        };
+        let below = match &self.upper {
+            None => true,
+            Some((u, open)) => match k.cmp(u) {
+                Ordering::Less => true,
+                Ordering::Equal => !open,
+                Ordering::Greater => false,
+            },
+        };
+        above && below
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_then_values_in_indexeddb_order() {
+        let mut keys = vec![
+            Key::pair("a", 1.0),
+            Key::str("b"),
+            Key::Num(2.0),
+            Key::Array(vec![]),
+            Key::Num(-1.0),
+            Key::str(""),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                Key::Num(-1.0),
+                Key::Num(2.0),
+                Key::str(""),
+                Key::str("b"),
+                Key::Array(vec![]),
+                Key::pair("a", 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn strings_compare_by_utf16_code_unit() {
+        // U+FF61 (one UTF-16 unit 0xFF61) sorts after U+1F600 (surrogates 0xD83D..)
+        // in IndexedDB, although its UTF-8 bytes and its scalar value sort before.
+        let (halfwidth, emoji) = ("\u{FF61}", "😀");
+        assert!(halfwidth.as_bytes() < emoji.as_bytes());
+        assert_eq!(cmp_utf16(halfwidth, emoji), Ordering::Greater);
+        assert!(Key::str(emoji) < Key::str(halfwidth));
+        // Devanagari (U+0900 block) sorts after Latin and before the emoji's surrogates.
+        assert!(Key::str("zebra") < Key::str("नमस्ते"));
+        assert!(Key::str("नमस्ते") < Key::str(emoji));
+        assert!(Key::pair("c1", 5.0) < Key::pair("c1", 10.0));
+        assert!(Key::pair("c1", f64::MAX) < Key::pair("c2", f64::MIN));
+    }
+
+    #[test]
+    fn ranges() {
+        let r = KeyRange::closed(Key::pair("c", f64::MIN), Key::pair("c", f64::MAX));
+        assert!(r.contains(&Key::pair("c", 0.0)));
+        assert!(!r.contains(&Key::pair("d", 0.0)));
+        assert!(KeyRange::only(Key::str("x")).contains(&Key::str("x")));
+    }
+}

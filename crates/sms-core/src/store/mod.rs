@@ -1,0 +1,16 @@
+//! The browser store's logic, without IO (style.md §6): the schema as data, the stored
+//! rows, and for each store operation a plan (what to read) and a decision (what to
+//! write, from what was read). The browser's one executor carries plans out against
+//! IndexedDB; [`MemoryStore`] carries them out in memory for native tests and the
+//! conformance suite, ordering keys exactly as IndexedDB does.
+
+pub mod ingest;
+pub mod key;
+pub mod memory;
+pub mod ops;
+pub mod rows;
+
+pub use ingest::{Facts, Ingest, IngestOutcome, Step};
+pub use key::{Key, KeyRange};
+pub use memory::MemoryStore;
+pub use ops::{Got, Index, Read, Row, Table, Write};

@@ -1,0 +1,246 @@
+//! The browser schema as data (tables, indexes, key paths) and the operations the core
+//! asks of a store: [`Read`]s answered with [`Got`], then [`Write`]s. One executor per
+//! backend carries them out (IndexedDB in the browser, [`super::MemoryStore`] natively).
+
+use crate::directory::{OrgNumber, Team};
+use crate::protocol::Seller;
+use crate::value::Value;
+
+use super::key::{Key, KeyRange};
+use super::rows::*;
+
+/// An object store of schema v2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Key/value: `position`. Key path `key`.
+    Meta,
+    /// Directory records. Key path `record.id`.
+    Records,
+    /// Org numbers. Key path `number` (normalised).
+    OrgNumbers,
+    /// Sellers. Key path `id`.
+    Sellers,
+    /// Teams. Key path `id`.
+    Teams,
+    /// Templates (stored as given). Key path `id`.
+    Templates,
+    /// Conversations. Key path `id`.
+    Conversations,
+    /// Messages. Key path `id`.
+    Messages,
+    /// Reports that came before their message. Key path `message_sid`.
+    PendingReports,
+    /// Notifications. Key path `id`.
+    Notifications,
+    /// Drafts. Key path `conversation_id`.
+    Drafts,
+}
+
+impl Table {
+    /// The object store's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Meta => "meta",
+            Self::Records => "records",
+            Self::OrgNumbers => "org_numbers",
+            Self::Sellers => "sellers",
+            Self::Teams => "teams",
+            Self::Templates => "templates",
+            Self::Conversations => "conversations",
+            Self::Messages => "messages",
+            Self::PendingReports => "pending_reports",
+            Self::Notifications => "notifications",
+            Self::Drafts => "drafts",
+        }
+    }
+}
+
+/// An index of schema v2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Index {
+    /// Records by phone match key (multi-entry).
+    RecordsByPhone,
+    /// Conversations by `[org_number, customer_number]`.
+    ConversationsByPair,
+    /// Messages by `[conversation_id, at_ms]`.
+    MessagesByConversation,
+    /// Messages by `provider_id` (unique).
+    MessagesByProvider,
+    /// Notifications by `[conversation_id, unread]`.
+    NotificationsByConversation,
+}
+
+impl Index {
+    /// The table it indexes.
+    pub fn table(self) -> Table {
+        match self {
+            Self::RecordsByPhone => Table::Records,
+            Self::ConversationsByPair => Table::Conversations,
+            Self::MessagesByConversation | Self::MessagesByProvider => Table::Messages,
+            Self::NotificationsByConversation => Table::Notifications,
+        }
+    }
+
+    /// The index's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RecordsByPhone => "by_phone",
+            Self::ConversationsByPair => "by_pair",
+            Self::MessagesByConversation | Self::NotificationsByConversation => "by_conversation",
+            Self::MessagesByProvider => "by_provider",
+        }
+    }
+}
+
+/// A stored row of any table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Row {
+    /// `meta` `position`.
+    Position(Position),
+    /// A record with its phone keys.
+    Record(StoredRecord),
+    /// An org number (normalised).
+    OrgNumber(OrgNumber),
+    /// A seller.
+    Seller(Seller),
+    /// A team.
+    Team(Team),
+    /// A template, as the directory gave it.
+    Template(Value),
+    /// A conversation.
+    Conversation(StoredConversation),
+    /// A message.
+    Message(StoredMessage),
+    /// A report waiting for its message.
+    PendingReport(PendingReport),
+    /// A notification.
+    Notification(StoredNotification),
+    /// A draft.
+    Draft(Draft),
+}
+
+impl Row {
+    /// The table it lives in.
+    pub fn table(&self) -> Table {
+        match self {
+            Self::Position(_) => Table::Meta,
+            Self::Record(_) => Table::Records,
+            Self::OrgNumber(_) => Table::OrgNumbers,
+            Self::Seller(_) => Table::Sellers,
+            Self::Team(_) => Table::Teams,
+            Self::Template(_) => Table::Templates,
+            Self::Conversation(_) => Table::Conversations,
+            Self::Message(_) => Table::Messages,
+            Self::PendingReport(_) => Table::PendingReports,
+            Self::Notification(_) => Table::Notifications,
+            Self::Draft(_) => Table::Drafts,
+        }
+    }
+
+    /// Its primary key (the table's key path).
+    pub fn key(&self) -> Key {
+        match self {
+            Self::Position(p) => Key::str(&*p.key),
+            Self::Record(r) => Key::str(&*r.record.id),
+            Self::OrgNumber(o) => Key::str(&*o.number),
+            Self::Seller(s) => Key::str(&*s.id),
+            Self::Team(t) => Key::str(&*t.id),
+            Self::Template(v) => match v.lookup(["id"]) {
+                Some(Value::String(s)) => Key::str(&**s),
+                Some(Value::Number(n)) => Key::Num(*n),
+                _ => Key::str(""),
+            },
+            Self::Conversation(c) => Key::str(&*c.id),
+            Self::Message(m) => Key::str(&*m.id),
+            Self::PendingReport(r) => Key::str(&*r.message_sid),
+            Self::Notification(n) => Key::str(&*n.id),
+            Self::Draft(d) => Key::str(&*d.conversation_id),
+        }
+    }
+
+    /// Its keys in `index` (none when the row is not in it: a message without a
+    /// provider id is not in `by_provider`).
+    pub fn index_keys(&self, index: Index) -> Vec<Key> {
+        match (index, self) {
+            (Index::RecordsByPhone, Self::Record(r)) => {
+                r.phone_keys.iter().map(|p| Key::str(&**p)).collect()
+            }
+            (Index::ConversationsByPair, Self::Conversation(c)) => {
+                vec![Key::pair(&*c.org_number, &*c.customer_number)]
+            }
+            (Index::MessagesByConversation, Self::Message(m)) => {
+                vec![Key::pair(&*m.conversation_id, m.at_ms)]
+            }
+            (Index::MessagesByProvider, Self::Message(m)) => {
+                m.provider_id.iter().map(|p| Key::str(&**p)).collect()
+            }
+            (Index::NotificationsByConversation, Self::Notification(n)) => {
+                vec![Key::pair(&*n.conversation_id, f64::from(n.unread))]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A read the core asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// The row with this key.
+    Get(Table, Key),
+    /// Whether a row with this key exists (only its key is read).
+    Exists(Table, Key),
+    /// Every row whose key in `index` lies in the range, in index order.
+    All(Index, KeyRange),
+    /// The first row whose key in `index` is this one.
+    First(Index, Key),
+}
+
+impl Read {
+    /// The table it reads.
+    pub fn table(&self) -> Table {
+        match self {
+            Self::Get(t, _) | Self::Exists(t, _) => *t,
+            Self::All(i, _) | Self::First(i, _) => i.table(),
+        }
+    }
+}
+
+/// The answer to a [`Read`], in the same position as the read.
+#[derive(Clone, Debug)]
+pub enum Got {
+    /// For `Get` and `First`.
+    One(Option<Row>),
+    /// For `Exists`.
+    Exists(bool),
+    /// For `All`.
+    Many(Vec<Row>),
+}
+
+impl Got {
+    /// The row of a `Get`/`First`, if any.
+    pub fn one(self) -> Option<Row> {
+        match self {
+            Self::One(r) => r,
+            _ => None,
+        }
+    }
+
+    /// The rows of an `All`.
+    pub fn many(self) -> Vec<Row> {
+        match self {
+            Self::Many(rows) => rows,
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A write the core decided.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Insert or replace a row.
+    Put(Row),
+    /// Delete the row with this key.
+    Delete(Table, Key),
+    /// Delete every row of a table.
+    Clear(Table),
+}
