@@ -10,13 +10,14 @@ use sms_core::directory::Owner;
 use sms_core::pane::Direction;
 use sms_core::protocol::SendAnswer;
 
-use super::ingest::{preview, Apply};
+use super::apply::Apply;
 use super::keys::v2 as k;
 use super::records::{
     Draft, OutboxEntry, PendingReport, StoredConversation, StoredMessage, StoredNotification,
     StoredRecord, StoredTemplate,
 };
 use super::{pair_key, IdbStore, StoreError, StoreResult};
+use sms_core::store::rows::preview;
 
 impl IdbStore {
     /// Creates or replaces a template; its body must compile.
@@ -294,7 +295,6 @@ impl IdbStore {
         let apply = Apply {
             store: self,
             tx: &tx,
-            cache: cache.clone(),
         };
         let mut conv = apply
             .conversation(&r.from, &self.key(&r.to), &record_id, None)

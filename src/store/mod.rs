@@ -5,8 +5,9 @@
 //!
 //! See <https://developer.mozilla.org/en-US/docs/Web/API/IndexedDB_API>.
 
+mod apply;
 mod commands;
-mod ingest;
+mod exec;
 pub(crate) mod keys;
 mod migrations;
 mod queries;
@@ -19,15 +20,13 @@ use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
 use indexed_db_futures::KeyRange;
-use serde::Serialize;
 use sms_core::directory::Record;
 use sms_core::phone::match_key;
 use sms_core::protocol::{Directory, LoggedEvent};
-use sms_core::routing::RouteRule;
 use wasm_bindgen::{JsCast, JsValue};
 
 use keys::v2 as k;
-use records::{Position, StoredNotification, StoredRecord};
+use records::{Position, StoredRecord};
 
 /// A storage failure, flattened into owned data at one place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,29 +100,11 @@ impl From<indexed_db_futures::error::OpenDbError> for StoreError {
     }
 }
 
-/// Stores an inbound message touches.
-const INBOUND_STORES: [&str; 5] = [
-    k::META,
-    k::RECORDS,
-    k::CONVERSATIONS,
-    k::MESSAGES,
-    k::NOTIFICATIONS,
-];
+/// Events that commit together in [`IdbStore::ingest_run`].
+pub const RUN: usize = 200;
 
-/// Stores any relay event may touch.
-const ALL_EVENT_STORES: [&str; 11] = [
-    k::META,
-    k::DRAFTS,
-    k::RECORDS,
-    k::ORG_NUMBERS,
-    k::SELLERS,
-    k::TEAMS,
-    k::TEMPLATES,
-    k::CONVERSATIONS,
-    k::MESSAGES,
-    k::PENDING_REPORTS,
-    k::NOTIFICATIONS,
-];
+/// The stores a run of events may touch.
+const RUN_TABLES: &[sms_core::store::Table] = sms_core::store::ingest::tables_all();
 
 /// How long an upgrade may wait for older connections to close before `db_blocked`.
 pub const BLOCKED_GRACE_MS: i32 = 1500;
@@ -155,31 +136,6 @@ async fn sleep(ms: i32) {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-}
-
-/// Polls every future until all are done; outputs in input order. The first poll of
-/// each runs in order, so requests they issue before awaiting go out in order.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *out = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// A future polled once when made, so that what it starts (a commit) starts now;
@@ -247,28 +203,7 @@ where
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What applying one relay event did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct IngestOutcome {
-    /// The event was applied before (or is older than the position): nothing changed.
-    pub duplicate: bool,
-    /// The relay's epoch changed: the caller must resynchronise (S4).
-    pub resync: bool,
-    /// Not applied because the event before it in a run was not: resume from the position.
-    pub gap: bool,
-    /// The event's kind.
-    pub kind: String,
-    /// The record the message was attached to.
-    pub record_id: Option<String>,
-    /// The routing rule that attached it.
-    pub rule: Option<RouteRule>,
-    /// A lead created for an unknown number.
-    pub created_lead: Option<String>,
-    /// The conversation touched.
-    pub conversation_id: Option<String>,
-    /// A notification raised (N1/P3).
-    pub notification: Option<StoredNotification>,
-}
+pub use sms_core::store::IngestOutcome;
 
 /// The signed-in seller, as the store needs them (V1, P3).
 #[derive(Debug, Clone)]
@@ -287,26 +222,9 @@ pub struct IdbStore {
     cache: std::cell::RefCell<Option<std::rc::Rc<DirectoryCache>>>,
 }
 
-/// The seller's teams, privilege and the org numbers' owners.
-#[derive(Debug, Default)]
-pub(crate) struct DirectoryCache {
-    /// What the seller may see and send from (V1, C4, P3).
-    pub(crate) access: sms_core::access::Access,
-    /// Org numbers in key (number) order.
-    pub(crate) org_numbers: Vec<sms_core::directory::OrgNumber>,
-}
-
-impl DirectoryCache {
-    /// The owner of an org number (a key), found by binary search: the numbers come in
-    /// the store's key order (ASCII, so UTF-16 and byte order agree).
-    pub(crate) fn org_owner(&self, number: &str) -> Option<&sms_core::directory::Owner> {
-        let i = self
-            .org_numbers
-            .binary_search_by(|o| o.number.as_str().cmp(number))
-            .ok()?;
-        Some(&self.org_numbers[i].owner)
-    }
-}
+/// The directory facts every ingest and query needs (the seller's access, the org
+/// numbers in key order, the region), read once and cleared by directory events.
+pub(crate) type DirectoryCache = sms_core::store::Facts;
 
 /// The compound key `[org_number, customer_number]`.
 fn pair_key(org: &str, customer: &str) -> KeyRange<(String, String)> {
@@ -442,10 +360,9 @@ impl IdbStore {
                 .transaction(stores)
                 .with_mode(TransactionMode::Readwrite)
                 .build()?;
-            let apply = ingest::Apply {
+            let apply = apply::Apply {
                 store: self,
                 tx: &tx,
-                cache: Default::default(),
             };
             if part.is_empty() {
                 apply.put_directory(rest)?;
@@ -497,14 +414,13 @@ impl IdbStore {
             .serde()?
             .await?
             .collect::<Result<_, _>>()?;
-        let cache = std::rc::Rc::new(DirectoryCache {
-            access: sms_core::access::Access::new(
-                &self.ctx.seller,
-                &teams,
-                me.is_none_or(|s| s.can_receive),
-            ),
-            org_numbers: orgs,
-        });
+        let cache = std::rc::Rc::new(DirectoryCache::new(
+            &self.ctx.seller,
+            &teams,
+            me.as_ref(),
+            orgs,
+            self.ctx.default_region.clone(),
+        ));
         *self.cache.borrow_mut() = Some(cache.clone());
         Ok(cache)
     }
@@ -514,38 +430,74 @@ impl IdbStore {
         self.ingest_after(event, None).await
     }
 
-    /// Applies a run of consecutive relay events, one transaction each, with every
-    /// transaction queued at once: IndexedDB runs them in order, each seeing the one
-    /// before, without a round trip to this thread in between. Each applies only if
-    /// the stored position is the event before it in the run, so when one fails none
-    /// after it is applied (they come back `gap`); the caller resumes from the position.
+    /// [`IdbStore::ingest`], applied only if the stored position is `prev` (when given).
+    async fn ingest_after(
+        &self,
+        event: &LoggedEvent,
+        prev: Option<i64>,
+    ) -> StoreResult<IngestOutcome> {
+        if event.body.changes_directory() {
+            // Applied here or by another tab: either way the cached facts are stale.
+            self.cache.borrow_mut().take();
+        }
+        let facts = self.directory_cache().await?;
+        let tables: Vec<&str> = sms_core::store::ingest::tables(&event.body)
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        let tx = self
+            .db
+            .transaction(tables)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        let (wrote, outcome) = exec::ingest(&tx, event, prev, &facts).await?;
+        if wrote {
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Applies a run of consecutive relay events (a burst from the stream, a catch-up
+    /// page) in as few transactions as it can: up to [`RUN`] events commit together
+    /// (D1: a run of events is one unit), each seeing the ones before it. A directory
+    /// event goes alone (it changes the facts the others are decided with). When a
+    /// run's transaction fails, its events are applied one transaction each, so the
+    /// failing one is found and reported and nothing after it is applied (those come
+    /// back `gap`; the caller resumes from the position).
     pub async fn ingest_run(&self, events: &[LoggedEvent]) -> Vec<StoreResult<IngestOutcome>> {
-        let is_directory = |e: &LoggedEvent| e.body.changes_directory();
-        let mut outcomes = Vec::with_capacity(events.len());
+        let mut outcomes: Vec<StoreResult<IngestOutcome>> = Vec::with_capacity(events.len());
+        let prev = |i: usize| i.checked_sub(1).map(|p| events[p].id);
         let mut start = 0;
         while start < events.len() {
-            // A directory event goes alone: it re-reads the facts the others use.
-            let end = if is_directory(&events[start]) {
+            let end = if events[start].body.changes_directory() {
                 start + 1
             } else {
                 events[start..]
                     .iter()
-                    .position(is_directory)
-                    .map_or(events.len(), |p| start + p)
+                    .take(RUN)
+                    .position(|e| e.body.changes_directory())
+                    .map_or((start + RUN).min(events.len()), |p| start + p)
             };
-            // Warm the cache first: a cold read would let later transactions start first.
-            if let Err(e) = self.directory_cache().await {
-                outcomes.push(Err(e));
-                break;
-            }
-            let runs = (start..end).map(|i| {
-                let prev = i.checked_sub(1).map(|p| events[p].id);
-                self.ingest_after(&events[i], prev)
-            });
-            let done = join_all(runs.collect()).await;
-            let stop = done
-                .iter()
-                .any(|o| o.as_ref().map_or(true, |o| o.gap || o.resync));
+            let done = match self.run_in_one(&events[start..end], prev(start)).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // Nothing of the run stayed: find the failing event one by one.
+                    let mut done = Vec::new();
+                    for (i, e) in events.iter().enumerate().take(end).skip(start) {
+                        let r = self.ingest_after(e, prev(i)).await;
+                        let failed = r.is_err();
+                        done.push(r);
+                        if failed {
+                            break;
+                        }
+                    }
+                    done
+                }
+            };
+            let stop = done.len() < end - start
+                || done
+                    .iter()
+                    .any(|o| o.as_ref().map_or(true, |o| o.gap || o.resync));
             outcomes.extend(done);
             if stop {
                 break;
@@ -563,69 +515,35 @@ impl IdbStore {
         outcomes
     }
 
-    /// [`IdbStore::ingest`], applied only if the stored position is `prev` (when given).
-    async fn ingest_after(
+    /// Applies consecutive events in one transaction; the first must follow `prev`.
+    async fn run_in_one(
         &self,
-        event: &LoggedEvent,
+        events: &[LoggedEvent],
         prev: Option<i64>,
-    ) -> StoreResult<IngestOutcome> {
-        // An inbound message (the hot path) locks only what it writes or reads.
-        let stores: &[&str] = match event.body {
-            sms_core::protocol::EventBody::Inbound(_) => &INBOUND_STORES,
-            _ => &ALL_EVENT_STORES,
-        };
-        if event.body.changes_directory() {
-            // Applied here or by another tab: either way the cached facts are stale.
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+        if events.iter().any(|e| e.body.changes_directory()) {
             self.cache.borrow_mut().take();
         }
-        let cache = self.directory_cache().await?;
+        let facts = self.directory_cache().await?;
+        let tables: Vec<&str> = RUN_TABLES.iter().map(|t| t.name()).collect();
         let tx = self
             .db
-            .transaction(stores.to_vec())
+            .transaction(tables)
             .with_mode(TransactionMode::Readwrite)
             .build()?;
-        let apply = ingest::Apply {
-            store: self,
-            tx: &tx,
-            cache,
-        };
-        // Every read goes out before the first await: the position check and the
-        // event's own reads share one round trip.
-        let meta = tx.object_store(k::META)?;
-        let position = meta.get("position").serde()?;
-        let reads = match ingest::InboundKeys::of(&event.body) {
-            Some(keys) => Some(apply.inbound_reads(keys)?),
-            None => None,
-        };
-        let position: Option<Position> = position.await?;
-        let mut out = IngestOutcome {
-            kind: event.body.kind().to_owned(),
-            ..Default::default()
-        };
-        if let Some(p) = &position {
-            if p.epoch != event.epoch {
-                out.resync = true;
-                return Ok(out); // dropped transaction = nothing written
+        let mut done = Vec::with_capacity(events.len());
+        let mut after = prev;
+        for e in events {
+            let (_, outcome) = exec::ingest(&tx, e, after, &facts).await?;
+            let stop = outcome.gap || outcome.resync;
+            done.push(Ok(outcome));
+            if stop {
+                break;
             }
-            if event.id <= p.id {
-                out.duplicate = true;
-                return Ok(out);
-            }
+            after = Some(e.id);
         }
-        if prev.is_some() && position.as_ref().map(|p| p.id) != prev {
-            // The event before this one in the run was not applied.
-            out.gap = true;
-            return Ok(out);
-        }
-        apply.event(&event.body, reads, &mut out).await?;
-        meta.put(Position {
-            key: "position".into(),
-            epoch: event.epoch.clone(),
-            id: event.id,
-        })
-        .serde()?;
         tx.commit().await?;
-        Ok(out)
+        Ok(done)
     }
 
     /// Forgets the relay position (after a new epoch): the next events replay from the start.

@@ -106,6 +106,25 @@ pub enum Step {
     Done(Vec<Write>, IngestOutcome),
 }
 
+/// Every store a relay event may touch (a run's transaction scope).
+pub const fn tables_all() -> &'static [Table] {
+    ALL_TABLES
+}
+
+const ALL_TABLES: &[Table] = &[
+    Table::Meta,
+    Table::Drafts,
+    Table::Records,
+    Table::OrgNumbers,
+    Table::Sellers,
+    Table::Teams,
+    Table::Templates,
+    Table::Conversations,
+    Table::Messages,
+    Table::PendingReports,
+    Table::Notifications,
+];
+
 /// The stores an event may touch (the transaction's scope).
 pub fn tables(body: &EventBody) -> &'static [Table] {
     const INBOUND: &[Table] = &[
@@ -115,22 +134,9 @@ pub fn tables(body: &EventBody) -> &'static [Table] {
         Table::Messages,
         Table::Notifications,
     ];
-    const ALL: &[Table] = &[
-        Table::Meta,
-        Table::Drafts,
-        Table::Records,
-        Table::OrgNumbers,
-        Table::Sellers,
-        Table::Teams,
-        Table::Templates,
-        Table::Conversations,
-        Table::Messages,
-        Table::PendingReports,
-        Table::Notifications,
-    ];
     match body {
         EventBody::Inbound(_) => INBOUND,
-        _ => ALL,
+        _ => ALL_TABLES,
     }
 }
 
