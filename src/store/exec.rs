@@ -13,7 +13,7 @@ use indexed_db_futures::transaction::Transaction;
 use indexed_db_futures::KeyRange as IdbRange;
 use sms_core::protocol::LoggedEvent;
 use sms_core::store::{
-    Facts, Got, Ingest, IngestOutcome, Key, KeyRange, Read, Row, Step, Table, Write,
+    Facts, Got, Ingest, IngestOutcome, Key, KeyRange, Read, Row, Run, RunStep, Step, Table, Write,
 };
 use wasm_bindgen::JsValue;
 
@@ -182,6 +182,28 @@ pub(super) async fn ingest(
                 let wrote = !writes.is_empty();
                 write_all(tx, writes)?;
                 return Ok((wrote, outcome));
+            }
+        }
+    }
+}
+
+/// Applies a run of consecutive events inside `tx`: every event's first reads in one
+/// round, decisions over the run's own earlier writes, a round more only for an event
+/// that needs it (a merge), then every write in order.
+pub(super) async fn run(
+    tx: &Transaction<'_>,
+    events: &[LoggedEvent],
+    prev: Option<i64>,
+    facts: &Facts,
+) -> StoreResult<Vec<IngestOutcome>> {
+    let (mut run, mut reads) = Run::start(events, prev, facts);
+    loop {
+        let got = read_all(tx, &reads).await?;
+        match run.step(got) {
+            RunStep::Read(more) => reads = more,
+            RunStep::Done(writes, outcomes) => {
+                write_all(tx, writes)?;
+                return Ok(outcomes);
             }
         }
     }

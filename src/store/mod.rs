@@ -531,19 +531,9 @@ impl IdbStore {
             .transaction(tables)
             .with_mode(TransactionMode::Readwrite)
             .build()?;
-        let mut done = Vec::with_capacity(events.len());
-        let mut after = prev;
-        for e in events {
-            let (_, outcome) = exec::ingest(&tx, e, after, &facts).await?;
-            let stop = outcome.gap || outcome.resync;
-            done.push(Ok(outcome));
-            if stop {
-                break;
-            }
-            after = Some(e.id);
-        }
+        let done = exec::run(&tx, events, prev, &facts).await?;
         tx.commit().await?;
-        Ok(done)
+        Ok(done.into_iter().map(Ok).collect())
     }
 
     /// Forgets the relay position (after a new epoch): the next events replay from the start.

@@ -9,6 +9,7 @@ use crate::protocol::LoggedEvent;
 use super::ingest::{Facts, Ingest, IngestOutcome, Step};
 use super::key::Key;
 use super::ops::{Got, Index, Read, Row, Table, Write};
+use super::run::{Run, RunStep};
 
 /// A write IndexedDB would refuse: the transaction aborts and nothing of it stays.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -156,26 +157,38 @@ impl MemoryStore {
         }
     }
 
-    /// Applies a run of consecutive events in one transaction (D1 amended): each sees
-    /// the ones before it; if the transaction is refused, nothing of the run stays and
-    /// the events are applied one transaction each, so the failing one is found and
-    /// nothing after it is applied (the rest come back as gaps).
+    /// Applies a run of consecutive events in one transaction (D1 amended) as the
+    /// browser does: every first read answered from the store before the run, each
+    /// event decided over the run's earlier writes ([`super::run::Run`]). If the
+    /// transaction is refused, nothing of it stays and the events are applied one
+    /// transaction each, so the failing one is found and nothing after it is applied
+    /// (the rest come back as gaps).
     pub fn ingest_run(
         &mut self,
         events: &[LoggedEvent],
         facts: &Facts,
     ) -> Vec<Result<IngestOutcome, Refused>> {
-        let mut tx = self.clone();
-        let mut outcomes = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
-            let prev = i.checked_sub(1).map(|p| events[p].id);
-            match tx.ingest_after(event, prev, facts) {
-                Ok(o) => outcomes.push(o),
-                Err(_) => return self.one_by_one(events, facts),
+        let (mut run, mut reads) = Run::start(events, None, facts);
+        loop {
+            let got = reads.iter().map(|r| self.read(r)).collect();
+            match run.step(got) {
+                RunStep::Read(more) => reads = more,
+                RunStep::Done(writes, outcomes) => {
+                    if self.write(writes).is_err() {
+                        return self.one_by_one(events, facts);
+                    }
+                    let mut out: Vec<_> = outcomes.into_iter().map(Ok).collect();
+                    for e in &events[out.len()..] {
+                        out.push(Ok(IngestOutcome {
+                            gap: true,
+                            kind: e.body.kind().to_owned(),
+                            ..IngestOutcome::default()
+                        }));
+                    }
+                    return out;
+                }
             }
         }
-        *self = tx;
-        outcomes.into_iter().map(Ok).collect()
     }
 
     fn one_by_one(

@@ -9,8 +9,10 @@ pub mod key;
 pub mod memory;
 pub mod ops;
 pub mod rows;
+pub mod run;
 
 pub use ingest::{Facts, Ingest, IngestOutcome, Step};
 pub use key::{Key, KeyRange};
 pub use memory::MemoryStore;
 pub use ops::{Got, Index, Read, Row, Table, Write};
+pub use run::{Overlay, Run, RunStep};

@@ -1,0 +1,223 @@
+//! A run of consecutive relay events applied in one transaction with as few round
+//! trips as the events allow (D1 amended): the first reads of every event go out
+//! together, answered from the store as it was before the run; each event is then
+//! decided in order over an [`Overlay`] of the run's own earlier writes (so a pair
+//! seen twice, or a move and then a message for it, decide as if applied one by one);
+//! an event that needs more (a merge) asks for one more round, also overlaid. The
+//! writes go out at the end, in order, and commit together.
+
+use super::ingest::{Facts, Ingest, IngestOutcome, Step};
+use super::key::Key;
+use super::ops::{Got, Read, Row, Table, Write};
+use crate::protocol::LoggedEvent;
+
+/// The writes of a run so far, answering reads as the store would after them.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    /// In order: what a later read must see.
+    writes: Vec<Write>,
+}
+
+impl Overlay {
+    /// Rows put (latest first wins) or deleted since the run began, for one table.
+    fn state(&self, table: Table, key: &Key) -> Option<Option<&Row>> {
+        for w in self.writes.iter().rev() {
+            match w {
+                Write::Put(r) if r.table() == table && &r.key() == key => return Some(Some(r)),
+                Write::Delete(t, k) if *t == table && k == key => return Some(None),
+                Write::Clear(t) if *t == table => return Some(None),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn cleared(&self, table: Table) -> bool {
+        self.writes
+            .iter()
+            .any(|w| matches!(w, Write::Clear(t) if *t == table))
+    }
+
+    /// `got`, the answer of the store before the run, as it reads after the overlay.
+    pub fn apply(&self, read: &Read, got: Got) -> Got {
+        if self.writes.is_empty() {
+            return got;
+        }
+        match (read, got) {
+            (Read::Get(t, k), got) => match self.state(*t, k) {
+                Some(row) => Got::One(row.cloned()),
+                None if self.cleared(*t) => Got::One(None),
+                None => got,
+            },
+            (Read::Exists(t, k), got) => match self.state(*t, k) {
+                Some(row) => Got::Exists(row.is_some()),
+                None if self.cleared(*t) => Got::Exists(false),
+                None => got,
+            },
+            (Read::All(index, range), got) => {
+                let table = index.table();
+                let mut rows: Vec<(Key, Row)> = Vec::new();
+                if !self.cleared(table) {
+                    let mut seen: Vec<Key> = Vec::new();
+                    for row in got.many() {
+                        let key = row.key();
+                        // A row the run rewrote or deleted is answered from the overlay;
+                        // a multi-entry row comes once per matching key: take it once.
+                        if self.state(table, &key).is_some() || seen.contains(&key) {
+                            continue;
+                        }
+                        seen.push(key);
+                        for k in row.index_keys(*index) {
+                            if range.contains(&k) {
+                                rows.push((k, row.clone()));
+                            }
+                        }
+                    }
+                }
+                for row in self.current(table) {
+                    for k in row.index_keys(*index) {
+                        if range.contains(&k) {
+                            rows.push((k, row.clone()));
+                        }
+                    }
+                }
+                rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(&b.1.key())));
+                Got::Many(rows.into_iter().map(|(_, r)| r).collect())
+            }
+            (Read::First(index, key), got) => {
+                let all = Read::All(*index, super::key::KeyRange::only(key.clone()));
+                let base = Got::Many(got.one().into_iter().collect());
+                Got::One(self.apply(&all, base).many().into_iter().next())
+            }
+        }
+    }
+
+    /// The rows of `table` the run holds now (put and not deleted since).
+    fn current(&self, table: Table) -> Vec<&Row> {
+        let mut seen: Vec<Key> = Vec::new();
+        let mut out = Vec::new();
+        for w in self.writes.iter().rev() {
+            match w {
+                Write::Put(r) if r.table() == table => {
+                    let k = r.key();
+                    if !seen.contains(&k) {
+                        seen.push(k);
+                        out.push(r);
+                    }
+                }
+                Write::Delete(t, k) if *t == table => seen.push(k.clone()),
+                Write::Clear(t) if *t == table => break,
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// What to do next with a run.
+#[derive(Debug)]
+pub enum RunStep {
+    /// Read these (answered as the store was before the run) and call [`Run::step`].
+    Read(Vec<Read>),
+    /// Write these in order and commit; an outcome per event attempted (the run stops
+    /// after an event that asks for a resync or finds a gap).
+    Done(Vec<Write>, Vec<IngestOutcome>),
+}
+
+/// A run being applied.
+#[derive(Debug)]
+pub struct Run<'a> {
+    ingests: Vec<Ingest<'a>>,
+    /// Each event's first reads and their answers.
+    first: Vec<(Vec<Read>, Option<Vec<Got>>)>,
+    /// The event being decided and the reads it last asked for.
+    at: usize,
+    more: Vec<Read>,
+    overlay: Overlay,
+    outcomes: Vec<IngestOutcome>,
+}
+
+impl<'a> Run<'a> {
+    /// Starts a run; the first event must follow `prev` (the stored position), each
+    /// later one the event before it. Returns every event's first reads.
+    pub fn start(
+        events: &'a [LoggedEvent],
+        prev: Option<i64>,
+        facts: &'a Facts,
+    ) -> (Self, Vec<Read>) {
+        let mut ingests = Vec::with_capacity(events.len());
+        let mut first = Vec::with_capacity(events.len());
+        let mut all = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let before = if i == 0 { prev } else { Some(events[i - 1].id) };
+            let (ingest, reads) = Ingest::start(e, before, facts);
+            all.extend(reads.iter().cloned());
+            ingests.push(ingest);
+            first.push((reads, None));
+        }
+        let run = Self {
+            ingests,
+            first,
+            at: 0,
+            more: Vec::new(),
+            overlay: Overlay::default(),
+            outcomes: Vec::new(),
+        };
+        (run, all)
+    }
+
+    /// Takes the answers to the last reads (all first reads, then one event's more).
+    pub fn step(&mut self, got: Vec<Got>) -> RunStep {
+        let mut got = got.into_iter();
+        let mut answers: Option<Vec<Got>> = None;
+        if self.more.is_empty() {
+            // The first round: hand each event its slice.
+            for (reads, slot) in &mut self.first {
+                if slot.is_none() {
+                    *slot = Some(got.by_ref().take(reads.len()).collect());
+                }
+            }
+        } else {
+            let more = std::mem::take(&mut self.more);
+            answers = Some(
+                more.iter()
+                    .zip(got)
+                    .map(|(r, g)| self.overlay.apply(r, g))
+                    .collect(),
+            );
+        }
+        while self.at < self.ingests.len() {
+            let got = match answers.take() {
+                Some(a) => a,
+                None => {
+                    let (reads, slot) = &mut self.first[self.at];
+                    let base = slot.take().unwrap_or_default();
+                    reads
+                        .iter()
+                        .zip(base)
+                        .map(|(r, g)| self.overlay.apply(r, g))
+                        .collect()
+                }
+            };
+            match self.ingests[self.at].step(got) {
+                Step::Read(reads) => {
+                    self.more = reads.clone();
+                    return RunStep::Read(reads);
+                }
+                Step::Done(writes, outcome) => {
+                    let stop = outcome.gap || outcome.resync;
+                    self.overlay.writes.extend(writes);
+                    self.outcomes.push(outcome);
+                    self.at += 1;
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        RunStep::Done(
+            std::mem::take(&mut self.overlay.writes),
+            std::mem::take(&mut self.outcomes),
+        )
+    }
+}
