@@ -84,6 +84,19 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+impl std::hash::Hash for Key {
+    /// Consistent with `Eq`: numbers by bits (`total_cmp` equality), strings by
+    /// content (UTF-16 equality is string equality), arrays item by item.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.rank().hash(state);
+        match self {
+            Self::Num(n) => n.to_bits().hash(state),
+            Self::Str(s) => s.hash(state),
+            Self::Array(items) => items.hash(state),
+        }
+    }
+}
+
 /// A range of keys: `lower..upper` with each end open or closed, or unbounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRange {

@@ -6,6 +6,8 @@
 //! an event that needs more (a merge) asks for one more round, also overlaid. The
 //! writes go out at the end, in order, and commit together.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use super::ingest::{Facts, Ingest, IngestOutcome, Step};
 use super::key::Key;
 use super::ops::{Got, Read, Row, Table, Write};
@@ -14,28 +16,55 @@ use crate::protocol::LoggedEvent;
 /// The writes of a run so far, answering reads as the store would after them.
 #[derive(Debug, Default)]
 pub struct Overlay {
-    /// In order: what a later read must see.
+    /// In order: what goes to the store at the end.
     writes: Vec<Write>,
+    /// Per table, the latest state of each key the run wrote (`None`: deleted).
+    rows: HashMap<Table, BTreeMap<Key, Option<Row>>>,
+    /// Tables the run cleared (no row from before the run shows).
+    cleared: HashSet<Table>,
 }
 
 impl Overlay {
-    /// Rows put (latest first wins) or deleted since the run began, for one table.
-    fn state(&self, table: Table, key: &Key) -> Option<Option<&Row>> {
-        for w in self.writes.iter().rev() {
+    /// Adds writes, in order.
+    pub fn extend(&mut self, writes: Vec<Write>) {
+        for w in &writes {
             match w {
-                Write::Put(r) if r.table() == table && &r.key() == key => return Some(Some(r)),
-                Write::Delete(t, k) if *t == table && k == key => return Some(None),
-                Write::Clear(t) if *t == table => return Some(None),
-                _ => {}
+                Write::Put(r) => {
+                    self.rows
+                        .entry(r.table())
+                        .or_default()
+                        .insert(r.key(), Some(r.clone()));
+                }
+                Write::Delete(t, k) => {
+                    self.rows.entry(*t).or_default().insert(k.clone(), None);
+                }
+                Write::Clear(t) => {
+                    self.rows.remove(t);
+                    self.cleared.insert(*t);
+                }
             }
         }
-        None
+        self.writes.extend(writes);
+    }
+
+    /// What the run wrote at a key: `Some(None)` deleted, `None` untouched.
+    fn state(&self, table: Table, key: &Key) -> Option<Option<&Row>> {
+        self.rows
+            .get(&table)
+            .and_then(|t| t.get(key))
+            .map(Option::as_ref)
     }
 
     fn cleared(&self, table: Table) -> bool {
-        self.writes
-            .iter()
-            .any(|w| matches!(w, Write::Clear(t) if *t == table))
+        self.cleared.contains(&table)
+    }
+
+    /// The rows of `table` the run holds now (put and not deleted since).
+    fn current(&self, table: Table) -> impl Iterator<Item = &Row> {
+        self.rows
+            .get(&table)
+            .into_iter()
+            .flat_map(|t| t.values().flatten())
     }
 
     /// `got`, the answer of the store before the run, as it reads after the overlay.
@@ -58,15 +87,14 @@ impl Overlay {
                 let table = index.table();
                 let mut rows: Vec<(Key, Row)> = Vec::new();
                 if !self.cleared(table) {
-                    let mut seen: Vec<Key> = Vec::new();
+                    let mut seen: HashSet<Key> = HashSet::new();
                     for row in got.many() {
                         let key = row.key();
                         // A row the run rewrote or deleted is answered from the overlay;
                         // a multi-entry row comes once per matching key: take it once.
-                        if self.state(table, &key).is_some() || seen.contains(&key) {
+                        if self.state(table, &key).is_some() || !seen.insert(key) {
                             continue;
                         }
-                        seen.push(key);
                         for k in row.index_keys(*index) {
                             if range.contains(&k) {
                                 rows.push((k, row.clone()));
@@ -90,27 +118,6 @@ impl Overlay {
                 Got::One(self.apply(&all, base).many().into_iter().next())
             }
         }
-    }
-
-    /// The rows of `table` the run holds now (put and not deleted since).
-    fn current(&self, table: Table) -> Vec<&Row> {
-        let mut seen: Vec<Key> = Vec::new();
-        let mut out = Vec::new();
-        for w in self.writes.iter().rev() {
-            match w {
-                Write::Put(r) if r.table() == table => {
-                    let k = r.key();
-                    if !seen.contains(&k) {
-                        seen.push(k);
-                        out.push(r);
-                    }
-                }
-                Write::Delete(t, k) if *t == table => seen.push(k.clone()),
-                Write::Clear(t) if *t == table => break,
-                _ => {}
-            }
-        }
-        out
     }
 }
 
@@ -206,7 +213,7 @@ impl<'a> Run<'a> {
                 }
                 Step::Done(writes, outcome) => {
                     let stop = outcome.gap || outcome.resync;
-                    self.overlay.writes.extend(writes);
+                    self.overlay.extend(writes);
                     self.outcomes.push(outcome);
                     self.at += 1;
                     if stop {
