@@ -6,41 +6,47 @@
 //! an event that needs more (a merge) asks for one more round, also overlaid. The
 //! writes go out at the end, in order, and commit together.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
 use super::ingest::{Facts, Ingest, IngestOutcome, Step};
 use super::key::Key;
 use super::ops::{Got, Read, Row, Table, Write};
 use crate::protocol::LoggedEvent;
 
 /// The writes of a run so far, answering reads as the store would after them.
+///
+/// Kept as one vector sorted by table and key, searched by bisection: it answers as a
+/// map would, without bringing another map's code into the module.
 #[derive(Debug, Default)]
 pub struct Overlay {
     /// In order: what goes to the store at the end.
     writes: Vec<Write>,
-    /// Per table, the latest state of each key the run wrote (`None`: deleted).
-    rows: HashMap<Table, BTreeMap<Key, Option<Row>>>,
+    /// The latest state of each key the run wrote (`None`: deleted), by table and key.
+    rows: Vec<(Table, Key, Option<Row>)>,
     /// Tables the run cleared (no row from before the run shows).
-    cleared: HashSet<Table>,
+    cleared: Vec<Table>,
 }
 
 impl Overlay {
+    fn find(&self, table: Table, key: &Key) -> Result<usize, usize> {
+        self.rows
+            .binary_search_by(|(t, k, _)| t.cmp(&table).then_with(|| k.cmp(key)))
+    }
+
+    fn set(&mut self, table: Table, key: Key, row: Option<Row>) {
+        match self.find(table, &key) {
+            Ok(i) => self.rows[i].2 = row,
+            Err(i) => self.rows.insert(i, (table, key, row)),
+        }
+    }
+
     /// Adds writes, in order.
     pub fn extend(&mut self, writes: Vec<Write>) {
         for w in &writes {
             match w {
-                Write::Put(r) => {
-                    self.rows
-                        .entry(r.table())
-                        .or_default()
-                        .insert(r.key(), Some(r.clone()));
-                }
-                Write::Delete(t, k) => {
-                    self.rows.entry(*t).or_default().insert(k.clone(), None);
-                }
+                Write::Put(r) => self.set(r.table(), r.key(), Some(r.clone())),
+                Write::Delete(t, k) => self.set(*t, k.clone(), None),
                 Write::Clear(t) => {
-                    self.rows.remove(t);
-                    self.cleared.insert(*t);
+                    self.rows.retain(|(table, _, _)| table != t);
+                    self.cleared.push(*t);
                 }
             }
         }
@@ -49,10 +55,7 @@ impl Overlay {
 
     /// What the run wrote at a key: `Some(None)` deleted, `None` untouched.
     fn state(&self, table: Table, key: &Key) -> Option<Option<&Row>> {
-        self.rows
-            .get(&table)
-            .and_then(|t| t.get(key))
-            .map(Option::as_ref)
+        self.find(table, key).ok().map(|i| self.rows[i].2.as_ref())
     }
 
     fn cleared(&self, table: Table) -> bool {
@@ -61,10 +64,11 @@ impl Overlay {
 
     /// The rows of `table` the run holds now (put and not deleted since).
     fn current(&self, table: Table) -> impl Iterator<Item = &Row> {
-        self.rows
-            .get(&table)
-            .into_iter()
-            .flat_map(|t| t.values().flatten())
+        let start = self.rows.partition_point(|(t, _, _)| *t < table);
+        self.rows[start..]
+            .iter()
+            .take_while(move |(t, _, _)| *t == table)
+            .filter_map(|(_, _, r)| r.as_ref())
     }
 
     /// `got`, the answer of the store before the run, as it reads after the overlay.
@@ -85,19 +89,27 @@ impl Overlay {
             },
             (Read::All(index, range), got) => {
                 let table = index.table();
-                let mut rows: Vec<(Key, Row)> = Vec::new();
+                // In index order (index key, then primary key), as IndexedDB answers;
+                // kept sorted by insertion (small: one pair's or one conversation's rows).
+                let mut rows: Vec<(Key, Key, Row)> = Vec::new();
+                let mut add = |k: Key, row: &Row| {
+                    let pk = row.key();
+                    let at = rows.partition_point(|(ik, p, _)| (ik, p) < (&k, &pk));
+                    rows.insert(at, (k, pk, row.clone()));
+                };
                 if !self.cleared(table) {
-                    let mut seen: HashSet<Key> = HashSet::new();
+                    let mut seen: Vec<Key> = Vec::new();
                     for row in got.many() {
                         let key = row.key();
                         // A row the run rewrote or deleted is answered from the overlay;
                         // a multi-entry row comes once per matching key: take it once.
-                        if self.state(table, &key).is_some() || !seen.insert(key) {
+                        if self.state(table, &key).is_some() || seen.contains(&key) {
                             continue;
                         }
+                        seen.push(key);
                         for k in row.index_keys(*index) {
                             if range.contains(&k) {
-                                rows.push((k, row.clone()));
+                                add(k, &row);
                             }
                         }
                     }
@@ -105,12 +117,11 @@ impl Overlay {
                 for row in self.current(table) {
                     for k in row.index_keys(*index) {
                         if range.contains(&k) {
-                            rows.push((k, row.clone()));
+                            add(k, row);
                         }
                     }
                 }
-                rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(&b.1.key())));
-                Got::Many(rows.into_iter().map(|(_, r)| r).collect())
+                Got::Many(rows.into_iter().map(|(_, _, r)| r).collect())
             }
             (Read::First(index, key), got) => {
                 let all = Read::All(*index, super::key::KeyRange::only(key.clone()));
