@@ -318,10 +318,13 @@ pub fn router(app: Arc<App>) -> Router {
         r = r.fallback_service(tower_http::services::ServeDir::new(www));
     }
     let limits = &app.config.limits;
+    // One semaphore for every route (`Router::layer` layers each route on its own).
     let overload = tower::ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
         .load_shed()
-        .concurrency_limit(limits.max_concurrent_requests.max(1));
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests.max(1),
+        ));
     let trusted = Arc::new(app.config.trusted_proxies.clone());
     r.layer(DefaultBodyLimit::max(limit))
         .layer(overload)
