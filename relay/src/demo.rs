@@ -154,7 +154,7 @@ struct ListQuery {
     sent_after: Option<String>,
 }
 
-/// The fake message list (`GET …/Messages.json?To=&From=&DateSent>=`), newest first,
+/// The fake message list (`GET …/Messages.json?To=&From=&DateSent>`), newest first,
 /// one page.
 async fn fake_list(
     State(app): State<Arc<App>>,
