@@ -712,7 +712,19 @@ async fn send_message(
     }
     // Wait before asking, so an outcome logged after the sequencer's answer is seen.
     let mut waiter = app.sends.wait(&seller, &client_ref);
-    let duplicate = match app.seq.begin_send(seller, req).await? {
+    // Queued and handed to the worker on a task of its own: a client that goes away
+    // while the sequencer commits cannot leave a queued send behind unsent.
+    let queued = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let plan = app.seq.begin_send(seller, req).await?;
+            if let SendPlan::Go(p) = &plan {
+                app.sends.dispatch(p.clone());
+            }
+            Ok::<_, ApiError>(plan)
+        })
+    };
+    let duplicate = match queued.await.map_err(ApiError::internal)?? {
         SendPlan::Done(sent) => {
             let answer = ProviderAnswer {
                 message_sid: sent.message_sid,
@@ -725,10 +737,7 @@ async fn send_message(
         // Queued or with the provider: wait for the same outcome (X3).
         SendPlan::InProgress => true,
         // Durably queued: the worker calls the provider, whatever this request does.
-        SendPlan::Go(p) => {
-            app.sends.dispatch(p);
-            false
-        }
+        SendPlan::Go(_) => false,
     };
     let wait = std::time::Duration::from_millis(app.config.limits.send_wait_ms);
     let answer = match waiter.outcome(wait).await {
