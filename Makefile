@@ -31,8 +31,9 @@ rust-tools:
 	@command -v wasm-pack >/dev/null || cargo install wasm-pack
 
 browser-tools:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v curl >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva curl; fi
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v curl >/dev/null \
+		|| ! [ -x /usr/sbin/nginx ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva curl nginx; fi
 
 node-tools:
 	@[ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/tsc ] && [ -d node_modules/sms-segments-calculator ] \

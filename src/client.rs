@@ -9,7 +9,7 @@ use crate::js_error::{js_error, JsResult};
 use crate::store::records::{OutboxEntry, StoredTemplate};
 use crate::store::{IdbStore, IngestOutcome, SellerContext, SendAnswer, StoreError};
 use crate::to_js;
-use sms_core::protocol::SendRequest;
+use sms_core::protocol::{SendOutcome, SendRequest};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -20,7 +20,7 @@ export interface SmsClientOptions {
   dbName: string; seller: string; defaultRegion?: string;
   /** Sends: resolve with the relay's answer, reject when the relay is unreachable. */
   transport?: (request: { client_ref: string; from: string; to: string; body: string; record_id: string })
-    => Promise<{ outcome: "accepted" | "failed" | "unknown"; message_sid?: string; error_code?: number }>;
+    => Promise<{ outcome: "accepted" | "failed" | "unknown" | "pending"; message_sid?: string; error_code?: number }>;
   /** Moves: resolve when the relay accepted, reject with the reason. */
   moveTransport?: (request: { org_number: string; customer_number: string; from_record: string; to_record: string })
     => Promise<unknown>;
@@ -331,6 +331,11 @@ impl SmsClient {
                 Err(e) => Err(e),
             };
             match answer.and_then(input::<SendAnswer>) {
+                // The relay holds it and has no outcome yet: it stays queued (same
+                // client_ref) and the next flush asks again, in order.
+                Ok(answer) if answer.outcome == SendOutcome::Pending => {
+                    return Ok(total - i as u32);
+                }
                 Ok(answer) => {
                     self.store
                         .settle_send(&entry.request.client_ref, &answer)

@@ -48,7 +48,8 @@ async function api(path, options = {}) {
 // ---- relay transports handed to the client (a rejection = relay unreachable) ----
 async function transport(req) {
   const r = await api("/messages", { method: "POST", body: JSON.stringify(req) });
-  if (r.status >= 500 || r.status === 409 || r.status === 401 || !r.body) throw new Error(`relay answered ${r.status}`);
+  // 429 (send rate, daily cap): not a failure of the message; it stays queued.
+  if (r.status >= 500 || r.status === 409 || r.status === 401 || r.status === 429 || !r.body) throw new Error(`relay answered ${r.status}`);
   if (r.body.outcome) return r.body;
   return { outcome: "failed", error_code: r.body.error_code ?? null };
 }

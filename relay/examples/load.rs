@@ -54,6 +54,9 @@ impl Drop for Relay {
 
 const SELLERS: usize = 50;
 const CUSTOMERS: usize = 2000;
+/// Event streams one seller may hold in the benchmark (the relay's default is 8;
+/// 1,000 clients over 50 sellers are 20 each, and `LOAD_CLIENTS` may ask for more).
+const CLIENTS_PER_SELLER_MAX: usize = 1000;
 
 fn org(s: usize) -> String {
     format!("+1415555{:04}", 1000 + s)
@@ -79,7 +82,9 @@ fn start_relay(port: u16) -> Relay {
     std::fs::write(dir.path().join("directory.json"), directory.to_string())
         .expect("write directory");
     let mut toml = format!(
-        "bind = \"127.0.0.1:{port}\"\ndatabase = \"relay.db\"\ndirectory = \"directory.json\"\ndemo = true\nmax_body_bytes = 65536\n"
+        "bind = \"127.0.0.1:{port}\"\ndatabase = \"relay.db\"\ndirectory = \"directory.json\"\ndemo = true\nmax_body_bytes = 65536\n\
+         [limits]\nstreams_per_seller = {}\n",
+        CLIENTS_PER_SELLER_MAX
     );
     for s in 0..SELLERS {
         toml.push_str(&format!("[[sellers]]\nid = \"s{s}\"\ntoken = \"t{s}\"\n"));

@@ -22,12 +22,12 @@ use crate::demo::FakeProvider;
 use crate::error::ApiError;
 use crate::jwt::JwtVerifier;
 use crate::model::{Directory, DirectoryPatch, SendOutcome};
-use crate::provider::{OutboundSms, Provider, SendResult, Twilio, TwilioConfig};
+use crate::provider::{Provider, Twilio, TwilioConfig};
 use crate::push::{self, Vapid};
 use crate::push_guard::check_endpoint;
 use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendRequest, Sequencer};
 use crate::sse;
-use crate::store::{open_sqlite, LogReader, PushSubscription};
+use crate::store::{open_sqlite_with, LogReader, PushSubscription};
 use sms_core::protocol::SendAnswer;
 use sms_core::relay::{ProviderAnswer, SendPlan};
 
@@ -91,6 +91,12 @@ pub struct App {
     pub jwt: Option<JwtVerifier>,
     /// The directory's active sellers; revokes sessions and streams.
     pub gate: Gate,
+    /// The send worker: provider calls, detached from requests (X3).
+    pub sends: Arc<crate::sends::Sends>,
+    /// Per-seller send rate and daily cap (X4).
+    pub send_limits: crate::limits::SendLimits,
+    /// Open event streams per seller (X4).
+    pub streams: Arc<crate::limits::Streams>,
 }
 
 /// Most push subscriptions one seller may hold (X2).
@@ -128,11 +134,12 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     config.bind = addr;
     let public_url = config.public_url();
-    let (writer, reader) = open_sqlite(&config.database).map_err(|e| e.to_string())?;
+    let (writer, reader) =
+        open_sqlite_with(&config.database, config.limits.db_readers).map_err(|e| e.to_string())?;
     let reader: Arc<dyn LogReader> = Arc::new(reader);
     let seed = config.seed_directory()?;
-    let (doorbell_tx, doorbell_rx) = mpsc::unbounded_channel();
-    let seq = Sequencer::start(
+    let (doorbell_tx, doorbell_rx) = mpsc::channel(config.limits.doorbell_queue.max(1));
+    let (seq, unsettled_sends) = Sequencer::start(
         Box::new(writer),
         config.default_region.clone(),
         seed.clone(),
@@ -189,8 +196,8 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
                 let fake_config = TwilioConfig {
                     account_sid: "ACdemo".into(),
                     auth_token: "demo-auth-token".into(),
-                    auth_token_file: None,
                     base_url: format!("{public_url}/fake-twilio"),
+                    ..TwilioConfig::default()
                 };
                 config.provider = Some(fake_config.clone());
                 let fake = Arc::new(FakeProvider::new(fake_config.clone(), public_url.clone()));
@@ -204,7 +211,15 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         push_http,
         doorbell_rx,
         seq.epoch(),
+        config.limits.doorbell_concurrency,
     ));
+    let sends = crate::sends::Sends::new(
+        seq.clone(),
+        provider.clone(),
+        config.limits.provider_concurrency,
+    );
+    let send_limits = crate::limits::SendLimits::new(&config.limits);
+    let streams = crate::limits::Streams::new(config.limits.streams_per_seller);
     reader
         .purge_sessions(now().as_millis())
         .map_err(|e| e.to_string())?;
@@ -220,12 +235,31 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         closing,
         jwt,
         gate: Gate::default(),
+        sends,
+        send_limits,
+        streams,
     });
     auth::refresh_sellers(&app).await.map_err(|e| e.message)?;
+    // Sends a stop left: queued ones go out, calling ones are reconciled (X3).
+    app.sends.recover(unsettled_sends);
+    crate::metrics::handle();
+    let metrics_server = match app.config.metrics_bind {
+        Some(bind) => {
+            let l = TcpListener::bind(bind)
+                .await
+                .map_err(|e| format!("metrics_bind {bind}: {e}"))?;
+            let r = Router::new().route("/metrics", get(metrics_open));
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, r).await;
+            }))
+        }
+        None => None,
+    };
     let router = router(app.clone());
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(async move {
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = shutdown_rx.await;
             // End SSE streams so their connections can finish; in-flight webhooks
             // and sends complete (they answer only once their events are durable).
@@ -233,6 +267,9 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "server stopped");
+        }
+        if let Some(m) = metrics_server {
+            m.abort();
         }
     });
     tracing::info!(%addr, %public_url, "relay listening");
@@ -247,8 +284,11 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
 /// All routes.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
+    let directory_limit = app.config.limits.directory_body_bytes;
     let mut r = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/webhooks/twilio/inbound", post(inbound_webhook))
         .route("/webhooks/twilio/status", post(status_webhook))
         .route("/session", post(sign_in).delete(sign_out))
@@ -257,7 +297,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/events/page", get(sse::page))
         .route(
             "/directory",
-            get(get_directory).put(put_directory).patch(patch_directory),
+            get(get_directory)
+                .put(put_directory)
+                .patch(patch_directory)
+                .layer(DefaultBodyLimit::max(directory_limit)),
         )
         .route("/route/preview", get(route_preview))
         .route("/messages", post(send_message))
@@ -275,7 +318,23 @@ pub fn router(app: Arc<App>) -> Router {
     if let Some(www) = app.config.www.clone() {
         r = r.fallback_service(tower_http::services::ServeDir::new(www));
     }
+    let limits = &app.config.limits;
+    // One semaphore for every route (`Router::layer` layers each route on its own).
+    let overload = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests.max(1),
+        ));
+    let trusted = Arc::new(app.config.trusted_proxies.clone());
     r.layer(DefaultBodyLimit::max(limit))
+        .layer(overload)
+        // Until the response head: event streams answer at once and are not cut.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_millis(limits.request_timeout_ms.max(1)),
+        ))
+        .layer(crate::proxy::trace_layer(trusted))
         .layer(
             // The page runs under a strict policy: its own scripts and WASM only, no
             // inline script, nothing from other origins (D3).
@@ -305,6 +364,52 @@ async fn healthz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>,
     Ok(Json(
         json!({ "ok": true, "epoch": *app.seq.epoch().borrow(), "head": head }),
     ))
+}
+
+/// `GET /readyz`: 200 while the database takes a write, else 503.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let reader = app.reader.clone();
+    match tokio::task::spawn_blocking(move || reader.writable()).await {
+        Ok(Ok(())) => Json(json!({ "ready": true })).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "not ready: the database takes no write");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database takes no write",
+            )
+            .into_response()
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// `GET /metrics` (Prometheus text) with the admin token.
+async fn metrics(_: Admin) -> Response {
+    metrics_open().await
+}
+
+/// `GET /metrics` on `metrics_bind` (a private address): no token.
+async fn metrics_open() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
+}
+
+/// 503 `overloaded` past the concurrency limit (X4).
+async fn overloaded(e: axum::BoxError) -> Response {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests at once; try again",
+        )
+        .into_response()
+    } else {
+        ApiError::internal(e).into_response()
+    }
 }
 
 fn form(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
@@ -344,15 +449,40 @@ async fn inbound_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let params = form(&body)?;
-    verified(&app, &uri, &headers, &params)?;
-    let sms = app
-        .provider
-        .parse_inbound(&params)
-        .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
-    let events = app.seq.inbound(sms).await?;
+    let started = std::time::Instant::now();
+    let result = async {
+        let params = form(&body)?;
+        verified(&app, &uri, &headers, &params)?;
+        let sms = app
+            .provider
+            .parse_inbound(&params)
+            .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
+        app.seq.inbound(sms).await
+    }
+    .await;
+    let events = counted("inbound", started, result)?;
     tracing::info!(events = events.len(), "inbound webhook logged");
     Ok(twiml())
+}
+
+/// Counts a webhook by kind and result, and times it to its durable events.
+fn counted(
+    kind: &'static str,
+    started: std::time::Instant,
+    result: Result<Vec<crate::model::LoggedEvent>, ApiError>,
+) -> Result<Vec<crate::model::LoggedEvent>, ApiError> {
+    let outcome = match &result {
+        Ok(events) if events.is_empty() => "duplicate",
+        Ok(_) => {
+            crate::metrics::webhook_latency(kind, started.elapsed().as_secs_f64());
+            "logged"
+        }
+        Err(e) if e.code == "bad_signature" => "bad_signature",
+        Err(e) if e.status == StatusCode::BAD_REQUEST => "malformed",
+        Err(_) => "error",
+    };
+    crate::metrics::webhook(kind, outcome);
+    result
 }
 
 async fn status_webhook(
@@ -361,13 +491,18 @@ async fn status_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let params = form(&body)?;
-    verified(&app, &uri, &headers, &params)?;
-    let report = app
-        .provider
-        .parse_status(&params)
-        .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
-    app.seq.status(report).await?;
+    let started = std::time::Instant::now();
+    let result = async {
+        let params = form(&body)?;
+        verified(&app, &uri, &headers, &params)?;
+        let report = app
+            .provider
+            .parse_status(&params)
+            .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
+        app.seq.status(report).await
+    }
+    .await;
+    counted("status", started, result)?;
     Ok(twiml())
 }
 
@@ -580,79 +715,82 @@ async fn send_message(
     Seller(seller): Seller,
     Json(req): Json<SendRequest>,
 ) -> Result<Response, ApiError> {
+    let region = app.config.default_region.clone();
     let client_ref = req.client_ref.clone();
-    let pending = match app.seq.begin_send(seller, req).await? {
-        SendPlan::Done(sent) => {
-            let answer = SendAnswer {
-                client_ref,
-                outcome: sent.outcome,
-                message_sid: sent.message_sid,
-                error_code: sent.error_code,
-                reason: None,
-                provider_error: None,
-                duplicate: true,
-            };
-            return Ok(send_answer(answer, app.config.default_region.as_deref()));
-        }
-        SendPlan::InProgress => {
+    // Limits apply to new sends only: a retry of a send the relay holds is answered.
+    let (s, r) = (seller.clone(), client_ref.clone());
+    let known = app
+        .seq
+        .query(move |state| state.sent(&s, &r).is_some() || state.in_flight(&s, &r))
+        .await?;
+    if !known {
+        let limits = &app.config.limits;
+        if !crate::limits::destination_allowed(
+            &limits.allowed_country_codes,
+            &req.to,
+            region.as_deref(),
+        ) {
+            crate::metrics::send_refused("destination_not_allowed");
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "send_in_progress",
-                "this message is being sent right now",
-            ))
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "destination_not_allowed",
+                "sending to that country is not allowed",
+            ));
         }
-        SendPlan::Go(p) => p,
-    };
-    let msg = OutboundSms {
-        from: pending.from.clone(),
-        to: pending.to.clone(),
-        body: pending.body.clone(),
-    };
-    let answer = match app.provider.send(&msg).await {
-        SendResult::Accepted { sid } => ProviderAnswer {
-            message_sid: Some(sid),
-            outcome: SendOutcome::Accepted,
-            error_code: None,
-        },
-        // The provider's own text may carry its URL and account id: it goes to the
-        // log, and the browser gets codes only (X6).
-        SendResult::Failed { code, message } => {
-            tracing::warn!(client_ref = %pending.client_ref, ?code, provider_message = %message, "provider refused a send");
-            ProviderAnswer {
-                message_sid: None,
-                outcome: SendOutcome::Failed,
-                error_code: code,
+        if let Err(e) = app.send_limits.check(&seller) {
+            crate::metrics::send_refused(e.code);
+            let body = json!({ "code": e.code, "message": "too many sends; try again later",
+                               "retry_after": e.retry_after_secs });
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, e.retry_after_secs.to_string())],
+                Json(body),
+            )
+                .into_response());
+        }
+    }
+    // Wait before asking, so an outcome logged after the sequencer's answer is seen.
+    let mut waiter = app.sends.wait(&seller, &client_ref);
+    // Queued and handed to the worker on a task of its own: a client that goes away
+    // while the sequencer commits cannot leave a queued send behind unsent.
+    let queued = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let plan = app.seq.begin_send(seller, req).await?;
+            if let SendPlan::Go(p) = &plan {
+                app.sends.dispatch(p.clone());
             }
-        }
-        SendResult::Unknown { message } => {
-            tracing::warn!(client_ref = %pending.client_ref, provider_message = %message, "send outcome unknown");
-            ProviderAnswer {
-                message_sid: None,
-                outcome: SendOutcome::Unknown,
-                error_code: None,
-            }
-        }
+            Ok::<_, ApiError>(plan)
+        })
     };
-    let reply = SendAnswer {
-        client_ref: pending.client_ref.clone(),
-        outcome: answer.outcome,
-        message_sid: answer.message_sid.clone(),
-        error_code: answer.error_code,
-        reason: None,
-        provider_error: match (answer.outcome, answer.error_code) {
-            (SendOutcome::Accepted, _) => None,
-            (SendOutcome::Failed, Some(_)) => Some("provider_refused".into()),
-            (SendOutcome::Failed, None) => Some("provider_unreachable".into()),
-            (SendOutcome::Unknown, _) => Some("provider_no_answer".into()),
-        },
-        duplicate: false,
+    let duplicate = match queued.await.map_err(ApiError::internal)?? {
+        SendPlan::Done(sent) => {
+            let answer = ProviderAnswer {
+                message_sid: sent.message_sid,
+                outcome: sent.outcome,
+                error_code: sent.error_code,
+            };
+            let answer = crate::sends::answer(client_ref, &answer, true);
+            return Ok(send_answer(answer, region.as_deref()));
+        }
+        // Queued or with the provider: wait for the same outcome (X3).
+        SendPlan::InProgress => true,
+        // Durably queued: the worker calls the provider, whatever this request does.
+        SendPlan::Go(_) => false,
     };
-    app.seq.finish_send(pending, answer).await?;
-    Ok(send_answer(reply, app.config.default_region.as_deref()))
+    let wait = std::time::Duration::from_millis(app.config.limits.send_wait_ms);
+    let answer = match waiter.outcome(wait).await {
+        Some(mut a) => {
+            a.duplicate |= duplicate;
+            a
+        }
+        None => crate::sends::pending(client_ref),
+    };
+    Ok(send_answer(answer, region.as_deref()))
 }
 
 /// A send's answer: 201 accepted, 422 failed (with the failure's reason code), 202
-/// unknown; the provider's own error text stays in the relay's log.
+/// unknown or pending; the provider's own error text stays in the relay's log.
 fn send_answer(mut answer: SendAnswer, region: Option<&str>) -> Response {
     let status = match answer.outcome {
         SendOutcome::Accepted => StatusCode::CREATED,
@@ -664,7 +802,7 @@ fn send_answer(mut answer: SendAnswer, region: Option<&str>) -> Response {
             );
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        SendOutcome::Unknown => StatusCode::ACCEPTED,
+        SendOutcome::Unknown | SendOutcome::Pending => StatusCode::ACCEPTED,
     };
     (status, Json(answer)).into_response()
 }

@@ -123,6 +123,61 @@ fn default_max_body() -> usize {
     64 * 1024
 }
 
+/// Abuse and resource limits (X4). Per-seller limits are keyed by the signed-in
+/// seller, never by address (behind a proxy every request has the proxy's).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// A request that has not produced its response head by then is answered 408
+    /// (event streams are not cut: their head comes at once).
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more are answered 503 `overloaded`.
+    pub max_concurrent_requests: usize,
+    /// Open event streams per seller; opening one more closes the oldest.
+    pub streams_per_seller: usize,
+    /// Pooled SQLite reader connections.
+    pub db_readers: u32,
+    /// Doorbells waiting to be rung; past it they are dropped (the events are in
+    /// the log, the next doorbell rings).
+    pub doorbell_queue: usize,
+    /// Doorbells rung at once.
+    pub doorbell_concurrency: usize,
+    /// How long `POST /messages` waits for the provider before answering 202
+    /// `pending` (the send goes on).
+    pub send_wait_ms: u64,
+    /// Provider calls at once.
+    pub provider_concurrency: usize,
+    /// New sends per seller per minute (0: no limit); answered 429 with `Retry-After`.
+    pub sends_per_minute: u32,
+    /// New sends per seller per day (0: no limit); answered 429 with `Retry-After`.
+    pub sends_per_day: u32,
+    /// Country calling codes a send may go to (e.g. `[91, 44]`); empty: any. Others
+    /// are refused 422 `destination_not_allowed`.
+    pub allowed_country_codes: Vec<u16>,
+    /// Largest `PUT`/`PATCH /directory` body (the CRM's import), in bytes; every
+    /// other route takes `max_body_bytes` (webhooks 64 KiB).
+    pub directory_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 30_000,
+            max_concurrent_requests: 2048,
+            streams_per_seller: 8,
+            db_readers: crate::store::DEFAULT_READERS,
+            doorbell_queue: 10_000,
+            doorbell_concurrency: 16,
+            send_wait_ms: 5_000,
+            provider_concurrency: 32,
+            sends_per_minute: 30,
+            sends_per_day: 1_000,
+            allowed_country_codes: Vec::new(),
+            directory_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
 /// The relay's configuration.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Config {
@@ -181,9 +236,21 @@ pub struct Config {
     /// Session lifetime in hours.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (webhooks and every route but the
+    /// directory import: `limits.directory_body_bytes`).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Abuse and resource limits (X4).
+    #[serde(default)]
+    pub limits: Limits,
+    /// Addresses of the reverse proxies in front of the relay: only their
+    /// `X-Forwarded-For` is believed (request logs); anyone else's is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A second address serving `GET /metrics` without the admin token (a private
+    /// network for the scraper); `/metrics` on `bind` always needs the admin token.
+    #[serde(default)]
+    pub metrics_bind: Option<SocketAddr>,
     /// How doorbells reach push services (tests swap the DNS lookup; only demo mode
     /// may let them reach private addresses). Not configurable from files.
     #[serde(skip)]
@@ -211,6 +278,9 @@ impl Default for Config {
             vapid_subject: None,
             session_hours: default_session_hours(),
             max_body_bytes: default_max_body(),
+            limits: Limits::default(),
+            trusted_proxies: Vec::new(),
+            metrics_bind: None,
             push_network: PushNetwork::default(),
         }
     }
@@ -296,6 +366,11 @@ impl Config {
             {
                 p.auth_token = token;
             }
+            p.api_key_secret = secret_from(
+                "RELAY_TWILIO_API_KEY_SECRET",
+                p.api_key_secret_file.as_deref(),
+                p.api_key_secret.take(),
+            )?;
         }
         config.admin_token = secret_from(
             "RELAY_ADMIN_TOKEN",
@@ -338,6 +413,9 @@ impl Config {
                 return Err("frame_ancestors: a space-separated list of CSP sources".into());
             }
         }
+        if let Some(p) = &self.provider {
+            p.check()?;
+        }
         if self.demo {
             if !self.bind.ip().is_loopback() {
                 return Err(format!(
@@ -372,6 +450,9 @@ impl Config {
         }
         if let Some(p) = &self.provider {
             secrets.push(("provider auth_token", &p.auth_token));
+            if let Some(k) = &p.api_key_secret {
+                secrets.push(("provider api_key_secret", k));
+            }
         }
         if let Some(s) = &self.auth.secret {
             secrets.push(("auth secret", s));
@@ -403,12 +484,13 @@ impl Config {
         {
             fix(p);
         }
-        if let Some(p) = self
-            .provider
-            .as_mut()
-            .and_then(|p| p.auth_token_file.as_mut())
-        {
-            fix(p);
+        if let Some(p) = self.provider.as_mut() {
+            for f in [p.auth_token_file.as_mut(), p.api_key_secret_file.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                fix(f);
+            }
         }
     }
 

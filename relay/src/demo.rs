@@ -1,7 +1,8 @@
 //! The built-in simulated provider (demo and tests): a Twilio-compatible Messages
 //! API that answers sends and posts signed status callbacks, a "customer phone" that
-//! posts signed inbound webhooks, and a fault switch for `/events`. All over real
-//! HTTP on the relay's own address, so the whole loop runs on one machine.
+//! posts signed inbound webhooks, and a fault switch for `/events` and slow sends.
+//! All over real HTTP on the relay's own address, so the whole loop runs on one
+//! machine.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ pub struct FakeProvider {
     http: reqwest::Client,
     counter: AtomicU64,
     sent: Mutex<Vec<FakeMessage>>,
+    /// Each send waits this long before the fake answers (fault switch).
+    send_delay_ms: AtomicU64,
 }
 
 impl FakeProvider {
@@ -58,6 +61,7 @@ impl FakeProvider {
             http: reqwest::Client::new(),
             counter: AtomicU64::new(now().as_millis() as u64),
             sent: Mutex::new(Vec::new()),
+            send_delay_ms: AtomicU64::new(0),
         }
     }
 
@@ -97,7 +101,7 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route(
             "/fake-twilio/2010-04-01/Accounts/{account}/Messages.json",
-            post(fake_send),
+            post(fake_send).get(fake_list),
         )
         .route("/demo/phone/send", post(phone_send))
         .route("/demo/phone/messages", get(phone_messages))
@@ -132,6 +136,59 @@ fn twilio_error(status: u16, code: u32, message: String) -> Response {
         .into_response()
 }
 
+/// Whether a request to the fake carries its account and credentials.
+fn authorized(fake: &FakeProvider, account: &str, headers: &HeaderMap) -> bool {
+    let (user, password) = fake.config.api_credentials();
+    let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+    account == fake.config.account_sid && given == Some(expected.as_str())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(rename = "To")]
+    to: Option<String>,
+    #[serde(rename = "From")]
+    from: Option<String>,
+    #[serde(rename = "DateSent>")]
+    sent_after: Option<String>,
+}
+
+/// The fake message list (`GET …/Messages.json?To=&From=&DateSent>`), newest first,
+/// one page.
+async fn fake_list(
+    State(app): State<Arc<App>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let fake = fake(&app)?.clone();
+    if !authorized(&fake, &account, &headers) {
+        return Ok(twilio_error(401, 20003, "Authenticate".into()));
+    }
+    let after = match q.sent_after.as_deref().map(Timestamp::parse) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => return Ok(twilio_error(400, 20001, "Invalid DateSent".into())),
+        None => None,
+    };
+    let messages: Vec<serde_json::Value> = fake
+        .lock()
+        .iter()
+        .rev()
+        .filter(|m| q.to.as_deref().is_none_or(|t| t == m.to))
+        .filter(|m| q.from.as_deref().is_none_or(|f| f == m.from))
+        .filter(|m| after.is_none_or(|a| m.at > a))
+        .map(|m| {
+            json!({ "sid": m.sid, "from": m.from, "to": m.to, "body": m.body,
+                    "status": "delivered", "direction": "outbound-api", "error_code": null })
+        })
+        .collect();
+    Ok(Json(json!({
+        "messages": messages, "page": 0, "page_size": 50, "next_page_uri": null,
+    }))
+    .into_response())
+}
+
 /// The fake Messages API: validates like the real one, then reports delivery.
 async fn fake_send(
     State(app): State<Arc<App>>,
@@ -140,17 +197,12 @@ async fn fake_send(
     Form(req): Form<ApiSend>,
 ) -> Result<Response, ApiError> {
     let fake = fake(&app)?.clone();
-    let expected = format!(
-        "Basic {}",
-        STANDARD.encode(format!(
-            "{}:{}",
-            fake.config.account_sid,
-            fake.config.auth_token.expose_secret()
-        ))
-    );
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if account != fake.config.account_sid || given != Some(expected.as_str()) {
+    if !authorized(&fake, &account, &headers) {
         return Ok(twilio_error(401, 20003, "Authenticate".into()));
+    }
+    let delay = fake.send_delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let valid_to = sms_core::normalize(&req.to, None).is_ok_and(|n| n.as_str() == req.to);
     if !valid_to {
@@ -294,16 +346,25 @@ async fn phone_messages(
 
 #[derive(Deserialize)]
 struct FaultReq {
-    events_unavailable_ms: i64,
+    #[serde(default)]
+    events_unavailable_ms: Option<i64>,
+    #[serde(default)]
+    send_delay_ms: Option<u64>,
 }
 
-/// Switches `/events` to 503 for a while (so reconnects can be tested).
+/// Switches `/events` to 503 for a while (so reconnects can be tested), and/or makes
+/// every send wait before the fake provider answers (`0` ends it).
 async fn fault(
     State(app): State<Arc<App>>,
     Json(req): Json<FaultReq>,
 ) -> Result<StatusCode, ApiError> {
-    fake(&app)?;
-    app.fault.set(req.events_unavailable_ms.clamp(0, 600_000));
+    let fake = fake(&app)?;
+    if let Some(ms) = req.events_unavailable_ms {
+        app.fault.set(ms.clamp(0, 600_000));
+    }
+    if let Some(ms) = req.send_delay_ms {
+        fake.send_delay_ms.store(ms.min(600_000), Ordering::Relaxed);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -17,7 +17,7 @@ use crate::signature;
 /// A boxed future (keeps the trait object-safe without extra crates).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-pub use sms_core::relay::{InboundSms, StatusReport};
+pub use sms_core::relay::{InboundSms, ListedMessage, StatusReport};
 
 /// A malformed callback.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -83,15 +83,24 @@ pub trait Provider: Send + Sync {
     fn parse_status(&self, params: &[(String, String)]) -> Result<StatusReport, ProviderError>;
     /// Sends a message (with the provider's retry policy).
     fn send<'a>(&'a self, msg: &'a OutboundSms) -> BoxFuture<'a, SendResult>;
+    /// The messages sent from `from` to `to` since about `since` (reconciliation of a
+    /// send whose outcome was lost in a crash); `Err` when the provider cannot be asked.
+    fn list<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        since: sms_core::Timestamp,
+    ) -> BoxFuture<'a, Result<Vec<ListedMessage>, String>>;
 }
 
 /// Twilio-compatible provider settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct TwilioConfig {
-    /// Account SID.
+    /// Account SID (`AC…`; in every API URL).
     pub account_sid: String,
-    /// Auth token: signs callbacks and authenticates API calls. Never leaves the relay.
-    /// Env `RELAY_AUTH_TOKEN`, or a file (`auth_token_file`, `RELAY_AUTH_TOKEN_FILE`).
+    /// Auth token: verifies callback signatures (and authenticates API calls when no
+    /// API key is set). Never leaves the relay. Env `RELAY_AUTH_TOKEN`, or a file
+    /// (`auth_token_file`, `RELAY_AUTH_TOKEN_FILE`).
     #[serde(default)]
     pub auth_token: SecretString,
     /// A file holding the auth token.
@@ -99,6 +108,57 @@ pub struct TwilioConfig {
     pub auth_token_file: Option<std::path::PathBuf>,
     /// API base URL (`https://api.twilio.com`; the demo points it at its fake).
     pub base_url: String,
+    /// API key SID (`SK…`): REST calls authenticate with it and its secret instead of
+    /// the auth token (which still verifies webhooks: API keys cannot).
+    #[serde(default)]
+    pub api_key_sid: Option<String>,
+    /// The API key's secret. Env `RELAY_TWILIO_API_KEY_SECRET`, or a file
+    /// (`api_key_secret_file`, `RELAY_TWILIO_API_KEY_SECRET_FILE`).
+    #[serde(default)]
+    pub api_key_secret: Option<SecretString>,
+    /// A file holding the API key's secret.
+    #[serde(default)]
+    pub api_key_secret_file: Option<std::path::PathBuf>,
+    /// Messaging Service SID (`MG…`) per org number (E.164): sends from that number
+    /// carry both `From` (replies come back to it, R2) and `MessagingServiceSid`.
+    #[serde(default)]
+    pub messaging_services: std::collections::BTreeMap<String, String>,
+}
+
+impl TwilioConfig {
+    /// The REST API's basic-auth user and password: the API key when one is set,
+    /// else the account SID and auth token.
+    pub fn api_credentials(&self) -> (&str, &str) {
+        match (&self.api_key_sid, &self.api_key_secret) {
+            (Some(sid), Some(secret)) => (sid.as_str(), secret.expose_secret()),
+            _ => (self.account_sid.as_str(), self.auth_token.expose_secret()),
+        }
+    }
+
+    /// What a start refuses: half an API key, an API key SID that is not `SK…`, a
+    /// Messaging Service SID that is not `MG…`.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.api_key_sid, &self.api_key_secret) {
+            (Some(sid), Some(_)) if !sid.starts_with("SK") => {
+                return Err("provider api_key_sid: an API key SID starts with SK".into())
+            }
+            (Some(_), None) => {
+                return Err("provider api_key_sid is set without api_key_secret".into())
+            }
+            (None, Some(_)) => {
+                return Err("provider api_key_secret is set without api_key_sid".into())
+            }
+            _ => {}
+        }
+        for (number, sid) in &self.messaging_services {
+            if !sid.starts_with("MG") {
+                return Err(format!(
+                    "provider messaging_services.\"{number}\": a Messaging Service SID starts with MG"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Twilio-compatible provider.
@@ -147,25 +207,29 @@ impl Twilio {
         }
     }
 
-    async fn send_once(&self, msg: &OutboundSms) -> Result<reqwest::Response, reqwest::Error> {
-        let url = format!(
+    fn messages_url(&self) -> String {
+        format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.config.base_url.trim_end_matches('/'),
             self.config.account_sid
-        );
-        let form = [
+        )
+    }
+
+    async fn send_once(&self, msg: &OutboundSms) -> Result<reqwest::Response, reqwest::Error> {
+        let mut form = vec![
             ("To", msg.to.as_str()),
             ("From", msg.from.as_str()),
             ("Body", msg.body.as_str()),
             ("StatusCallback", self.status_callback.as_str()),
         ];
+        if let Some(service) = self.config.messaging_services.get(&msg.from) {
+            form.push(("MessagingServiceSid", service.as_str()));
+        }
         let body = serde_urlencoded::to_string(form).unwrap_or_default();
+        let (user, password) = self.config.api_credentials();
         self.http
-            .post(url)
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose_secret()),
-            )
+            .post(self.messages_url())
+            .basic_auth(user, Some(password))
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -246,6 +310,90 @@ impl Twilio {
     }
 }
 
+/// One page of `GET …/Messages.json`.
+#[derive(Deserialize)]
+struct MessagePage {
+    #[serde(default)]
+    messages: Vec<ListedTwilio>,
+    #[serde(default)]
+    next_page_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListedTwilio {
+    sid: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    error_code: Option<u32>,
+}
+
+/// Pages read at most when listing (50 messages each): a longer list between the
+/// same two numbers in the window is not searched further.
+const LIST_PAGES: usize = 4;
+
+impl Twilio {
+    async fn list_messages(
+        &self,
+        from: &str,
+        to: &str,
+        since: sms_core::Timestamp,
+    ) -> Result<Vec<ListedMessage>, String> {
+        // Whole seconds (`YYYY-MM-DDTHH:MM:SSZ`), a little before the send was
+        // queued (clock skew between us and the provider).
+        let after = sms_core::Timestamp::from_millis((since.as_millis() / 1000 - 300) * 1000);
+        let query = [
+            ("To", to.to_owned()),
+            ("From", from.to_owned()),
+            ("DateSent>", after.to_string()),
+            ("PageSize", "50".to_owned()),
+        ];
+        let (user, password) = self.config.api_credentials();
+        let mut url = format!(
+            "{}?{}",
+            self.messages_url(),
+            serde_urlencoded::to_string(query).map_err(|e| e.to_string())?
+        );
+        let mut out = Vec::new();
+        for _ in 0..LIST_PAGES {
+            let response = self
+                .http
+                .get(&url)
+                .basic_auth(user, Some(password))
+                .send()
+                .await
+                .map_err(|e| format!("provider unreachable: {e}"))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(format!("provider answered {status} to the message list"));
+            }
+            let page: MessagePage = response
+                .json()
+                .await
+                .map_err(|e| format!("message list: {e}"))?;
+            out.extend(page.messages.into_iter().map(|m| ListedMessage {
+                sid: m.sid,
+                from: m.from.unwrap_or_default(),
+                to: m.to.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+                status: m.status.as_deref().and_then(DeliveryStatus::parse),
+                error_code: m.error_code,
+            }));
+            match page.next_page_uri.filter(|u| u.starts_with('/')) {
+                Some(next) => url = format!("{}{next}", self.config.base_url.trim_end_matches('/')),
+                None => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Provider for Twilio {
     fn verify(
         &self,
@@ -323,5 +471,14 @@ impl Provider for Twilio {
 
     fn send<'a>(&'a self, msg: &'a OutboundSms) -> BoxFuture<'a, SendResult> {
         Box::pin(self.send_with_retries(msg))
+    }
+
+    fn list<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        since: sms_core::Timestamp,
+    ) -> BoxFuture<'a, Result<Vec<ListedMessage>, String>> {
+        Box::pin(self.list_messages(from, to, since))
     }
 }

@@ -79,9 +79,12 @@ pub async fn run(
     reader: Arc<dyn LogReader>,
     vapid: Arc<Vapid>,
     http: reqwest::Client,
-    mut notices: mpsc::UnboundedReceiver<(String, i64)>,
+    mut notices: mpsc::Receiver<(String, i64)>,
     epoch: tokio::sync::watch::Receiver<String>,
+    concurrency: usize,
 ) {
+    // Doorbells are rung concurrently, at most `concurrency` at once.
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     while let Some((seller, id)) = notices.recv().await {
         let mut newest: HashMap<String, i64> = HashMap::from([(seller, id)]);
         // Coalesce a burst into one doorbell per seller.
@@ -105,7 +108,15 @@ pub async fn run(
                 serde_json::json!({ "type": "events_waiting", "epoch": epoch, "head": id })
                     .to_string();
             for sub in subs {
-                ring(&http, &reader, &vapid, &sub, payload.as_bytes()).await;
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (http, reader, vapid, payload) =
+                    (http.clone(), reader.clone(), vapid.clone(), payload.clone());
+                tokio::spawn(async move {
+                    ring(&http, &reader, &vapid, &sub, payload.as_bytes()).await;
+                    drop(permit);
+                });
             }
         }
     }
@@ -143,14 +154,17 @@ async fn ring(
     builder = builder.header("Urgency", "high");
     match builder.send().await {
         Ok(r) if r.status().as_u16() == 404 || r.status().as_u16() == 410 => {
+            crate::metrics::doorbell("failed");
             tracing::info!(endpoint = %sub.endpoint, "push subscription expired; dropped");
             let _ = reader.delete_subscription(&sub.endpoint);
         }
         Ok(r) if !r.status().is_success() => {
+            crate::metrics::doorbell("failed");
             tracing::warn!(endpoint = %sub.endpoint, status = %r.status(), "push service refused a doorbell");
         }
-        Ok(_) => {}
+        Ok(_) => crate::metrics::doorbell("sent"),
         Err(e) => {
+            crate::metrics::doorbell("failed");
             tracing::warn!(endpoint = %sub.endpoint, error = %e, "push service unreachable or refused by the address guard")
         }
     }

@@ -12,7 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use sms_core::protocol::events::*;
-use sms_core::relay::{decide, Command, Op, PendingSend, ProviderAnswer, SendPlan, State};
+use sms_core::relay::{
+    decide, Command, ListedMessage, Op, PendingSend, ProviderAnswer, Reconciled, SendPlan,
+    SendStage, State,
+};
 use sms_core::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -93,6 +96,8 @@ pub struct Outcome {
     pub events: Vec<LoggedEvent>,
     /// For a send: what happens next.
     pub send: Option<SendPlan>,
+    /// For a reconciliation: what was found.
+    pub reconciled: Option<Reconciled>,
 }
 
 enum Job {
@@ -126,14 +131,16 @@ fn gone() -> ApiError {
 }
 
 impl Sequencer {
-    /// Starts the sequencer over `log`: rebuilds the state from it, seeds the
-    /// directory when the log is empty, and settles sends left pending by a crash.
+    /// Starts the sequencer over `log`: rebuilds the state from it and seeds the
+    /// directory when the log is empty. Returns the sends whose outcome is not logged
+    /// (left by a stop or a crash), in flight again: `queued` ones are to be sent,
+    /// `calling` ones reconciled with the provider (X3).
     pub fn start(
         log: Box<dyn LogWriter>,
         default_region: Option<String>,
         seed: Directory,
-        doorbell: mpsc::UnboundedSender<(String, i64)>,
-    ) -> StoreResult<Self> {
+        doorbell: mpsc::Sender<(String, i64)>,
+    ) -> StoreResult<(Self, Vec<(PendingSend, SendStage)>)> {
         let (tx, rx) = mpsc::channel(4096);
         let bus = Arc::new(Fanout::default());
         let (epoch_tx, epoch) = tokio::sync::watch::channel(log.epoch());
@@ -147,11 +154,11 @@ impl Sequencer {
             doorbell,
             batch: Vec::new(),
         };
-        worker.recover()?;
+        let pending = worker.recover()?;
         std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || worker.run(rx))?;
-        Ok(Self { tx, bus, epoch })
+        Ok((Self { tx, bus, epoch }, pending))
     }
 
     /// Subscribes to the events `seller` may see, as they are committed.
@@ -209,6 +216,25 @@ impl Sequencer {
             .ok_or_else(|| ApiError::internal("a send was decided without a plan"))
     }
 
+    /// Marks a queued send `calling`, durably, before its provider call: `Go` to
+    /// call, `Done` when its outcome is logged already.
+    pub async fn call(&self, pending: PendingSend) -> Result<SendPlan, ApiError> {
+        let outcome = self.run(Command::Call(pending)).await?;
+        outcome
+            .send
+            .ok_or_else(|| ApiError::internal("a call was decided without a plan"))
+    }
+
+    /// Logs the outcome of a send that was `calling` when the relay stopped, from
+    /// what the provider lists (`None`: it could not be asked).
+    pub async fn reconcile(
+        &self,
+        pending: PendingSend,
+        listed: Option<Vec<ListedMessage>>,
+    ) -> Result<Outcome, ApiError> {
+        self.run(Command::Reconcile { pending, listed }).await
+    }
+
     /// Logs what the provider said about a pending send.
     pub async fn finish_send(
         &self,
@@ -251,7 +277,7 @@ struct Worker {
     seed: Directory,
     bus: Arc<Fanout>,
     epoch: tokio::sync::watch::Sender<String>,
-    doorbell: mpsc::UnboundedSender<(String, i64)>,
+    doorbell: mpsc::Sender<(String, i64)>,
     batch: Vec<Arc<Published>>,
 }
 
@@ -269,21 +295,26 @@ fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, ApiError>) -> Def
 }
 
 impl Worker {
-    fn recover(&mut self) -> StoreResult<()> {
+    fn recover(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
         let state = &mut self.state;
         self.log.replay(&mut |e| state.apply(&e))?;
         self.log.begin()?;
         if self.state.directory() == &Directory::default() {
             self.seed_directory()?;
         }
-        for pending in self.log.pending()? {
-            // The provider may or may not have it: never resent blindly.
-            self.execute(Command::Abandon(pending))
-                .map_err(|e| std::io::Error::other(e.message))?;
-        }
         self.log.commit()?;
         self.batch.clear();
-        Ok(())
+        self.rebuild_in_flight()
+    }
+
+    /// Marks the sends whose outcome is not logged as in flight (the log's events
+    /// do not say which are): a retry waits for them instead of sending again.
+    fn rebuild_in_flight(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        let pending = self.log.pending()?;
+        for (p, _) in &pending {
+            self.state.start_send(&p.seller, &p.client_ref);
+        }
+        Ok(pending)
     }
 
     /// Logs the configured directory, when there is one (an empty log starts from it).
@@ -345,6 +376,7 @@ impl Worker {
         let mut out = Outcome {
             events: Vec::new(),
             send: decision.send,
+            reconciled: decision.reconciled,
         };
         for op in decision.ops {
             match op {
@@ -353,6 +385,7 @@ impl Worker {
                     self.log.add_pending(&p)?;
                     self.state.start_send(&p.seller, &p.client_ref);
                 }
+                Op::MarkCalling(p) => self.log.mark_calling(&p.seller, &p.client_ref)?,
                 Op::RemovePending(p) => self.log.remove_pending(&p.seller, &p.client_ref)?,
             }
         }
@@ -373,10 +406,14 @@ impl Worker {
             Err(e) => {
                 tracing::error!(error = %e, "batch commit failed; rebuilding state from the log");
                 let _ = self.log.rollback();
-                // What the batch marked (sends in flight included) goes with it.
+                // What the batch marked (sends in flight included) goes with it;
+                // sends of earlier batches stay in flight.
                 self.state = State::new(self.default_region.clone());
                 let state = &mut self.state;
                 let _ = self.log.replay(&mut |ev| state.apply(&ev));
+                if let Err(e) = self.rebuild_in_flight() {
+                    tracing::error!(error = %e, "cannot read the pending sends back");
+                }
                 self.batch.clear();
                 false
             }
@@ -385,9 +422,18 @@ impl Worker {
             reply(committed);
         }
         for published in self.batch.drain(..) {
+            crate::metrics::event_appended(published.event.body.kind());
             if let Audience::Sellers(sellers) = &published.audience {
                 for s in sellers {
-                    let _ = self.doorbell.send((s.clone(), published.event.id));
+                    // A bounded queue: when push services fall behind, doorbells
+                    // are dropped (the events are in the log; the next one rings).
+                    if self
+                        .doorbell
+                        .try_send((s.clone(), published.event.id))
+                        .is_err()
+                    {
+                        crate::metrics::doorbell("dropped");
+                    }
                 }
             }
             self.bus.publish(&published);

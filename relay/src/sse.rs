@@ -119,7 +119,10 @@ pub async fn events(
     let reader = app.reader.clone();
     let mut closing = app.closing.clone();
     let mut fault = app.fault.watch();
+    // At most N streams per seller: a newer one closes the oldest (X4).
+    let slot = app.streams.open(&seller);
     tokio::spawn(async move {
+        let _counted = crate::metrics::SseClient::open();
         let _ = tx
             .send(Ok(Event::default()
                 .retry(Duration::from_secs(2))
@@ -191,6 +194,10 @@ pub async fn events(
                     }
                 }
                 () = until(expiry) => return,
+                () = slot.closed() => {
+                    tracing::info!(%seller, "a newer event stream took this one's place");
+                    return;
+                }
                 _ = epoch_rx.changed() => return,
                 _ = closing.changed() => return,
                 _ = fault.changed() => return,
@@ -198,13 +205,19 @@ pub async fn events(
             }
         }
     });
-    Sse::new(ReceiverStream::new(rx))
+    let mut response = Sse::new(ReceiverStream::new(rx))
         .keep_alive(
             KeepAlive::new()
                 .interval(Duration::from_secs(15))
                 .text("heartbeat"),
         )
-        .into_response()
+        .into_response();
+    // A reverse proxy (nginx) must pass events on at once, not buffer them.
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    response
 }
 
 async fn until(deadline: Option<tokio::time::Instant>) {

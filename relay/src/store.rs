@@ -2,10 +2,10 @@
 //! shared log (Redis Streams, NATS JetStream) can be added without touching callers.
 //!
 //! The default backend is SQLite (bundled, WAL, `synchronous=FULL`): one writer
-//! connection owned by the sequencer thread, and one connection for readers.
+//! connection owned by the sequencer thread, and a pool of reader connections (r2d2)
+//! that never wait behind the writer (WAL readers see the last commit).
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -22,6 +22,9 @@ pub enum StoreError {
     /// The operating system said no.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// No pooled connection could be had.
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
     /// A stored event no longer parses.
     #[error("corrupt event {id}: {source}")]
     Corrupt {
@@ -45,7 +48,7 @@ pub struct NewEvent {
     pub audience: Audience,
 }
 
-pub use sms_core::relay::PendingSend;
+pub use sms_core::relay::{PendingSend, SendStage};
 
 /// The writer side of the log: used by the one sequencer thread, inside batches.
 pub trait LogWriter: Send {
@@ -66,12 +69,14 @@ pub trait LogWriter: Send {
     fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()>;
     /// Empties the log and starts a new epoch (S4).
     fn reset(&mut self) -> StoreResult<String>;
-    /// Records a send about to go to the provider.
+    /// Records a send as `queued`.
     fn add_pending(&mut self, send: &PendingSend) -> StoreResult<()>;
+    /// Marks a queued send `calling` (its provider call starts after the commit).
+    fn mark_calling(&mut self, seller: &str, client_ref: &str) -> StoreResult<()>;
     /// Forgets a pending send (its outcome is logged).
     fn remove_pending(&mut self, seller: &str, client_ref: &str) -> StoreResult<()>;
-    /// Sends left pending by a crash.
-    fn pending(&mut self) -> StoreResult<Vec<PendingSend>>;
+    /// Sends whose outcome is not logged, with their stage, oldest first.
+    fn pending(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>>;
 }
 
 /// A push subscription of a seller's browser (N2).
@@ -123,6 +128,8 @@ pub trait LogReader: Send + Sync {
     fn vapid_key(&self) -> StoreResult<Option<String>>;
     /// Keeps the VAPID private key.
     fn put_vapid_key(&self, key: &str) -> StoreResult<()>;
+    /// Whether the database takes a write now (readiness).
+    fn writable(&self) -> StoreResult<()>;
 }
 
 const SCHEMA: &str = "
@@ -151,6 +158,18 @@ CREATE TABLE IF NOT EXISTS sends_pending (
 INSERT OR IGNORE INTO sends_pending SELECT seller, client_ref, from_number, to_number, body, record_id
   FROM pending_sends;
 DELETE FROM pending_sends;
+-- Sends are durable rows with a stage (X3): `queued` (accepted) -> `calling` (the
+-- provider call started) -> removed with their outcome logged. Rows of older
+-- versions were written just before the provider call: they are `calling`.
+CREATE TABLE IF NOT EXISTS sends (
+  seller TEXT NOT NULL, client_ref TEXT NOT NULL, from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL, body TEXT NOT NULL, record_id TEXT NOT NULL,
+  stage TEXT NOT NULL, at_ms INTEGER NOT NULL,
+  PRIMARY KEY (seller, client_ref)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO sends SELECT seller, client_ref, from_number, to_number, body, record_id,
+  'calling', 0 FROM sends_pending;
+DELETE FROM sends_pending;
 DROP TABLE IF EXISTS sessions;
 CREATE TABLE IF NOT EXISTS session_hashes (
   hash TEXT PRIMARY KEY, seller TEXT NOT NULL, expires_ms INTEGER NOT NULL
@@ -169,6 +188,9 @@ fn open(path: &Path) -> StoreResult<Connection> {
     conn.execute_batch("PRAGMA synchronous = FULL;")?;
     Ok(conn)
 }
+
+/// Reader connections kept open (default).
+pub const DEFAULT_READERS: u32 = 8;
 
 /// What the sessions table keeps of a session id: its SHA-256, hex.
 fn session_hash(id: &str) -> String {
@@ -193,8 +215,14 @@ fn read_epoch(conn: &Connection) -> StoreResult<String> {
     )
 }
 
-/// Opens (creating if needed) the SQLite log at `path`: the writer and a reader.
+/// Opens (creating if needed) the SQLite log at `path`: the writer and a reader pool
+/// of [`DEFAULT_READERS`] connections.
 pub fn open_sqlite(path: &Path) -> StoreResult<(SqliteWriter, SqliteReader)> {
+    open_sqlite_with(path, DEFAULT_READERS)
+}
+
+/// [`open_sqlite`] with `readers` pooled reader connections.
+pub fn open_sqlite_with(path: &Path, readers: u32) -> StoreResult<(SqliteWriter, SqliteReader)> {
     let conn = open(path)?;
     let epoch: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
@@ -209,9 +237,16 @@ pub fn open_sqlite(path: &Path) -> StoreResult<(SqliteWriter, SqliteReader)> {
             e
         }
     };
-    let reader = SqliteReader {
-        conn: Mutex::new(open(path)?),
-    };
+    let manager = r2d2_sqlite::SqliteConnectionManager::file(path).with_init(|c| {
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        c.execute_batch("PRAGMA synchronous = FULL;")
+    });
+    let pool = r2d2::Pool::builder()
+        .max_size(readers.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .build(manager)?;
+    let reader = SqliteReader { pool };
     Ok((SqliteWriter { conn, epoch }, reader))
 }
 
@@ -299,7 +334,7 @@ impl LogWriter for SqliteWriter {
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = new_epoch();
         self.conn.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience; DELETE FROM sends_pending;
+            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience; DELETE FROM sends;
              DELETE FROM sqlite_sequence WHERE name = 'events';",
         )?;
         self.conn
@@ -311,49 +346,62 @@ impl LogWriter for SqliteWriter {
 
     fn add_pending(&mut self, s: &PendingSend) -> StoreResult<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO sends_pending (client_ref, seller, from_number, to_number, body, record_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![s.client_ref, s.seller, s.from, s.to, s.body, s.record_id],
+            "INSERT OR REPLACE INTO sends (client_ref, seller, from_number, to_number, body, record_id, stage, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
+            params![s.client_ref, s.seller, s.from, s.to, s.body, s.record_id, s.at.as_millis()],
+        )?;
+        Ok(())
+    }
+
+    fn mark_calling(&mut self, seller: &str, client_ref: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE sends SET stage = 'calling' WHERE seller = ?1 AND client_ref = ?2",
+            [seller, client_ref],
         )?;
         Ok(())
     }
 
     fn remove_pending(&mut self, seller: &str, client_ref: &str) -> StoreResult<()> {
         self.conn.execute(
-            "DELETE FROM sends_pending WHERE seller = ?1 AND client_ref = ?2",
+            "DELETE FROM sends WHERE seller = ?1 AND client_ref = ?2",
             [seller, client_ref],
         )?;
         Ok(())
     }
 
-    fn pending(&mut self) -> StoreResult<Vec<PendingSend>> {
+    fn pending(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT client_ref, seller, from_number, to_number, body, record_id FROM sends_pending",
+            "SELECT client_ref, seller, from_number, to_number, body, record_id, at_ms, stage
+             FROM sends ORDER BY at_ms, seller, client_ref",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(PendingSend {
-                client_ref: r.get(0)?,
-                seller: r.get(1)?,
-                from: r.get(2)?,
-                to: r.get(3)?,
-                body: r.get(4)?,
-                record_id: r.get(5)?,
-            })
+            let stage: String = r.get(7)?;
+            Ok((
+                PendingSend {
+                    client_ref: r.get(0)?,
+                    seller: r.get(1)?,
+                    from: r.get(2)?,
+                    to: r.get(3)?,
+                    body: r.get(4)?,
+                    record_id: r.get(5)?,
+                    at: sms_core::Timestamp::from_millis(r.get(6)?),
+                },
+                // Anything but `queued` may have reached the provider: never resent.
+                SendStage::parse(&stage).unwrap_or(SendStage::Calling),
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
-/// The SQLite reader (shared by HTTP handlers).
+/// The SQLite readers (shared by HTTP handlers): a pool of connections.
 pub struct SqliteReader {
-    conn: Mutex<Connection>,
+    pool: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
 }
 
 impl SqliteReader {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        // A poisoned lock only means another reader panicked mid-query; the
-        // connection itself is still usable.
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = self.pool.get()?;
         f(&conn)
     }
 }
@@ -518,6 +566,16 @@ impl LogReader for SqliteReader {
                     r.get(0)
                 })
                 .optional()?)
+        })
+    }
+
+    fn writable(&self) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_probe', ?1)",
+                [crate::sequencer::now().as_millis().to_string()],
+            )?;
+            Ok(())
         })
     }
 

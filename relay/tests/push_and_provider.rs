@@ -108,8 +108,8 @@ fn twilio(base_url: &str) -> Twilio {
         TwilioConfig {
             account_sid: "AC123".into(),
             auth_token: "secret".into(),
-            auth_token_file: None,
             base_url: base_url.into(),
+            ..Default::default()
         },
         "https://relay.example.com/webhooks/twilio/status".into(),
     )

@@ -264,6 +264,9 @@ pub enum SendOutcome {
     Failed,
     /// Timeout or 5xx: it may or may not have been sent; never resent blindly.
     Unknown,
+    /// Only in an answer, never logged: the relay holds the send (queued or with the
+    /// provider) and has no outcome yet; ask again with the same `client_ref` later.
+    Pending,
 }
 
 /// A send from a seller's device (`POST /messages`), also what the browser's outbox
@@ -291,7 +294,8 @@ pub struct SendAnswer {
     /// The request's idempotency key.
     #[serde(default)]
     pub client_ref: String,
-    /// `accepted`, `failed` or `unknown`.
+    /// `accepted`, `failed`, `unknown`, or `pending` (the relay has it, no outcome yet:
+    /// keep it queued and ask again with the same `client_ref`).
     pub outcome: SendOutcome,
     /// Provider message id when accepted.
     #[serde(default)]

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use serde_json::json;
 use sms_core::protocol::{EventBody, MoveRequest, SendOutcome, SendRequest};
 use sms_core::relay::{
-    decide, Command, DirectoryUpdate, InboundSms, Op, PendingSend, ProviderAnswer, Refusal,
-    SendPlan, State,
+    decide, reconcile, Command, DirectoryUpdate, InboundSms, ListedMessage, Op, PendingSend,
+    ProviderAnswer, Reconciled, Refusal, SendPlan, State,
 };
 use sms_core::routing::RouteRule;
 use sms_core::Timestamp;
@@ -18,7 +18,11 @@ struct Harness {
     now: i64,
     seen: HashSet<String>,
     pending: Vec<PendingSend>,
+    /// Sends marked `calling` (the provider call may start).
+    calling: Vec<PendingSend>,
     log: Vec<EventBody>,
+    /// What the last reconciliation found.
+    reconciled: Option<Reconciled>,
 }
 
 impl Harness {
@@ -43,7 +47,9 @@ impl Harness {
             now: 1_000_000,
             seen: HashSet::new(),
             pending: Vec::new(),
+            calling: Vec::new(),
             log: Vec::new(),
+            reconciled: None,
         };
         let update = DirectoryUpdate::Replace(serde_json::from_value(directory).unwrap());
         h.run(Command::Directory(update)).unwrap();
@@ -74,9 +80,14 @@ impl Harness {
                     self.state.start_send(&p.seller, &p.client_ref);
                     self.pending.push(p);
                 }
-                Op::RemovePending(p) => self.pending.retain(|x| x != &p),
+                Op::MarkCalling(p) => self.calling.push(p),
+                Op::RemovePending(p) => {
+                    self.pending.retain(|x| x != &p);
+                    self.calling.retain(|x| x != &p);
+                }
             }
         }
+        self.reconciled = decision.reconciled;
         Ok((events, decision.send))
     }
 
@@ -344,4 +355,159 @@ fn a_send_names_only_a_record_the_seller_receives_in_full() {
         let refused = h.run(Command::BeginSend { seller, request }).unwrap_err();
         assert_eq!(refused.code(), "no_such_record", "{record}");
     }
+}
+
+fn go(plan: Result<SendPlan, Refusal>) -> PendingSend {
+    match plan {
+        Ok(SendPlan::Go(p)) => p,
+        other => panic!("expected a go, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_queued_send_becomes_calling_before_the_provider_is_called() {
+    let mut h = Harness::new();
+    let p = go(h.send("asha", "c1", "+919812345678"));
+    assert_eq!(p.at, Timestamp::from_millis(h.now), "queued at now");
+    assert!(h.calling.is_empty(), "queued, not calling");
+    let (events, plan) = h.run(Command::Call(p.clone())).unwrap();
+    assert!(events.is_empty());
+    assert_eq!(plan, Some(SendPlan::Go(p.clone())));
+    assert_eq!(h.calling, std::slice::from_ref(&p));
+    // A retry while it is with the provider is told it is in progress, not refused.
+    assert_eq!(
+        h.send("asha", "c1", "+919812345678"),
+        Ok(SendPlan::InProgress)
+    );
+    h.finish(p.clone(), "SM1");
+    assert!(h.pending.is_empty() && h.calling.is_empty());
+    // A worker that calls it again (a duplicate hand-over) gets the outcome instead.
+    let (_, plan) = h.run(Command::Call(p)).unwrap();
+    assert!(matches!(plan, Some(SendPlan::Done(d)) if d.message_sid.as_deref() == Some("SM1")));
+}
+
+#[test]
+fn a_send_whose_queueing_did_not_commit_is_never_called() {
+    let mut h = Harness::new();
+    let p = go(h.send("asha", "c1", "+919812345678"));
+    // The batch that queued it failed: the executor rebuilds the state from the log,
+    // which holds no trace of the send.
+    let mut fresh = Harness::new();
+    fresh.now = h.now;
+    assert_eq!(
+        fresh.run(Command::Call(p.clone())),
+        Err(Refusal::NotPending)
+    );
+    assert!(fresh.calling.is_empty());
+    assert_eq!(Refusal::NotPending.code(), "not_pending");
+    // ... and the same request again is a new send.
+    assert!(matches!(
+        fresh.send("asha", "c1", "+919812345678"),
+        Ok(SendPlan::Go(_))
+    ));
+}
+
+fn listed(sid: &str, p: &PendingSend, body: &str) -> ListedMessage {
+    ListedMessage {
+        sid: sid.into(),
+        from: p.from.clone(),
+        to: p.to.clone(),
+        body: body.into(),
+        status: Some(sms_core::delivery::DeliveryStatus::Delivered),
+        error_code: None,
+    }
+}
+
+#[test]
+fn a_calling_send_is_reconciled_only_by_an_exact_single_match() {
+    let mut h = Harness::new();
+    let p = go(h.send("asha", "c1", "+919812345678"));
+    h.run(Command::Call(p.clone())).unwrap();
+    let other_body = listed("SMother", &p, "Hello again");
+    let mut other_number = listed("SMnum", &p, "Hello");
+    other_number.to = "+919800000000".into();
+    let ours = listed("SMours", &p, "Hello");
+    let (events, _) = h
+        .run(Command::Reconcile {
+            pending: p.clone(),
+            listed: Some(vec![other_body.clone(), ours.clone(), other_number.clone()]),
+        })
+        .unwrap();
+    let EventBody::Outbound(o) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (o.outcome, o.message_sid.as_deref()),
+        (SendOutcome::Accepted, Some("SMours"))
+    );
+    assert_eq!(h.reconciled, Some(Reconciled::Found("SMours".into())));
+    assert!(h.pending.is_empty() && h.calling.is_empty());
+    // Reconciling it again is refused: its outcome is logged.
+    assert_eq!(
+        h.run(Command::Reconcile {
+            pending: p.clone(),
+            listed: None
+        })
+        .unwrap_err(),
+        Refusal::NotPending
+    );
+
+    // Two identical messages, none, or a provider that cannot be asked: unknown.
+    let cases = [
+        (
+            Some(vec![ours.clone(), listed("SMtwin", &p, "Hello")]),
+            Reconciled::Ambiguous(2),
+        ),
+        (Some(vec![other_body, other_number]), Reconciled::NotFound),
+        (None, Reconciled::NotAsked),
+    ];
+    for (i, (list, expected)) in cases.into_iter().enumerate() {
+        let p = go(h.send("asha", &format!("r{i}"), "+919812345678"));
+        h.run(Command::Call(p.clone())).unwrap();
+        let (events, _) = h
+            .run(Command::Reconcile {
+                pending: p,
+                listed: list,
+            })
+            .unwrap();
+        let EventBody::Outbound(o) = &events[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (o.outcome, o.message_sid.as_deref()),
+            (SendOutcome::Unknown, None)
+        );
+        assert_eq!(
+            h.reconciled.as_ref(),
+            Some(&expected),
+            "{}",
+            expected.code()
+        );
+    }
+}
+
+#[test]
+fn a_match_the_provider_failed_is_a_failed_send() {
+    let p = PendingSend {
+        client_ref: "c".into(),
+        seller: "asha".into(),
+        from: "+14155550100".into(),
+        to: "+919812345678".into(),
+        body: "Hi".into(),
+        record_id: "contact:priya".into(),
+        at: Timestamp::from_millis(0),
+    };
+    let mut m = listed("SMf", &p, "Hi");
+    m.status = Some(sms_core::delivery::DeliveryStatus::Failed);
+    m.error_code = Some(30007);
+    let (answer, found) = reconcile(&p, Some(&[m]));
+    assert_eq!(found, Reconciled::Found("SMf".into()));
+    assert_eq!(
+        (
+            answer.outcome,
+            answer.error_code,
+            answer.message_sid.as_deref()
+        ),
+        (SendOutcome::Failed, Some(30007), Some("SMf"))
+    );
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod twilio;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,8 +44,8 @@ pub fn production_config(db: PathBuf) -> Config {
         provider: Some(TwilioConfig {
             account_sid: "ACprod".into(),
             auth_token: PROD_AUTH_TOKEN.into(),
-            auth_token_file: None,
             base_url: "http://127.0.0.1:9".into(),
+            ..Default::default()
         }),
         auth: AuthConfig {
             issuer: Some(ISSUER.into()),

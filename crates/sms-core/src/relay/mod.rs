@@ -91,6 +91,117 @@ pub struct PendingSend {
     pub body: String,
     /// Record id.
     pub record_id: String,
+    /// When it was accepted (the start of the window a reconciliation searches).
+    pub at: Timestamp,
+}
+
+/// Where a durable send is: accepted and not handed to the provider yet, or with the
+/// provider (the call started; its outcome is not logged yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStage {
+    /// Accepted: a worker sends it (also after a restart).
+    Queued,
+    /// The provider call started: after a restart it is reconciled, never resent.
+    Calling,
+}
+
+impl SendStage {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Calling => "calling",
+        }
+    }
+
+    /// From its stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Self::Queued),
+            "calling" => Some(Self::Calling),
+            _ => None,
+        }
+    }
+}
+
+/// A message as the provider lists it (reconciliation after a crash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedMessage {
+    /// Provider message id.
+    pub sid: String,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// Status at the provider.
+    pub status: Option<DeliveryStatus>,
+    /// Error code at the provider.
+    pub error_code: Option<u32>,
+}
+
+/// What a reconciliation found at the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Exactly one message with these numbers and this text: that is the send.
+    Found(String),
+    /// None: the call may not have reached the provider, or the list misses it.
+    NotFound,
+    /// Several: which one is ours cannot be told.
+    Ambiguous(usize),
+    /// The provider could not be asked.
+    NotAsked,
+}
+
+impl Reconciled {
+    /// A stable code for logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Found(_) => "found",
+            Self::NotFound => "not_found_at_provider",
+            Self::Ambiguous(_) => "ambiguous_at_provider",
+            Self::NotAsked => "provider_not_asked",
+        }
+    }
+}
+
+/// Matches a send whose provider call started before a crash against what the
+/// provider lists for its numbers and window: only an exact single match (same
+/// numbers, same text) counts; anything else is an unknown outcome (never resent).
+pub fn reconcile(
+    pending: &PendingSend,
+    listed: Option<&[ListedMessage]>,
+) -> (ProviderAnswer, Reconciled) {
+    let unknown = ProviderAnswer {
+        message_sid: None,
+        outcome: SendOutcome::Unknown,
+        error_code: None,
+    };
+    let Some(listed) = listed else {
+        return (unknown, Reconciled::NotAsked);
+    };
+    let matches: Vec<&ListedMessage> = listed
+        .iter()
+        .filter(|m| m.from == pending.from && m.to == pending.to && m.body == pending.body)
+        .collect();
+    match matches.as_slice() {
+        [m] => {
+            let failed = m.status == Some(DeliveryStatus::Failed);
+            let answer = ProviderAnswer {
+                message_sid: Some(m.sid.clone()),
+                outcome: if failed {
+                    SendOutcome::Failed
+                } else {
+                    SendOutcome::Accepted
+                },
+                error_code: m.error_code.filter(|_| failed),
+            };
+            (answer, Reconciled::Found(m.sid.clone()))
+        }
+        [] => (unknown, Reconciled::NotFound),
+        many => (unknown, Reconciled::Ambiguous(many.len())),
+    }
 }
 
 /// What the provider said about a send.
@@ -141,6 +252,17 @@ pub enum Command {
         /// What the provider said.
         answer: ProviderAnswer,
     },
+    /// A worker is about to call the provider with a queued send: it becomes
+    /// `calling` (durably, before the call).
+    Call(PendingSend),
+    /// A send whose provider call started before a crash, with what the provider
+    /// lists for its numbers and window (`None`: it could not be asked).
+    Reconcile {
+        /// The send.
+        pending: PendingSend,
+        /// The provider's messages.
+        listed: Option<Vec<ListedMessage>>,
+    },
     /// A send left pending by a crash: the provider may or may not have it; it is
     /// logged with an unknown outcome, never resent blindly.
     Abandon(PendingSend),
@@ -167,7 +289,7 @@ pub enum SendPlan {
     Go(PendingSend),
     /// Already done (same seller and `client_ref`): answer with the earlier outcome.
     Done(SentMessage),
-    /// The same send is with the provider right now.
+    /// The same send is queued or with the provider right now.
     InProgress,
 }
 
@@ -181,8 +303,10 @@ pub enum Op {
         /// Its idempotency key.
         dedupe: Option<String>,
     },
-    /// Record a send about to go to the provider.
+    /// Record a send as `queued` (accepted, not yet handed to the provider).
     AddPending(PendingSend),
+    /// Mark a queued send `calling`: the provider call starts after the commit.
+    MarkCalling(PendingSend),
     /// Forget a pending send (its outcome is in the same batch).
     RemovePending(PendingSend),
 }
@@ -192,8 +316,10 @@ pub enum Op {
 pub struct Decision {
     /// Writes, in order.
     pub ops: Vec<Op>,
-    /// For [`Command::BeginSend`]: the plan.
+    /// For [`Command::BeginSend`] and [`Command::Call`]: the plan.
     pub send: Option<SendPlan>,
+    /// For [`Command::Reconcile`]: what was found.
+    pub reconciled: Option<Reconciled>,
 }
 
 impl Decision {
@@ -225,6 +351,10 @@ pub enum Refusal {
     /// A send is refused.
     #[error(transparent)]
     Send(#[from] SendRefusal),
+    /// The send to call is no longer pending (its outcome is logged, or the batch
+    /// that queued it did not commit).
+    #[error("that send is not pending")]
+    NotPending,
 }
 
 impl Refusal {
@@ -237,6 +367,7 @@ impl Refusal {
             Self::SameRecord => "same_record",
             Self::RecordWithoutOwner(_) => "record_without_owner",
             Self::Send(r) => r.code(),
+            Self::NotPending => "not_pending",
         }
     }
 }
@@ -266,11 +397,29 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decisio
             d.append(body, None);
         }
         Command::BeginSend { seller, request } => {
-            let plan = begin_send(state, seller, request)?;
+            let plan = begin_send(state, seller, request, now)?;
             if let SendPlan::Go(p) = &plan {
                 d.ops.push(Op::AddPending(p.clone()));
             }
             d.send = Some(plan);
+        }
+        Command::Call(p) => {
+            if let Some(done) = state.sent(&p.seller, &p.client_ref) {
+                d.send = Some(SendPlan::Done(done.clone()));
+            } else if state.in_flight(&p.seller, &p.client_ref) {
+                d.ops.push(Op::MarkCalling(p.clone()));
+                d.send = Some(SendPlan::Go(p));
+            } else {
+                return Err(Refusal::NotPending);
+            }
+        }
+        Command::Reconcile { pending, listed } => {
+            if state.sent(&pending.seller, &pending.client_ref).is_some() {
+                return Err(Refusal::NotPending);
+            }
+            let (answer, found) = reconcile(&pending, listed.as_deref());
+            finish_send(pending, answer, now, &mut d);
+            d.reconciled = Some(found);
         }
         Command::FinishSend { pending, answer } => finish_send(pending, answer, now, &mut d),
         Command::Abandon(pending) => {
@@ -391,7 +540,12 @@ fn move_conversation(
 
 /// A send (B2, B7, C4): an earlier answer for the same seller and `client_ref`, or
 /// the shared send check, then the record it goes on.
-fn begin_send(state: &State, seller: String, req: SendRequest) -> Result<SendPlan, Refusal> {
+fn begin_send(
+    state: &State,
+    seller: String,
+    req: SendRequest,
+    now: Timestamp,
+) -> Result<SendPlan, Refusal> {
     send::check_client_ref(&req.client_ref)?;
     if let Some(done) = state.sent(&seller, &req.client_ref) {
         return Ok(SendPlan::Done(done.clone()));
@@ -428,6 +582,7 @@ fn begin_send(state: &State, seller: String, req: SendRequest) -> Result<SendPla
         to: to.into(),
         body: req.body,
         record_id,
+        at: now,
     }))
 }
 
