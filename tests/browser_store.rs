@@ -1571,3 +1571,50 @@ async fn a_conversation_exports_whole_for_those_who_may_see_it() {
     assert!(store.export("nope").await.unwrap().is_none());
     cleanup(store, &name).await;
 }
+
+#[test]
+async fn events_after_a_directory_change_are_decided_with_the_new_directory() {
+    use sms_core::protocol::DirectoryPatch;
+    let name = db_name();
+    let store = open(&name, "asha").await;
+    let mut log = Log::new();
+    // Asha is given a new number; then a customer texts it. Ingest must see her as its
+    // owner (notified), not the directory it read before the change (not visible).
+    let new_org = "+14155550199";
+    let patch = DirectoryPatch {
+        upsert: Directory {
+            org_numbers: vec![OrgNumber {
+                number: new_org.into(),
+                owner: Owner::Seller("asha".into()),
+            }],
+            ..Directory::default()
+        },
+        ..DirectoryPatch::default()
+    };
+    let change = log.next(EventBody::DirectoryChanged(DirectoryChangedEvent { patch }));
+    let text = |log: &mut Log, sid: &str| {
+        log.next(inbound(
+            sid,
+            "+919822233344",
+            new_org,
+            "hello",
+            "lead:+919822233344",
+            RouteRule::NewLead,
+            1000,
+        ))
+    };
+    store.ingest(&change).await.unwrap();
+    let one = store.ingest(&text(&mut log, "SMn1")).await.unwrap();
+    assert!(one.notification.is_some(), "one by one: {one:?}");
+    // The same through a run: the change goes alone, the message after it.
+    let change = log.next(EventBody::DirectoryChanged(DirectoryChangedEvent {
+        patch: DirectoryPatch::default(),
+    }));
+    let run = [change, text(&mut log, "SMn2")];
+    let outcomes = store.ingest_run(&run).await;
+    let two = outcomes[1].as_ref().unwrap();
+    assert!(two.notification.is_some(), "in a run: {two:?}");
+    let lead = store.record("lead:+919822233344").await.unwrap().unwrap();
+    assert_eq!(lead.owner, Some(Owner::Seller("asha".into())));
+    cleanup(store, &name).await;
+}

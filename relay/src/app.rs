@@ -673,7 +673,9 @@ async fn route_preview(
                 })
                 .flatten();
             json!({
-                "rule": decision.rule(),
+                // The rule too says whether a record carries the number (only_match
+                // against new_lead): only to who may see the conversation (X5).
+                "rule": visible.then(|| decision.rule()),
                 "visible": visible,
                 "record_id": record.as_ref().map(|r| &r.0),
                 "record_name": record.as_ref().map(|r| &r.1),

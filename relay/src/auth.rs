@@ -255,15 +255,16 @@ async fn authenticate(parts: &Parts, app: &Arc<App>) -> Result<SellerAuth, ApiEr
     let reader = app.reader.clone();
     let now_ms = now().as_millis();
     let sid = id.clone();
-    let seller = tokio::task::spawn_blocking(move || reader.session(&sid, now_ms))
+    let (seller, expires_ms) = tokio::task::spawn_blocking(move || reader.session(&sid, now_ms))
         .await
         .map_err(ApiError::internal)??
-        .filter(|s| app.gate.is_active(s))
+        .filter(|(s, _)| app.gate.is_active(s))
         .ok_or_else(ApiError::unauthorized)?;
+    // A cookie's event stream ends when its session does, like a bearer's with its token.
     Ok(SellerAuth {
         seller,
         session: Some(id),
-        expires_ms: None,
+        expires_ms: Some(expires_ms),
     })
 }
 

@@ -424,6 +424,23 @@ impl Config {
                     self.bind
                 ));
             }
+            // Nor behind a proxy that publishes it: the public URL must be this machine.
+            if let Some(url) = &self.public_url {
+                let host = reqwest::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let local = host == "localhost"
+                    || host
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !local {
+                    return Err(format!(
+                        "demo mode is for this machine only: public_url {url} is not a loopback address"
+                    ));
+                }
+            }
             return Ok(());
         }
         if self.provider.is_none() {

@@ -50,9 +50,10 @@ impl SendLimits {
     /// Takes one new send of `seller`, or says which limit it exceeds.
     pub fn check(&self, seller: &str) -> Result<(), Exceeded> {
         let key = seller.to_owned();
+        // The minute first: a send refused for the rate must not use up the day.
         for (limiter, code) in [
-            (&self.per_day, "daily_send_cap"),
             (&self.per_minute, "send_rate_limited"),
+            (&self.per_day, "daily_send_cap"),
         ] {
             let Some(limiter) = limiter else { continue };
             if let Err(not_until) = limiter.check_key(&key) {

@@ -211,14 +211,24 @@ impl Sends {
                 }
             }
         };
-        match self.seq.finish_send(p.clone(), a.clone()).await {
-            Ok(_) => {
-                metrics::send(outcome_name(a.outcome));
-                self.settle(&p, answer(p.client_ref.clone(), &a, false));
-            }
-            // The row stays `calling`: the next start reconciles it.
-            Err(e) => {
-                tracing::error!(client_ref = %p.client_ref, code = e.code, "cannot log a send's outcome")
+        // Logging the outcome is retried: the outbound event's idempotency key makes a
+        // second attempt after a commit that did land a no-op. A send whose outcome
+        // cannot be logged would otherwise answer `pending` until the next start.
+        for attempt in 1..=CALL_ATTEMPTS {
+            match self.seq.finish_send(p.clone(), a.clone()).await {
+                Ok(_) => {
+                    metrics::send(outcome_name(a.outcome));
+                    self.settle(&p, answer(p.client_ref.clone(), &a, false));
+                    return;
+                }
+                Err(e) if attempt < CALL_ATTEMPTS => {
+                    tracing::warn!(client_ref = %p.client_ref, code = e.code, "cannot log a send's outcome; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                // The row stays `calling`: the next start reconciles it.
+                Err(e) => {
+                    tracing::error!(client_ref = %p.client_ref, code = e.code, "cannot log a send's outcome")
+                }
             }
         }
     }

@@ -78,7 +78,7 @@ pub(crate) async fn for_seller(
     let LoggedEvent { epoch, id, body } = e;
     let body = app
         .seq
-        .query(move |s| s.directory_lens(&seller).event(&body))
+        .query(move |s| s.directory_lens(&seller).event(&body, s.directory()))
         .await?;
     Ok(LoggedEvent { epoch, id, body })
 }
@@ -240,7 +240,7 @@ async fn still_allowed(app: &Arc<App>, who: &SellerAuth) -> bool {
     let now_ms = crate::sequencer::now().as_millis();
     matches!(
         tokio::task::spawn_blocking(move || reader.session(&id, now_ms)).await,
-        Ok(Ok(Some(s))) if s == who.seller
+        Ok(Ok(Some((s, _)))) if s == who.seller
     )
 }
 

@@ -100,8 +100,8 @@ pub trait LogReader: Send + Sync {
     fn head(&self) -> StoreResult<i64>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
-    /// The seller of a live session.
-    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<String>>;
+    /// The seller of a live session, and when it expires.
+    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<(String, i64)>>;
     /// Ends a session.
     fn delete_session(&self, id: &str) -> StoreResult<()>;
     /// Ends every session of a seller (sign-out everywhere, seller removed).
@@ -452,13 +452,15 @@ impl LogReader for SqliteReader {
         })
     }
 
-    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<String>> {
+    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<(String, i64)>> {
         self.with(|conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT seller FROM session_hashes WHERE hash = ?1 AND expires_ms > ?2",
+                    "SELECT seller, expires_ms FROM session_hashes WHERE hash = ?1 AND expires_ms > ?2",
                 )?
-                .query_row(params![session_hash(id), now_ms], |r| r.get(0))
+                .query_row(params![session_hash(id), now_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?)
         })
     }

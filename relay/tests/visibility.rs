@@ -189,5 +189,39 @@ async fn the_route_preview_names_a_record_only_to_who_may_see_it() {
     let (_, zoe) = get(&relay, path, "zoe").await;
     assert_eq!(zoe["visible"], false);
     assert_eq!(zoe["record_id"], Value::Null);
-    assert_eq!(zoe["rule"], asha["rule"], "the rule itself is no secret");
+    assert_eq!(
+        zoe["rule"],
+        Value::Null,
+        "the rule would say whether a record carries the number"
+    );
+    assert!(asha["rule"].is_string());
+}
+
+#[tokio::test]
+async fn a_patch_of_people_reaches_each_seller_as_their_whole_part() {
+    let relay = Relay::start().await;
+    // Zoe's number goes: the deletion names it, so other sellers must not receive it.
+    let r = relay
+        .http
+        .patch(format!("{}/directory", relay.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"delete": {"org_numbers": ["+14155550102"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let last = relay.events("asha").await.pop().unwrap();
+    assert_eq!(last["kind"], "directory_replaced", "{last}");
+    assert!(!last.to_string().contains("+14155550102"), "{last}");
+    assert_eq!(
+        ids(&last["directory"]["org_numbers"], "number"),
+        [ASHA_ORG, NORTH_ORG]
+    );
+    // Zoe receives her part without it, so her browser drops the number.
+    let zoe = relay.events("zoe").await.pop().unwrap();
+    assert_eq!(zoe["kind"], "directory_replaced");
+    assert_eq!(
+        ids(&zoe["directory"]["org_numbers"], "number"),
+        ["+919800000001"]
+    );
 }

@@ -454,6 +454,10 @@ impl IdbStore {
         if wrote {
             tx.commit().await?;
         }
+        if event.body.changes_directory() {
+            // The facts were read before the change was written: read them again next time.
+            self.cache.borrow_mut().take();
+        }
         Ok(outcome)
     }
 
@@ -533,6 +537,10 @@ impl IdbStore {
             .build()?;
         let done = exec::run(&tx, events, prev, &facts).await?;
         tx.commit().await?;
+        if events.iter().any(|e| e.body.changes_directory()) {
+            // The facts were read before the change was written: read them again next time.
+            self.cache.borrow_mut().take();
+        }
         Ok(done.into_iter().map(Ok).collect())
     }
 

@@ -455,9 +455,14 @@ fn a_calling_send_is_reconciled_only_by_an_exact_single_match() {
     // Two identical messages, none, or a provider that cannot be asked: unknown.
     let cases = [
         (
-            Some(vec![ours.clone(), listed("SMtwin", &p, "Hello")]),
+            Some(vec![
+                listed("SMtwin1", &p, "Hello"),
+                listed("SMtwin2", &p, "Hello"),
+            ]),
             Reconciled::Ambiguous(2),
         ),
+        // The only match is the first send's message, already logged: not this one's.
+        (Some(vec![ours.clone()]), Reconciled::NotFound),
         (Some(vec![other_body, other_number]), Reconciled::NotFound),
         (None, Reconciled::NotAsked),
     ];

@@ -8,7 +8,18 @@ use std::collections::HashSet;
 use crate::access::Access;
 use crate::directory::Record;
 use crate::protocol::events::{DirectoryChangedEvent, DirectoryReplacedEvent};
-use crate::protocol::{Directory, DirectoryPatch, EventBody};
+use crate::protocol::{Directory, DirectoryDeletes, DirectoryPatch, EventBody};
+
+/// Whether a patch changes sellers, teams or org numbers (not only records).
+fn touches_people(p: &DirectoryPatch) -> bool {
+    let (u, d) = (&p.upsert, &p.delete);
+    !(u.sellers.is_empty()
+        && u.teams.is_empty()
+        && u.org_numbers.is_empty()
+        && d.sellers.is_empty()
+        && d.teams.is_empty()
+        && d.org_numbers.is_empty())
+}
 
 use super::State;
 
@@ -18,8 +29,10 @@ pub struct DirectoryLens {
     access: Access,
     /// Records holding a conversation the seller sees through its org number.
     held: HashSet<String>,
-    /// Org numbers of conversations the seller sees through its record.
+    /// Org numbers (match keys) of conversations the seller sees through its record.
     orgs: HashSet<String>,
+    /// Region national numbers are read in (directory numbers compare by match key).
+    region: Option<String>,
 }
 
 impl State {
@@ -39,7 +52,12 @@ impl State {
                 orgs.insert(org.clone());
             }
         }
-        DirectoryLens { access, held, orgs }
+        DirectoryLens {
+            access,
+            held,
+            orgs,
+            region: self.default_region().map(str::to_owned),
+        }
     }
 
     /// The directory as `seller` receives it (`GET /directory`).
@@ -94,7 +112,12 @@ impl DirectoryLens {
             org_numbers: d
                 .org_numbers
                 .iter()
-                .filter(|o| self.access.holds(&o.owner) || self.orgs.contains(&o.number))
+                .filter(|o| {
+                    self.access.holds(&o.owner)
+                        || self
+                            .orgs
+                            .contains(&crate::phone::match_key(&o.number, self.region.as_deref()))
+                })
                 .cloned()
                 .collect(),
             records: d.records.iter().map(|r| self.record(r)).collect(),
@@ -104,17 +127,43 @@ impl DirectoryLens {
     }
 
     /// A directory event as the seller receives it; other events pass unchanged.
-    pub fn event(&self, body: &EventBody) -> EventBody {
+    ///
+    /// A patch of records only is narrowed (record ids are no secret: everyone gets
+    /// every record by name). A patch that changes sellers, teams or org numbers can
+    /// change what the seller may see in ways its own rows cannot say (a team left, a
+    /// number given to someone else), and its deletions name other sellers' rows: it
+    /// reaches the seller as their whole part of the `current` directory instead. The
+    /// log's later patches still follow it, so a replay from any point ends where the
+    /// directory is now.
+    pub fn event(&self, body: &EventBody, current: &Directory) -> EventBody {
         match body {
             EventBody::DirectoryReplaced(e) => {
                 EventBody::DirectoryReplaced(DirectoryReplacedEvent {
                     directory: self.directory(&e.directory),
                 })
             }
+            EventBody::DirectoryChanged(e) if touches_people(&e.patch) => {
+                EventBody::DirectoryReplaced(DirectoryReplacedEvent {
+                    directory: self.directory(current),
+                })
+            }
             EventBody::DirectoryChanged(e) => EventBody::DirectoryChanged(DirectoryChangedEvent {
                 patch: DirectoryPatch {
-                    upsert: self.directory(&e.patch.upsert),
-                    delete: e.patch.delete.clone(),
+                    upsert: Directory {
+                        records: e
+                            .patch
+                            .upsert
+                            .records
+                            .iter()
+                            .map(|r| self.record(r))
+                            .collect(),
+                        templates: e.patch.upsert.templates.clone(),
+                        ..Directory::default()
+                    },
+                    delete: DirectoryDeletes {
+                        records: e.patch.delete.records.clone(),
+                        ..DirectoryDeletes::default()
+                    },
                 },
             }),
             other => other.clone(),

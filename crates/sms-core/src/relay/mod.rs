@@ -417,7 +417,14 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decisio
             if state.sent(&pending.seller, &pending.client_ref).is_some() {
                 return Err(Refusal::NotPending);
             }
-            let (answer, found) = reconcile(&pending, listed.as_deref());
+            // A message already logged for another send is not this one's (two sends of
+            // the same text within the window): only unclaimed messages may match.
+            let unclaimed: Option<Vec<ListedMessage>> = listed.map(|l| {
+                l.into_iter()
+                    .filter(|m| !state.sid_logged(&m.sid))
+                    .collect()
+            });
+            let (answer, found) = reconcile(&pending, unclaimed.as_deref());
             finish_send(pending, answer, now, &mut d);
             d.reconciled = Some(found);
         }
@@ -522,6 +529,7 @@ fn move_conversation(
     {
         return Err(Refusal::NoSuchConversation);
     }
+    // Any record the seller receives at least by name is a target (M1, X5).
     if state.record(&req.to_record).is_none() {
         return Err(Refusal::NoSuchRecord);
     }
@@ -588,7 +596,13 @@ fn begin_send(
 
 /// The outcome of a send: the outbound event, and the pending row goes.
 fn finish_send(pending: PendingSend, answer: ProviderAnswer, now: Timestamp, d: &mut Decision) {
-    let dedupe = format!("out:{}:{}", pending.seller, pending.client_ref);
+    // The seller's id is length-prefixed: a `:` in it cannot make two sends' keys meet.
+    let dedupe = format!(
+        "out:{}:{}:{}",
+        pending.seller.len(),
+        pending.seller,
+        pending.client_ref
+    );
     d.ops.push(Op::RemovePending(pending.clone()));
     d.append(
         EventBody::Outbound(OutboundEvent {

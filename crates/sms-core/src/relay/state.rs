@@ -47,6 +47,8 @@ pub struct State {
     consent: HashMap<Pair, Consent>,
     /// (seller, client reference) -> how the send ended.
     sent: HashMap<(String, String), SentMessage>,
+    /// Provider ids of the outbound messages logged (reconciliation never claims one twice).
+    logged_sids: std::collections::HashSet<String>,
     /// Sends handed to the provider whose outcome is not logged yet.
     in_flight: std::collections::HashSet<(String, String)>,
 }
@@ -176,6 +178,9 @@ impl State {
                 ..
             }) => {
                 self.in_flight.remove(&(by.clone(), client_ref.clone()));
+                if let Some(sid) = message_sid {
+                    self.logged_sids.insert(sid.clone());
+                }
                 self.sent.insert(
                     (by.clone(), client_ref.clone()),
                     SentMessage {
@@ -307,6 +312,11 @@ impl State {
     /// An earlier send of `seller` with this client reference.
     pub fn sent(&self, seller: &str, client_ref: &str) -> Option<&SentMessage> {
         self.sent.get(&(seller.to_owned(), client_ref.to_owned()))
+    }
+
+    /// Whether an outbound message with this provider id is in the log already.
+    pub fn sid_logged(&self, sid: &str) -> bool {
+        self.logged_sids.contains(sid)
     }
 
     /// Whether a send of `seller` with this client reference is with the provider now.

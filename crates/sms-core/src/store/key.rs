@@ -62,7 +62,8 @@ pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
-            (Self::Num(a), Self::Num(b)) => a.total_cmp(b),
+            // -0 and +0 are one key in IndexedDB; NaN never is a key.
+            (Self::Num(a), Self::Num(b)) => a.partial_cmp(b).unwrap_or_else(|| a.total_cmp(b)),
             (Self::Str(a), Self::Str(b)) => cmp_utf16(a, b),
             (Self::Array(a), Self::Array(b)) => a.iter().cmp(b.iter()),
             _ => self.rank().cmp(&other.rank()),
@@ -85,12 +86,12 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 impl std::hash::Hash for Key {
-    /// Consistent with `Eq`: numbers by bits (`total_cmp` equality), strings by
+    /// Consistent with `Eq`: numbers by bits (with -0 as +0), strings by
     /// content (UTF-16 equality is string equality), arrays item by item.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.rank().hash(state);
         match self {
-            Self::Num(n) => n.to_bits().hash(state),
+            Self::Num(n) => (n + 0.0).to_bits().hash(state),
             Self::Str(s) => s.hash(state),
             Self::Array(items) => items.hash(state),
         }
