@@ -1618,3 +1618,71 @@ async fn events_after_a_directory_change_are_decided_with_the_new_directory() {
     assert_eq!(lead.owner, Some(Owner::Seller("asha".into())));
     cleanup(store, &name).await;
 }
+
+#[path = "fixtures/store/check.rs"]
+mod check;
+
+/// The store conformance suite on IndexedDB: the fixture files the memory store runs
+/// natively, applied one transaction per event and as runs, compared the same way.
+async fn conformance(runs: bool) {
+    use serde_json::Value;
+    let mut failures = Vec::new();
+    for (name, text) in check::FIXTURES {
+        let f: Value = serde_json::from_str(text).expect("fixture JSON");
+        let db = db_name();
+        let ctx = SellerContext {
+            seller: f["seller"].as_str().unwrap().into(),
+            default_region: f["region"].as_str().map(str::to_owned),
+        };
+        let store = IdbStore::open(&db, ctx).await.expect("open");
+        store.put_rows(check::given(&f)).await.unwrap();
+        let events: Vec<LoggedEvent> = serde_json::from_value(f["events"].clone()).unwrap();
+        let mut outcomes = Vec::new();
+        if runs {
+            for range in check::runs(&events) {
+                outcomes.extend(store.ingest_run(&events[range]).await);
+            }
+        } else {
+            for e in &events {
+                outcomes.push(store.ingest(e).await);
+            }
+        }
+        let outcomes: Vec<Value> = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Ok(o) => serde_json::to_value(o).unwrap(),
+                Err(e) => serde_json::json!({ "error": e.code }),
+            })
+            .collect();
+        let (want_outcomes, want_tables) = check::expected(&f, runs);
+        let mut result = check::matches(want_outcomes, &Value::Array(outcomes), "outcomes");
+        for (t, rows) in want_tables.as_object().expect("expect") {
+            if result.is_err() {
+                break;
+            }
+            let stored: Vec<Value> = store
+                .rows(check::table(t))
+                .await
+                .unwrap()
+                .iter()
+                .map(check::row_json)
+                .collect();
+            result = check::matches(rows, &Value::Array(stored), t);
+        }
+        if let Err(e) = result {
+            failures.push(format!("{name}: {e}"));
+        }
+        cleanup(store, &db).await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+async fn conformance_one_transaction_per_event() {
+    conformance(false).await;
+}
+
+#[test]
+async fn conformance_as_runs() {
+    conformance(true).await;
+}

@@ -544,6 +544,46 @@ impl IdbStore {
         Ok(done.into_iter().map(Ok).collect())
     }
 
+    /// Every row of a table, in key order (the conformance suite compares stores by it).
+    pub async fn rows(
+        &self,
+        table: sms_core::store::Table,
+    ) -> StoreResult<Vec<sms_core::store::Row>> {
+        let tx = self.db.transaction(table.name()).build()?;
+        let all = tx
+            .object_store(table.name())?
+            .get_all()
+            .primitive()?
+            .await?;
+        let mut rows = Vec::new();
+        for v in all {
+            let v: JsValue = v?;
+            rows.push(exec::decode(table, v)?);
+        }
+        Ok(rows)
+    }
+
+    /// Writes rows in one transaction (fixtures that start from stored rows).
+    pub async fn put_rows(&self, rows: Vec<sms_core::store::Row>) -> StoreResult<()> {
+        let mut tables: Vec<&str> = rows.iter().map(|r| r.table().name()).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .db
+            .transaction(tables)
+            .with_mode(TransactionMode::Readwrite)
+            .build()?;
+        exec::write_all(
+            &tx,
+            rows.into_iter().map(sms_core::store::Write::Put).collect(),
+        )?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Forgets the relay position (after a new epoch): the next events replay from the start.
     pub async fn reset_position(&self) -> StoreResult<()> {
         let tx = self
