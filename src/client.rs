@@ -128,7 +128,7 @@ impl SmsClient {
             self.announce(&change.0, change.1.as_deref());
             announced.push(change);
         }
-        self.show_in_pane(event).await
+        self.show_in_pane(event, outcome).await
     }
 
     /// Posts `{kind, conversation_id}` to every subscriber, in this tab and others.
@@ -376,7 +376,12 @@ impl SmsClient {
                 ..Default::default()
             });
         };
-        let outcome = self.store.ingest(&event).await.map_err(store_error)?;
+        let reading = self.reading();
+        let outcome = self
+            .store
+            .ingest_in_view(&event, reading.as_ref())
+            .await
+            .map_err(store_error)?;
         self.applied(&event, &outcome, &mut Vec::new()).await?;
         to_js(&outcome)
     }
@@ -406,7 +411,12 @@ impl SmsClient {
         let mut failure = None;
         // One announcement per kind and conversation of the run: listeners re-read anyway.
         let mut announced: Vec<(String, Option<String>)> = Vec::new();
-        for (event, result) in decoded.iter().zip(self.store.ingest_run(&decoded).await) {
+        let reading = self.reading();
+        let results = self
+            .store
+            .ingest_run_in_view(&decoded, reading.as_ref())
+            .await;
+        for (event, result) in decoded.iter().zip(results) {
             match result {
                 Ok(outcome) => {
                     self.applied(event, &outcome, &mut announced).await?;

@@ -704,19 +704,25 @@ impl SmsClient {
         Ok(())
     }
 
-    /// Feeds an ingested event to the open pane, so it updates live (C5, C6).
-    pub(crate) async fn show_in_pane(&self, event: &LoggedEvent) -> JsResult<()> {
+    /// The conversation open in the pane, if any (ingest stores its messages read).
+    pub(crate) fn reading(&self) -> Option<sms_core::pane::ConversationKey> {
+        self.pane.0.borrow().as_ref()?.conversation().cloned()
+    }
+
+    /// Feeds an ingested event to the open pane, so it updates live (C5, C6), from the
+    /// rows the ingest decided (no read back); a message the ingest stored read needs
+    /// no read mark of its own.
+    pub(crate) async fn show_in_pane(
+        &self,
+        event: &LoggedEvent,
+        outcome: &crate::store::IngestOutcome,
+    ) -> JsResult<()> {
         if self.pane.0.borrow().is_none() {
             return Ok(());
         }
         let input = match &event.body {
             EventBody::Inbound(e) => {
-                let Some(m) = self
-                    .store
-                    .message(&e.message_sid)
-                    .await
-                    .map_err(store_error)?
-                else {
+                let Some(m) = outcome.message.clone() else {
                     return Ok(());
                 };
                 PaneInput::Inbound {
@@ -724,15 +730,11 @@ impl SmsClient {
                     record_id: e.record_id.clone(),
                     org_number: e.to.clone(),
                     customer_number: e.from.clone(),
+                    read: outcome.read,
                 }
             }
             EventBody::Outbound(e) => {
-                let Some(m) = self
-                    .store
-                    .message(&e.client_ref)
-                    .await
-                    .map_err(store_error)?
-                else {
+                let Some(m) = outcome.message.clone() else {
                     return Ok(());
                 };
                 PaneInput::OutboundLogged {

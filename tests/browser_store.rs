@@ -1637,14 +1637,19 @@ async fn conformance(runs: bool) {
         let store = IdbStore::open(&db, ctx).await.expect("open");
         store.put_rows(check::given(&f)).await.unwrap();
         let events: Vec<LoggedEvent> = serde_json::from_value(f["events"].clone()).unwrap();
+        let reading = check::reading(&f);
         let mut outcomes = Vec::new();
         if runs {
             for range in check::runs(&events) {
-                outcomes.extend(store.ingest_run(&events[range]).await);
+                outcomes.extend(
+                    store
+                        .ingest_run_in_view(&events[range], reading.as_ref())
+                        .await,
+                );
             }
         } else {
             for e in &events {
-                outcomes.push(store.ingest(e).await);
+                outcomes.push(store.ingest_in_view(e, reading.as_ref()).await);
             }
         }
         let outcomes: Vec<Value> = outcomes
@@ -1685,4 +1690,80 @@ async fn conformance_one_transaction_per_event() {
 #[test]
 async fn conformance_as_runs() {
     conformance(true).await;
+}
+
+/// Counts the transactions the page's database opens, by mode, from now on.
+fn count_transactions() -> impl Fn() -> (u32, u32) {
+    js_sys::Function::new_no_args(
+        r#"const proto = IDBDatabase.prototype;
+        if (!proto.__countedTransaction) {
+          proto.__countedTransaction = proto.transaction;
+          proto.transaction = function (stores, mode, options) {
+            globalThis.__transactions[mode === "readwrite" ? "readwrite" : "readonly"] += 1;
+            return proto.__countedTransaction.call(this, stores, mode, options);
+          };
+        }
+        globalThis.__transactions = { readwrite: 0, readonly: 0 };"#,
+    )
+    .call0(&wasm_bindgen::JsValue::NULL)
+    .unwrap();
+    || {
+        let t = js_sys::Reflect::get(&js_sys::global(), &"__transactions".into()).unwrap();
+        let n = |m: &str| {
+            js_sys::Reflect::get(&t, &m.into())
+                .unwrap()
+                .as_f64()
+                .unwrap() as u32
+        };
+        (n("readwrite"), n("readonly"))
+    }
+}
+
+#[test]
+async fn an_inbound_message_to_the_open_conversation_costs_one_transaction() {
+    use wasm_bindgen::JsValue;
+    let name = db_name();
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let json = |s: &str| js_sys::JSON::parse(s).unwrap();
+    client
+        .import_directory(json(
+            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
+            "records":[{"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
+        ))
+        .await
+        .unwrap();
+    let inbound = |id: u32, sid: &str| {
+        json(&format!(
+            r#"{{"epoch":"e1","id":{id},"kind":"inbound","message_sid":"{sid}","from":"+919812345678","to":"+14155550100",
+            "body":"Is my order ready?","media":[],"at":"2026-11-27T10:0{id}:00Z","record_id":"contact:priya","rule":"only_match"}}"#
+        ))
+    };
+    let out = client.ingest(inbound(1, "SM1")).await.unwrap();
+    let conv = js_sys::Reflect::get(&out, &"conversation_id".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    client
+        .open_conversation(conv.clone(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    let counted = count_transactions();
+    client.ingest(inbound(2, "SM2")).await.unwrap();
+    // The message, its conversation, its (read) notification and the position in one
+    // transaction; the pane updated from the rows decided, with no read back and no
+    // read mark of its own.
+    assert_eq!(counted(), (1, 0));
+    let view = client.pane_view().unwrap();
+    let messages = js_sys::Array::from(&js_sys::Reflect::get(&view, &"messages".into()).unwrap());
+    assert_eq!(messages.length(), 2);
+    let convs = client.conversations().await.unwrap();
+    let unread =
+        js_sys::Reflect::get(&js_sys::Array::from(&convs).get(0), &"unread".into()).unwrap();
+    assert_eq!(unread.as_f64(), Some(0.0), "read as it arrived");
+    client.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::Transaction;
 use indexed_db_futures::KeyRange as IdbRange;
+use sms_core::pane::ConversationKey;
 use sms_core::protocol::LoggedEvent;
 use sms_core::store::{
     Facts, Got, Ingest, IngestOutcome, Key, KeyRange, Read, Row, Run, RunStep, Step, Table, Write,
@@ -172,8 +173,9 @@ pub(super) async fn ingest(
     event: &LoggedEvent,
     prev: Option<i64>,
     facts: &Facts,
+    reading: Option<&ConversationKey>,
 ) -> StoreResult<(bool, IngestOutcome)> {
-    let (mut ingest, mut reads) = Ingest::start(event, prev, facts);
+    let (mut ingest, mut reads) = Ingest::start(event, prev, facts, reading);
     loop {
         let got = read_all(tx, &reads).await?;
         match ingest.step(got) {
@@ -195,8 +197,9 @@ pub(super) async fn run(
     events: &[LoggedEvent],
     prev: Option<i64>,
     facts: &Facts,
+    reading: Option<&ConversationKey>,
 ) -> StoreResult<Vec<IngestOutcome>> {
-    let (mut run, mut reads) = Run::start(events, prev, facts);
+    let (mut run, mut reads) = Run::start(events, prev, facts, reading);
     loop {
         let got = read_all(tx, &reads).await?;
         match run.step(got) {

@@ -21,6 +21,7 @@ use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
 use indexed_db_futures::KeyRange;
 use sms_core::directory::Record;
+use sms_core::pane::ConversationKey;
 use sms_core::phone::match_key;
 use sms_core::protocol::{Directory, LoggedEvent};
 use wasm_bindgen::{JsCast, JsValue};
@@ -427,7 +428,17 @@ impl IdbStore {
 
     /// Applies one relay event in one transaction, with its position (D1).
     pub async fn ingest(&self, event: &LoggedEvent) -> StoreResult<IngestOutcome> {
-        self.ingest_after(event, None).await
+        self.ingest_after(event, None, None).await
+    }
+
+    /// [`IdbStore::ingest`] while `reading` is open in the pane: a message to it is
+    /// stored read in the same transaction.
+    pub async fn ingest_in_view(
+        &self,
+        event: &LoggedEvent,
+        reading: Option<&ConversationKey>,
+    ) -> StoreResult<IngestOutcome> {
+        self.ingest_after(event, None, reading).await
     }
 
     /// [`IdbStore::ingest`], applied only if the stored position is `prev` (when given).
@@ -435,6 +446,7 @@ impl IdbStore {
         &self,
         event: &LoggedEvent,
         prev: Option<i64>,
+        reading: Option<&ConversationKey>,
     ) -> StoreResult<IngestOutcome> {
         if event.body.changes_directory() {
             // Applied here or by another tab: either way the cached facts are stale.
@@ -450,7 +462,7 @@ impl IdbStore {
             .transaction(tables)
             .with_mode(TransactionMode::Readwrite)
             .build()?;
-        let (wrote, outcome) = exec::ingest(&tx, event, prev, &facts).await?;
+        let (wrote, outcome) = exec::ingest(&tx, event, prev, &facts, reading).await?;
         if wrote {
             tx.commit().await?;
         }
@@ -469,6 +481,15 @@ impl IdbStore {
     /// failing one is found and reported and nothing after it is applied (those come
     /// back `gap`; the caller resumes from the position).
     pub async fn ingest_run(&self, events: &[LoggedEvent]) -> Vec<StoreResult<IngestOutcome>> {
+        self.ingest_run_in_view(events, None).await
+    }
+
+    /// [`IdbStore::ingest_run`] while `reading` is open in the pane.
+    pub async fn ingest_run_in_view(
+        &self,
+        events: &[LoggedEvent],
+        reading: Option<&ConversationKey>,
+    ) -> Vec<StoreResult<IngestOutcome>> {
         let mut outcomes: Vec<StoreResult<IngestOutcome>> = Vec::with_capacity(events.len());
         let prev = |i: usize| i.checked_sub(1).map(|p| events[p].id);
         let mut start = 0;
@@ -482,13 +503,16 @@ impl IdbStore {
                     .position(|e| e.body.changes_directory())
                     .map_or((start + RUN).min(events.len()), |p| start + p)
             };
-            let done = match self.run_in_one(&events[start..end], prev(start)).await {
+            let done = match self
+                .run_in_one(&events[start..end], prev(start), reading)
+                .await
+            {
                 Ok(done) => done,
                 Err(_) => {
                     // Nothing of the run stayed: find the failing event one by one.
                     let mut done = Vec::new();
                     for (i, e) in events.iter().enumerate().take(end).skip(start) {
-                        let r = self.ingest_after(e, prev(i)).await;
+                        let r = self.ingest_after(e, prev(i), reading).await;
                         let failed = r.is_err();
                         done.push(r);
                         if failed {
@@ -524,6 +548,7 @@ impl IdbStore {
         &self,
         events: &[LoggedEvent],
         prev: Option<i64>,
+        reading: Option<&ConversationKey>,
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
         if events.iter().any(|e| e.body.changes_directory()) {
             self.cache.borrow_mut().take();
@@ -535,7 +560,7 @@ impl IdbStore {
             .transaction(tables)
             .with_mode(TransactionMode::Readwrite)
             .build()?;
-        let done = exec::run(&tx, events, prev, &facts).await?;
+        let done = exec::run(&tx, events, prev, &facts, reading).await?;
         tx.commit().await?;
         if events.iter().any(|e| e.body.changes_directory()) {
             // The facts were read before the change was written: read them again next time.

@@ -19,18 +19,23 @@ fn run(f: &Value, runs: bool) -> Result<(), String> {
     let given = check::given(f).into_iter().map(Write::Put).collect();
     store.write(given).unwrap();
     let events: Vec<LoggedEvent> = serde_json::from_value(f["events"].clone()).expect("events");
+    let reading = check::reading(f);
     let mut outcomes = Vec::new();
     if runs {
         for range in check::runs(&events) {
             let facts = store.facts(seller, region);
-            for o in store.ingest_run(&events[range], &facts) {
+            for o in store.ingest_run(&events[range], &facts, reading.as_ref()) {
                 outcomes.push(o.map_err(|e| e.to_string()));
             }
         }
     } else {
         for e in &events {
             let facts = store.facts(seller, region);
-            outcomes.push(store.ingest(e, &facts).map_err(|e| e.to_string()));
+            outcomes.push(
+                store
+                    .ingest(e, &facts, reading.as_ref())
+                    .map_err(|e| e.to_string()),
+            );
         }
     }
     let outcomes: Vec<Value> = outcomes

@@ -167,6 +167,10 @@ pub enum PaneInput {
         org_number: String,
         /// The customer number.
         customer_number: String,
+        /// The store already saved it read (its conversation is this pane's): no read
+        /// mark to ask for.
+        #[serde(default)]
+        read: bool,
     },
     /// A message the seller sent from another tab or device, as the relay logged
     /// it (S1): it joins the history of the pane showing its conversation.

@@ -472,12 +472,15 @@ impl Pane {
                 record_id,
                 org_number,
                 customer_number,
+                read,
             } => {
                 let conversation = self.conversation_key(record_id, &org_number, &customer_number);
                 match self.open.as_mut() {
                     Some(o) if o.conversation == conversation => {
                         merge_message(&mut o.messages, message);
-                        self.effects.push_back(Effect::MarkRead { conversation });
+                        if !read {
+                            self.effects.push_back(Effect::MarkRead { conversation });
+                        }
                     }
                     _ => self.effects.push_back(Effect::Notify {
                         conversation,

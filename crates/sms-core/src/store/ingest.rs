@@ -13,7 +13,7 @@ use crate::access::Access;
 use crate::delivery::{self, Delivery, DeliveryStatus};
 use crate::directory::{OrgNumber, Owner, Record};
 use crate::moves::{self, Held, Moved};
-use crate::pane::{Direction, MoveEntry};
+use crate::pane::{ConversationKey, Direction, MoveEntry};
 use crate::phone::match_key;
 use crate::protocol::events::*;
 use crate::protocol::{Directory, EventBody, LoggedEvent};
@@ -95,10 +95,18 @@ pub struct IngestOutcome {
     pub conversation_id: Option<String>,
     /// A notification raised (N1/P3).
     pub notification: Option<StoredNotification>,
+    /// The message row written (inbound or outbound), so an open pane shows it without
+    /// reading it back.
+    #[serde(skip)]
+    pub message: Option<StoredMessage>,
+    /// The message arrived in the conversation open in the pane: it was stored read.
+    #[serde(skip)]
+    pub read: bool,
 }
 
-/// What to do next.
+/// What to do next (one per round: the size of `Done` does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// Read these (in the same transaction) and call [`Ingest::step`] again.
     Read(Vec<Read>),
@@ -160,6 +168,7 @@ pub struct Ingest<'a> {
     event: &'a LoggedEvent,
     prev: Option<i64>,
     facts: &'a Facts,
+    reading: Option<&'a ConversationKey>,
     stage: Stage,
     out: IngestOutcome,
 }
@@ -182,8 +191,15 @@ fn conversations(rows: Vec<Row>) -> Vec<StoredConversation> {
 
 impl<'a> Ingest<'a> {
     /// Starts applying `event`; in a run, `prev` is the id of the event before it,
-    /// which must be the stored position. Returns the first reads.
-    pub fn start(event: &'a LoggedEvent, prev: Option<i64>, facts: &'a Facts) -> (Self, Vec<Read>) {
+    /// which must be the stored position. `reading` is the conversation open in the
+    /// pane: a message to it is stored read, in the same transaction (no separate read
+    /// mark). Returns the first reads.
+    pub fn start(
+        event: &'a LoggedEvent,
+        prev: Option<i64>,
+        facts: &'a Facts,
+        reading: Option<&'a ConversationKey>,
+    ) -> (Self, Vec<Read>) {
         let mut reads = vec![Read::Get(Table::Meta, Key::str("position"))];
         match &event.body {
             EventBody::Inbound(e) => {
@@ -225,6 +241,7 @@ impl<'a> Ingest<'a> {
             event,
             prev,
             facts,
+            reading,
             stage: Stage::First,
             out,
         };
@@ -288,6 +305,7 @@ impl<'a> Ingest<'a> {
         w: &mut Vec<Write>,
     ) -> Option<Vec<Read>> {
         let facts = self.facts;
+        let reading = self.reading;
         let out = &mut self.out;
         match &self.event.body {
             EventBody::Inbound(e) => {
@@ -324,7 +342,18 @@ impl<'a> Ingest<'a> {
                 };
                 conv.last_ms = conv.last_ms.max(message.at_ms);
                 conv.preview = preview(&e.body);
-                conv.unread += 1;
+                // Open in the pane: the seller is reading it as it arrives.
+                let read = reading.is_some_and(|k| {
+                    k.record_id == e.record_id
+                        && k.org_number == e.to
+                        && k.customer_number == e.from
+                });
+                if read {
+                    conv.unread = 0;
+                } else {
+                    conv.unread += 1;
+                }
+                out.read = read;
                 out.conversation_id = Some(conv.id.clone());
                 let owner = record.as_ref().and_then(|r| r.owner.as_ref());
                 if facts
@@ -343,11 +372,12 @@ impl<'a> Ingest<'a> {
                         conversation_id: conv.id.clone(),
                         text: preview(&message.body),
                         at_ms: message.at_ms,
-                        unread: 1,
+                        unread: u8::from(!read),
                     };
                     out.notification = Some(n.clone());
                     w.push(Write::Put(Row::Notification(n)));
                 }
+                out.message = Some(message.clone());
                 w.push(Write::Put(Row::Message(message)));
                 w.push(Write::Put(Row::Conversation(conv)));
             }
@@ -391,6 +421,7 @@ impl<'a> Ingest<'a> {
                 conv.preview = preview(&e.body);
                 out.conversation_id = Some(conv.id.clone());
                 out.record_id = Some(e.record_id.clone());
+                out.message = Some(message.clone());
                 w.push(Write::Put(Row::Message(message)));
                 w.push(Write::Put(Row::Conversation(conv)));
             }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::pane::ConversationKey;
 use crate::protocol::LoggedEvent;
 
 use super::ingest::{Facts, Ingest, IngestOutcome, Step};
@@ -133,9 +134,15 @@ impl MemoryStore {
         }
     }
 
-    /// Applies one relay event (its own transaction), as the browser does.
-    pub fn ingest(&mut self, event: &LoggedEvent, facts: &Facts) -> Result<IngestOutcome, Refused> {
-        self.ingest_after(event, None, facts)
+    /// Applies one relay event (its own transaction), as the browser does; `reading`
+    /// is the conversation open in the pane.
+    pub fn ingest(
+        &mut self,
+        event: &LoggedEvent,
+        facts: &Facts,
+        reading: Option<&ConversationKey>,
+    ) -> Result<IngestOutcome, Refused> {
+        self.ingest_after(event, None, facts, reading)
     }
 
     fn ingest_after(
@@ -143,8 +150,9 @@ impl MemoryStore {
         event: &LoggedEvent,
         prev: Option<i64>,
         facts: &Facts,
+        reading: Option<&ConversationKey>,
     ) -> Result<IngestOutcome, Refused> {
-        let (mut ingest, mut reads) = Ingest::start(event, prev, facts);
+        let (mut ingest, mut reads) = Ingest::start(event, prev, facts, reading);
         loop {
             let got = reads.iter().map(|r| self.read(r)).collect();
             match ingest.step(got) {
@@ -167,15 +175,16 @@ impl MemoryStore {
         &mut self,
         events: &[LoggedEvent],
         facts: &Facts,
+        reading: Option<&ConversationKey>,
     ) -> Vec<Result<IngestOutcome, Refused>> {
-        let (mut run, mut reads) = Run::start(events, None, facts);
+        let (mut run, mut reads) = Run::start(events, None, facts, reading);
         loop {
             let got = reads.iter().map(|r| self.read(r)).collect();
             match run.step(got) {
                 RunStep::Read(more) => reads = more,
                 RunStep::Done(writes, outcomes) => {
                     if self.write(writes).is_err() {
-                        return self.one_by_one(events, facts);
+                        return self.one_by_one(events, facts, reading);
                     }
                     let mut out: Vec<_> = outcomes.into_iter().map(Ok).collect();
                     for e in &events[out.len()..] {
@@ -195,11 +204,12 @@ impl MemoryStore {
         &mut self,
         events: &[LoggedEvent],
         facts: &Facts,
+        reading: Option<&ConversationKey>,
     ) -> Vec<Result<IngestOutcome, Refused>> {
         let mut out = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             let prev = i.checked_sub(1).map(|p| events[p].id);
-            let r = self.ingest_after(event, prev, facts);
+            let r = self.ingest_after(event, prev, facts, reading);
             let failed = r.is_err();
             out.push(r);
             if failed {

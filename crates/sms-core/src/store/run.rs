@@ -157,18 +157,20 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// Starts a run; the first event must follow `prev` (the stored position), each
-    /// later one the event before it. Returns every event's first reads.
+    /// later one the event before it; `reading` is the conversation open in the pane.
+    /// Returns every event's first reads.
     pub fn start(
         events: &'a [LoggedEvent],
         prev: Option<i64>,
         facts: &'a Facts,
+        reading: Option<&'a crate::pane::ConversationKey>,
     ) -> (Self, Vec<Read>) {
         let mut ingests = Vec::with_capacity(events.len());
         let mut first = Vec::with_capacity(events.len());
         let mut all = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let before = if i == 0 { prev } else { Some(events[i - 1].id) };
-            let (ingest, reads) = Ingest::start(e, before, facts);
+            let (ingest, reads) = Ingest::start(e, before, facts, reading);
             all.extend(reads.iter().cloned());
             ingests.push(ingest);
             first.push((reads, None));
