@@ -45,6 +45,8 @@ export interface Conversation {
 }
 /** A conversation in "My text messages": with its record's name. */
 export interface ConversationSummary extends Conversation { record_name: string }
+/** The grid and the bell, read together (`inbox()`). */
+export interface Inbox { conversations: ConversationSummary[]; notifications: Notification[] }
 /** A stored message. */
 export interface StoredMessage {
   id: string; conversation_id: string; at_ms: number; direction: "inbound" | "outbound"; body: string;
@@ -531,6 +533,22 @@ impl SmsClient {
     #[wasm_bindgen(unchecked_return_type = "Notification[]")]
     pub async fn notifications(&self) -> JsResult<JsValue> {
         to_js(&self.store.notifications().await.map_err(store_error)?)
+    }
+
+    /// The grid and the bell in one read: `{ conversations, notifications }` as
+    /// `conversations()` and `notifications()` give them, from one read-only transaction.
+    #[wasm_bindgen(unchecked_return_type = "Inbox")]
+    pub async fn inbox(&self) -> JsResult<JsValue> {
+        #[derive(serde::Serialize)]
+        struct Inbox {
+            conversations: Vec<crate::store::ConversationSummary>,
+            notifications: Vec<crate::store::records::StoredNotification>,
+        }
+        let (conversations, notifications) = self.store.inbox().await.map_err(store_error)?;
+        to_js(&Inbox {
+            conversations,
+            notifications,
+        })
     }
 
     /// A preference of the seller on this device, or `undefined`.

@@ -1760,9 +1760,27 @@ async fn an_inbound_message_to_the_open_conversation_costs_one_transaction() {
     let view = client.pane_view().unwrap();
     let messages = js_sys::Array::from(&js_sys::Reflect::get(&view, &"messages".into()).unwrap());
     assert_eq!(messages.length(), 2);
-    let convs = client.conversations().await.unwrap();
-    let unread =
-        js_sys::Reflect::get(&js_sys::Array::from(&convs).get(0), &"unread".into()).unwrap();
+    // The grid and the bell: one read-only transaction, the same rows as apart.
+    let counted = count_transactions();
+    let inbox = client.inbox().await.unwrap();
+    assert_eq!(counted(), (0, 1));
+    let field = |v: &JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).unwrap();
+    let same = |a: JsValue, b: JsValue| {
+        assert_eq!(
+            js_sys::JSON::stringify(&a).unwrap(),
+            js_sys::JSON::stringify(&b).unwrap()
+        );
+    };
+    same(
+        field(&inbox, "conversations"),
+        client.conversations().await.unwrap(),
+    );
+    same(
+        field(&inbox, "notifications"),
+        client.notifications().await.unwrap(),
+    );
+    let convs = field(&inbox, "conversations");
+    let unread = field(&js_sys::Array::from(&convs).get(0), "unread");
     assert_eq!(unread.as_f64(), Some(0.0), "read as it arrived");
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);

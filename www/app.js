@@ -156,8 +156,10 @@ function refresh() {
 }
 
 async function render() {
-  await renderGrid();
-  await renderBell();
+  // The grid and the bell from one read of the store.
+  const { conversations, notifications } = await client.inbox();
+  renderGrid(conversations);
+  renderBell(notifications);
   await renderRoute();
   renderPane(client.paneView());
 }
@@ -237,8 +239,7 @@ async function renderUpNext() {
   $("upnext-list").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: t("nothing_up_next") })]));
 }
 
-async function renderGrid() {
-  const rows = await client.conversations();
+function renderGrid(rows) {
   const body = $("grid").tBodies[0];
   // Live updates re-render the grid: keep keyboard focus on the same conversation.
   const focused = document.activeElement?.closest?.("#grid tbody tr")?.dataset.id;
@@ -256,8 +257,7 @@ async function renderGrid() {
   $("grid-empty").hidden = rows.length > 0;
 }
 
-async function renderBell() {
-  const notes = await client.notifications();
+function renderBell(notes) {
   const unread = notes.filter((n) => n.unread).length;
   $("unread").textContent = String(unread);
   $("bell").setAttribute("aria-label", `${t("notifications")}: ${unread}`);

@@ -123,6 +123,16 @@ fn issue<'a>(tx: &'a Transaction<'a>, read: &Read) -> StoreResult<Pending<'a>> {
                 Ok(Got::Many(rows))
             })
         }
+        Read::Scan(_) => {
+            let req = store.get_all().primitive()?;
+            Box::pin(async move {
+                let mut rows = Vec::new();
+                for v in req.await? {
+                    rows.push(decode(table, v?)?);
+                }
+                Ok(Got::Many(rows))
+            })
+        }
         Read::First(index, k) => {
             let req = store.index(index.name())?.get(key_js(k)).primitive()?;
             Box::pin(async move {

@@ -49,6 +49,30 @@ impl IdbStore {
         Ok(out)
     }
 
+    /// The grid and the bell together (O1, N1): one read-only transaction, two rounds
+    /// (conversations and notifications, then the records the visible rows name).
+    pub async fn inbox(&self) -> StoreResult<(Vec<ConversationSummary>, Vec<StoredNotification>)> {
+        use sms_core::store::inbox;
+        let facts = self.directory_cache().await?;
+        let tx = self
+            .db
+            .transaction([k::CONVERSATIONS, k::NOTIFICATIONS, k::RECORDS])
+            .build()?;
+        let got = super::exec::read_all(&tx, &inbox::reads()).await?;
+        let (found, reads) = inbox::records(got);
+        let records = super::exec::read_all(&tx, &reads).await?;
+        let inbox = inbox::decide(found, records, &facts);
+        let conversations = inbox
+            .conversations
+            .into_iter()
+            .map(|(conversation, record_name)| ConversationSummary {
+                conversation,
+                record_name,
+            })
+            .collect();
+        Ok((conversations, inbox.notifications))
+    }
+
     /// A page of history, newest `limit` messages older than `before_ms`, returned
     /// oldest to newest, read with a reverse cursor (never the whole history).
     pub async fn history(

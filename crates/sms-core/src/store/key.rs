@@ -116,6 +116,14 @@ impl KeyRange {
         }
     }
 
+    /// Every key.
+    pub fn all() -> Self {
+        Self {
+            lower: None,
+            upper: None,
+        }
+    }
+
     /// `lower ..= upper`.
     pub fn closed(lower: Key, upper: Key) -> Self {
         Self {

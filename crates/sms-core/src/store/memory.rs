@@ -84,6 +84,7 @@ impl MemoryStore {
                     .map(|(_, _, r)| r.clone())
                     .collect(),
             ),
+            Read::Scan(t) => Got::Many(self.rows(*t).cloned().collect()),
             Read::First(index, key) => Got::One(
                 self.index_entries(*index)
                     .into_iter()

@@ -4,6 +4,7 @@
 //! IndexedDB; [`MemoryStore`] carries them out in memory for native tests and the
 //! conformance suite, ordering keys exactly as IndexedDB does.
 
+pub mod inbox;
 pub mod ingest;
 pub mod key;
 pub mod memory;

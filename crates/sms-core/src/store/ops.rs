@@ -62,6 +62,8 @@ pub enum Index {
     RecordsByPhone,
     /// Conversations by `[org_number, customer_number]`.
     ConversationsByPair,
+    /// Conversations by `last_ms` (latest activity).
+    ConversationsByLast,
     /// Messages by `[conversation_id, at_ms]`.
     MessagesByConversation,
     /// Messages by `provider_id` (unique).
@@ -75,7 +77,7 @@ impl Index {
     pub fn table(self) -> Table {
         match self {
             Self::RecordsByPhone => Table::Records,
-            Self::ConversationsByPair => Table::Conversations,
+            Self::ConversationsByPair | Self::ConversationsByLast => Table::Conversations,
             Self::MessagesByConversation | Self::MessagesByProvider => Table::Messages,
             Self::NotificationsByConversation => Table::Notifications,
         }
@@ -86,6 +88,7 @@ impl Index {
         match self {
             Self::RecordsByPhone => "by_phone",
             Self::ConversationsByPair => "by_pair",
+            Self::ConversationsByLast => "by_last",
             Self::MessagesByConversation | Self::NotificationsByConversation => "by_conversation",
             Self::MessagesByProvider => "by_provider",
         }
@@ -168,6 +171,7 @@ impl Row {
             (Index::ConversationsByPair, Self::Conversation(c)) => {
                 vec![Key::pair(&*c.org_number, &*c.customer_number)]
             }
+            (Index::ConversationsByLast, Self::Conversation(c)) => vec![Key::Num(c.last_ms)],
             (Index::MessagesByConversation, Self::Message(m)) => {
                 vec![Key::pair(&*m.conversation_id, m.at_ms)]
             }
@@ -193,6 +197,8 @@ pub enum Read {
     All(Index, KeyRange),
     /// The first row whose key in `index` is this one.
     First(Index, Key),
+    /// Every row of a table, in key order.
+    Scan(Table),
 }
 
 impl Read {
@@ -201,6 +207,7 @@ impl Read {
         match self {
             Self::Get(t, _) | Self::Exists(t, _) => *t,
             Self::All(i, _) | Self::First(i, _) => i.table(),
+            Self::Scan(t) => *t,
         }
     }
 }
@@ -212,7 +219,7 @@ pub enum Got {
     One(Option<Row>),
     /// For `Exists`.
     Exists(bool),
-    /// For `All`.
+    /// For `All` and `Scan`.
     Many(Vec<Row>),
 }
 

@@ -123,6 +123,25 @@ impl Overlay {
                 }
                 Got::Many(rows.into_iter().map(|(_, _, r)| r).collect())
             }
+            (Read::Scan(t), got) => {
+                let mut rows: Vec<Row> = Vec::new();
+                let mut add = |row: &Row| {
+                    let k = row.key();
+                    let at = rows.partition_point(|r| r.key() < k);
+                    rows.insert(at, row.clone());
+                };
+                if !self.cleared(*t) {
+                    for row in got.many() {
+                        if self.state(*t, &row.key()).is_none() {
+                            add(&row);
+                        }
+                    }
+                }
+                for row in self.current(*t) {
+                    add(row);
+                }
+                Got::Many(rows)
+            }
             (Read::First(index, key), got) => {
                 let all = Read::All(*index, super::key::KeyRange::only(key.clone()));
                 let base = Got::Many(got.one().into_iter().collect());
