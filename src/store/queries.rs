@@ -16,37 +16,7 @@ use super::{IdbStore, StoreError, StoreResult};
 impl IdbStore {
     /// "My text messages": conversations the seller may see, newest first (O1, V1).
     pub async fn conversations(&self) -> StoreResult<Vec<ConversationSummary>> {
-        let cache = self.directory_cache().await?;
-        let tx = self
-            .db
-            .transaction([k::CONVERSATIONS, k::RECORDS])
-            .build()?;
-        let conv_store = tx.object_store(k::CONVERSATIONS)?;
-        let convs = conv_store.index(k::CONVERSATIONS_BY_LAST)?;
-        let records = tx.object_store(k::RECORDS)?;
-        let mut out = Vec::new();
-        let Some(mut cursor) = convs
-            .open_cursor()
-            .with_direction(CursorDirection::Prev)
-            .serde()?
-            .await?
-        else {
-            return Ok(out);
-        };
-        while let Some(c) = cursor.next_record_ser::<StoredConversation>().await? {
-            let record: Option<StoredRecord> = records.get(c.record_id.as_str()).serde()?.await?;
-            let record_owner = record.as_ref().and_then(|r| r.record.owner.as_ref());
-            if cache
-                .access
-                .can_see(cache.org_owner(&c.org_number), record_owner)
-            {
-                out.push(ConversationSummary {
-                    record_name: record.map(|r| r.record.name).unwrap_or_default(),
-                    conversation: c,
-                });
-            }
-        }
-        Ok(out)
+        Ok(self.inbox().await?.0)
     }
 
     /// The grid and the bell together (O1, N1): one read-only transaction, two rounds
@@ -93,15 +63,7 @@ impl IdbStore {
 
     /// Notifications, newest first.
     pub async fn notifications(&self) -> StoreResult<Vec<StoredNotification>> {
-        let tx = self.db.transaction(k::NOTIFICATIONS).build()?;
-        let mut all: Vec<StoredNotification> = tx
-            .object_store(k::NOTIFICATIONS)?
-            .get_all()
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
-        all.sort_by(|a, b| b.at_ms.total_cmp(&a.at_ms));
-        Ok(all)
+        Ok(self.inbox().await?.1)
     }
 
     /// Finds records by name or phone across all kinds (M1).
