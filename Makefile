@@ -92,10 +92,12 @@ e2e: node-tools
 	rc=$$?; kill $$pid; exit $$rc
 	node tests/e2e/scenarios.mjs $(E2E_SCENARIO_PORT)
 
-bench: rust-tools node-tools browser-tools
+bench: rust-tools node-tools browser-tools pg-tools
 	cargo run --release -p sms-core --example bench
 	cargo build --release -p sms-relay
 	cargo run --release -p sms-relay --example load
+	# The same load over two nodes sharing a PostgreSQL of its own (X9).
+	tools/pg-test.sh run sh -c 'LOAD_NODES=2 LOAD_DATABASE="$$RELAY_TEST_DATABASE_URL" cargo run --release -p sms-relay --example load'
 	@$(MAKE) --no-print-directory bench-browser
 
 # Browser benchmarks: a module built with the `bench` feature, served on 127.0.0.1.
