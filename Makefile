@@ -13,7 +13,7 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --e
 	--enable-mutable-globals --enable-reference-types --enable-multivalue
 PKG := www/pkg
 
-.PHONY: help demo test e2e lint pkg size bench bench-browser tools rust-tools browser-tools node-tools phone-metadata clean
+.PHONY: help demo test e2e lint pkg size bench bench-browser tools rust-tools browser-tools node-tools pg-tools phone-metadata clean
 
 help:
 	@echo "make demo   build the module, start the relay (simulated provider) and the page on http://$(HOST):$(PORT)/"
@@ -21,7 +21,12 @@ help:
 	@echo "make lint | pkg | size | bench | phone-metadata"
 
 ## ---- installs (each skips what is already there) ----
-tools: rust-tools browser-tools node-tools
+tools: rust-tools browser-tools node-tools pg-tools
+
+# PostgreSQL for the relay's second backend (tests and bench start their own server).
+pg-tools:
+	@if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; fi
 
 rust-tools:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -66,6 +71,8 @@ lint: rust-tools
 
 test: tools lint
 	cargo test --workspace
+	# The relay's suite again on PostgreSQL (a server of its own, stopped after).
+	tools/pg-test.sh run cargo test -p sms-relay --tests
 	wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
 	@$(MAKE) --no-print-directory pkg
 	tsc -p tests/types
@@ -85,10 +92,12 @@ e2e: node-tools
 	rc=$$?; kill $$pid; exit $$rc
 	node tests/e2e/scenarios.mjs $(E2E_SCENARIO_PORT)
 
-bench: rust-tools node-tools browser-tools
+bench: rust-tools node-tools browser-tools pg-tools
 	cargo run --release -p sms-core --example bench
 	cargo build --release -p sms-relay
 	cargo run --release -p sms-relay --example load
+	# The same load over two nodes sharing a PostgreSQL of its own (X9).
+	tools/pg-test.sh run sh -c 'LOAD_NODES=2 LOAD_DATABASE="$$RELAY_TEST_DATABASE_URL" cargo run --release -p sms-relay --example load'
 	@$(MAKE) --no-print-directory bench-browser
 
 # Browser benchmarks: a module built with the `bench` feature, served on 127.0.0.1.

@@ -66,7 +66,7 @@ fn customer(c: usize) -> String {
     format!("+9198{:08}", 10_000 + c)
 }
 
-fn start_relay(port: u16) -> Relay {
+fn start_relay(port: u16, database: &str) -> Relay {
     let dir = tempfile::tempdir().expect("temp dir");
     let sellers: Vec<Value> = (0..SELLERS)
         .map(|s| json!({"id": format!("s{s}"), "name": format!("Seller {s}")}))
@@ -82,7 +82,7 @@ fn start_relay(port: u16) -> Relay {
     std::fs::write(dir.path().join("directory.json"), directory.to_string())
         .expect("write directory");
     let mut toml = format!(
-        "bind = \"127.0.0.1:{port}\"\ndatabase = \"relay.db\"\ndirectory = \"directory.json\"\ndemo = true\nmax_body_bytes = 65536\n\
+        "bind = \"127.0.0.1:{port}\"\ndatabase = \"{database}\"\ndirectory = \"directory.json\"\ndemo = true\nmax_body_bytes = 65536\n\
          [limits]\nstreams_per_seller = {}\n",
         CLIENTS_PER_SELLER_MAX
     );
@@ -184,12 +184,29 @@ async fn main() {
     let seconds = env("LOAD_SECONDS", 30);
     let rate = env("LOAD_RATE", 1000);
     let clients = env("LOAD_CLIENTS", 1000) as usize;
-    let relay = start_relay(18_080);
+    // LOAD_NODES relays on LOAD_DATABASE (a postgres:// URL shares it; default: one
+    // node on a SQLite file). Clients and webhooks are spread over the nodes.
+    let database = std::env::var("LOAD_DATABASE").unwrap_or_else(|_| "relay.db".into());
+    let nodes = env("LOAD_NODES", 1).max(1) as usize;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
         .expect("client");
-    wait_healthy(&http, &relay.url).await;
+    let mut relays = Vec::new();
+    for n in 0..nodes {
+        relays.push(start_relay(18_080 + n as u16, &database));
+        wait_healthy(&http, &relays[n].url).await;
+    }
+    let urls: Vec<String> = relays.iter().map(|r| r.url.clone()).collect();
+    let relay = &relays[0];
+    println!(
+        "{nodes} node(s) on {}",
+        if database.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     // Like a browser: import the directory (GET /directory), then stream from its head.
     let head: Value = http
         .get(format!("{}/healthz", relay.url))
@@ -212,7 +229,7 @@ async fn main() {
     for (c, received) in results.iter().enumerate() {
         let seller = c % SELLERS;
         let (url, received, connected, since) = (
-            relay.url.clone(),
+            urls[c % nodes].clone(),
             received.clone(),
             connected.clone(),
             since.clone(),
@@ -270,7 +287,11 @@ async fn main() {
         tick.tick().await;
         let c = (i as usize * 7919) % CUSTOMERS;
         let seller = c % SELLERS;
-        let (http, url, failed) = (http.clone(), relay.url.clone(), failed.clone());
+        let (http, url, failed) = (
+            http.clone(),
+            urls[i as usize % nodes].clone(),
+            failed.clone(),
+        );
         *expected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -337,8 +358,8 @@ async fn main() {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..64)
-        .map(|_| {
-            let (http, url, next) = (http.clone(), relay.url.clone(), next.clone());
+        .map(|w| {
+            let (http, url, next) = (http.clone(), urls[w % nodes].clone(), next.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

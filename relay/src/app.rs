@@ -27,7 +27,7 @@ use crate::push::{self, Vapid};
 use crate::push_guard::check_endpoint;
 use crate::sequencer::{now, DirectoryUpdate, MoveRequest, SendRequest, Sequencer};
 use crate::sse;
-use crate::store::{open_sqlite_with, LogReader, PushSubscription};
+use crate::store::{open_sqlite_with, LogReader, LogWriter, PushSubscription};
 use sms_core::protocol::SendAnswer;
 use sms_core::relay::{ProviderAnswer, SendPlan};
 
@@ -134,13 +134,32 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     config.bind = addr;
     let public_url = config.public_url();
-    let (writer, reader) =
-        open_sqlite_with(&config.database, config.limits.db_readers).map_err(|e| e.to_string())?;
-    let reader: Arc<dyn LogReader> = Arc::new(reader);
+    // A node's name: which sends it holds in a shared database (new at every start).
+    let node = format!("{}-{}", addr, crate::sequencer::now().as_millis());
+    let pg_url = config.database_url().map(str::to_owned);
+    let (writer, reader): (Box<dyn LogWriter>, Arc<dyn LogReader>) = match &pg_url {
+        Some(url) => {
+            let (url, node) = (url.clone(), node.clone());
+            let (readers, lease) = (config.limits.db_readers, config.limits.send_lease_ms);
+            // Connecting and migrating wait on the driver's own runtime.
+            let (w, r) = tokio::task::spawn_blocking(move || {
+                crate::store::pg::open(&url, &node, readers, lease)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("postgresql: {e}"))?;
+            (Box::new(w), Arc::new(r))
+        }
+        None => {
+            let (w, r) = open_sqlite_with(&config.database, config.limits.db_readers)
+                .map_err(|e| e.to_string())?;
+            (Box::new(w), Arc::new(r))
+        }
+    };
     let seed = config.seed_directory()?;
     let (doorbell_tx, doorbell_rx) = mpsc::channel(config.limits.doorbell_queue.max(1));
     let (seq, unsettled_sends) = Sequencer::start(
-        Box::new(writer),
+        writer,
         config.default_region.clone(),
         seed.clone(),
         doorbell_tx,
@@ -178,14 +197,18 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .vapid_subject
         .clone()
         .unwrap_or_else(|| "mailto:ops@example.com".into());
-    let vapid = Arc::new(Vapid::new(
+    let mut vapid = Arc::new(Vapid::new(
         vapid_key.as_ref().map(|k| k.expose_secret()),
-        subject,
+        subject.clone(),
     )?);
     if vapid_key.is_none() {
-        reader
+        // Nodes starting at once on a shared database keep the first key stored.
+        let kept = reader
             .put_vapid_key(&vapid.private_key())
             .map_err(|e| e.to_string())?;
+        if kept != vapid.private_key() {
+            vapid = Arc::new(Vapid::new(Some(&kept), subject)?);
+        }
     }
     let (provider, fake): (Arc<dyn Provider>, Option<Arc<FakeProvider>>) = {
         let callback = format!("{public_url}/webhooks/twilio/status");
@@ -242,6 +265,25 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     auth::refresh_sellers(&app).await.map_err(|e| e.message)?;
     // Sends a stop left: queued ones go out, calling ones are reconciled (X3).
     app.sends.recover(unsettled_sends);
+    if let Some(url) = pg_url {
+        let reader = app.reader.clone();
+        let from = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((reader.epoch()?, reader.head()?))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        // Several nodes: this node's streams are fed from the shared log, and the
+        // sends whose node died are taken over when their lease expires.
+        tokio::spawn(crate::store::pg::tail(
+            url,
+            app.seq.clone(),
+            app.closing.clone(),
+            std::time::Duration::from_millis(500),
+            from,
+        ));
+        tokio::spawn(take_over_sends(app.clone()));
+    }
     crate::metrics::handle();
     let metrics_server = match app.config.metrics_bind {
         Some(bind) => {
@@ -279,6 +321,33 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         done,
         shutdown,
     })
+}
+
+/// Renews this node's send leases and takes over the sends of nodes that stopped
+/// renewing theirs, every third of a lease, until the relay stops.
+async fn take_over_sends(app: Arc<App>) {
+    let every = std::time::Duration::from_millis((app.config.limits.send_lease_ms / 3).max(100));
+    let mut closing = app.closing.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = closing.changed() => return,
+        }
+        let reader = app.reader.clone();
+        match tokio::task::spawn_blocking(move || reader.renew_and_claim()).await {
+            Ok(Ok(claimed)) => {
+                if !claimed.is_empty() {
+                    tracing::warn!(
+                        sends = claimed.len(),
+                        "taking over the sends of a node that stopped"
+                    );
+                    app.sends.recover(claimed);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew send leases"),
+            Err(_) => return,
+        }
+    }
 }
 
 /// All routes.

@@ -24,7 +24,7 @@ pub struct Cli {
     /// Address to listen on.
     #[arg(long, env = "RELAY_BIND")]
     pub bind: Option<SocketAddr>,
-    /// SQLite database file.
+    /// SQLite database file, or a `postgres://…` URL (several nodes share it).
     #[arg(long, env = "RELAY_DATABASE")]
     pub database: Option<PathBuf>,
     /// The URL the provider calls (signatures cover it), e.g. https://relay.example.com.
@@ -135,8 +135,11 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Open event streams per seller; opening one more closes the oldest.
     pub streams_per_seller: usize,
-    /// Pooled SQLite reader connections.
+    /// Pooled reader connections (SQLite readers; PostgreSQL: the whole pool).
     pub db_readers: u32,
+    /// PostgreSQL: how long a node holds a send row it works on without renewing
+    /// it (renewed every third of it); past it another node takes the send over.
+    pub send_lease_ms: u64,
     /// Doorbells waiting to be rung; past it they are dropped (the events are in
     /// the log, the next doorbell rings).
     pub doorbell_queue: usize,
@@ -166,6 +169,7 @@ impl Default for Limits {
             max_concurrent_requests: 2048,
             streams_per_seller: 8,
             db_readers: crate::store::DEFAULT_READERS,
+            send_lease_ms: 30_000,
             doorbell_queue: 10_000,
             doorbell_concurrency: 16,
             send_wait_ms: 5_000,
@@ -187,7 +191,8 @@ pub struct Config {
     /// The public base URL (default `http://<bind>`).
     #[serde(default)]
     pub public_url: Option<String>,
-    /// SQLite database file.
+    /// SQLite database file, or a `postgres://` / `postgresql://` URL: several relay
+    /// nodes then share that database (X9). See [`Config::database_url`].
     #[serde(default = "default_database")]
     pub database: PathBuf,
     /// Region for national numbers (ISO 3166 alpha-2).
@@ -255,6 +260,18 @@ pub struct Config {
     /// may let them reach private addresses). Not configurable from files.
     #[serde(skip)]
     pub push_network: PushNetwork,
+}
+
+/// Whether `database` names a PostgreSQL server rather than a SQLite file.
+pub fn is_postgres_url(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+impl Config {
+    /// The PostgreSQL URL when `database` is one (it may hold a password: never log it).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.to_str().filter(|d| is_postgres_url(d))
+    }
 }
 
 impl Default for Config {
@@ -487,7 +504,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.database);
+        if self.database_url().is_none() {
+            fix(&mut self.database);
+        }
         for p in [
             self.directory.as_mut(),
             self.www.as_mut(),

@@ -67,7 +67,8 @@ impl Fanout {
             .subscribe()
     }
 
-    fn publish(&self, p: &Arc<Published>) {
+    /// Hands an event to the streams of the sellers who may see it.
+    pub fn publish(&self, p: &Arc<Published>) {
         let mut channels = self.lock();
         channels.retain(|_, tx| tx.receiver_count() > 0);
         match &p.audience {
@@ -112,6 +113,7 @@ pub struct Sequencer {
     tx: mpsc::Sender<Job>,
     bus: Arc<Fanout>,
     epoch: tokio::sync::watch::Receiver<String>,
+    epoch_tx: Arc<tokio::sync::watch::Sender<String>>,
 }
 
 /// Milliseconds since the epoch, from the wall clock (the shell's job, not the core's).
@@ -144,13 +146,14 @@ impl Sequencer {
         let (tx, rx) = mpsc::channel(4096);
         let bus = Arc::new(Fanout::default());
         let (epoch_tx, epoch) = tokio::sync::watch::channel(log.epoch());
+        let epoch_tx = Arc::new(epoch_tx);
         let mut worker = Worker {
             log,
             state: State::new(default_region.clone()),
             default_region,
             seed,
             bus: bus.clone(),
-            epoch: epoch_tx,
+            epoch: epoch_tx.clone(),
             doorbell,
             batch: Vec::new(),
         };
@@ -158,7 +161,33 @@ impl Sequencer {
         std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || worker.run(rx))?;
-        Ok((Self { tx, bus, epoch }, pending))
+        Ok((
+            Self {
+                tx,
+                bus,
+                epoch,
+                epoch_tx,
+            },
+            pending,
+        ))
+    }
+
+    /// Publishes an event read back from a shared log ([`crate::store::pg::tail`]) to
+    /// this node's live subscribers.
+    pub fn publish(&self, p: Published) {
+        self.bus.publish(&Arc::new(p));
+    }
+
+    /// Tells this node's streams the log's epoch (a reset seen in a shared log).
+    pub fn set_epoch(&self, epoch: String) {
+        self.epoch_tx.send_if_modified(|e| {
+            if *e == epoch {
+                false
+            } else {
+                *e = epoch;
+                true
+            }
+        });
     }
 
     /// Subscribes to the events `seller` may see, as they are committed.
@@ -276,7 +305,7 @@ struct Worker {
     default_region: Option<String>,
     seed: Directory,
     bus: Arc<Fanout>,
-    epoch: tokio::sync::watch::Sender<String>,
+    epoch: Arc<tokio::sync::watch::Sender<String>>,
     doorbell: mpsc::Sender<(String, i64)>,
     batch: Vec<Arc<Published>>,
 }
@@ -298,23 +327,55 @@ impl Worker {
     fn recover(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
         let state = &mut self.state;
         self.log.replay(&mut |e| state.apply(&e))?;
+        // Under the batch's lock (several nodes may start at once on an empty log:
+        // the first seeds the directory, the others catch up with it).
         self.log.begin()?;
+        self.catch_up()?;
         if self.state.directory() == &Directory::default() {
             self.seed_directory()?;
         }
         self.log.commit()?;
         self.batch.clear();
-        self.rebuild_in_flight()
+        let _ = self.epoch.send(self.log.epoch());
+        self.rebuild_in_flight()?;
+        // The sends no live node holds are this node's to finish.
+        self.log.claim()
+    }
+
+    /// Applies the events other nodes appended since this node's last batch (a
+    /// shared log); starts over from an empty state when the log was reset.
+    fn catch_up(&mut self) -> StoreResult<()> {
+        let state = &mut self.state;
+        if let Some(epoch) = self.log.catch_up(&mut |e| state.apply(&e))? {
+            tracing::warn!(%epoch, "the shared event log was reset: a new epoch starts");
+            self.state = State::new(self.default_region.clone());
+            let state = &mut self.state;
+            self.log.catch_up(&mut |e| state.apply(&e))?;
+            self.epoch.send_replace(epoch);
+        }
+        Ok(())
+    }
+
+    /// Before deciding a send, its in-flight mark follows the send rows (another
+    /// node may have queued it). `Some(Calling)`: a provider call started already.
+    fn sync_send(&mut self, seller: &str, client_ref: &str) -> StoreResult<Option<SendStage>> {
+        let stage = self.log.send_stage(seller, client_ref)?;
+        if stage.is_some() {
+            self.state.start_send(seller, client_ref);
+        } else {
+            self.state.drop_send(seller, client_ref);
+        }
+        Ok(stage)
     }
 
     /// Marks the sends whose outcome is not logged as in flight (the log's events
     /// do not say which are): a retry waits for them instead of sending again.
-    fn rebuild_in_flight(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+    fn rebuild_in_flight(&mut self) -> StoreResult<()> {
         let pending = self.log.pending()?;
         for (p, _) in &pending {
             self.state.start_send(&p.seller, &p.client_ref);
         }
-        Ok(pending)
+        Ok(())
     }
 
     /// Logs the configured directory, when there is one (an empty log starts from it).
@@ -372,6 +433,25 @@ impl Worker {
                 return Ok(Outcome::default());
             }
         }
+        // Only a queued send is called, once: a second worker (a node that took an
+        // expired lease over) finds it `calling` and leaves it.
+        let called_already = match &command {
+            Command::BeginSend { seller, request } => {
+                self.sync_send(seller, &request.client_ref)?;
+                false
+            }
+            Command::Call(p) => {
+                self.sync_send(&p.seller, &p.client_ref)? == Some(SendStage::Calling)
+                    && self.state.sent(&p.seller, &p.client_ref).is_none()
+            }
+            _ => false,
+        };
+        if called_already {
+            return Ok(Outcome {
+                send: Some(SendPlan::InProgress),
+                ..Outcome::default()
+            });
+        }
         let decision = decide(&self.state, command, now())?;
         let mut out = Outcome {
             events: Vec::new(),
@@ -393,7 +473,7 @@ impl Worker {
     }
 
     fn begin_batch(&mut self) {
-        if let Err(e) = self.log.begin() {
+        if let Err(e) = self.log.begin().and_then(|()| self.catch_up()) {
             // The commit will fail too, and the state is rebuilt from the log then.
             tracing::error!(error = %e, "cannot begin a batch");
         }
@@ -436,7 +516,11 @@ impl Worker {
                     }
                 }
             }
-            self.bus.publish(&published);
+            // A shared log is read back by every node's tail, in log order
+            // across nodes; one node's own log is published as committed.
+            if !self.log.shared() {
+                self.bus.publish(&published);
+            }
         }
     }
 
@@ -444,6 +528,7 @@ impl Worker {
         let epoch = self.log.reset()?;
         self.state = State::new(self.default_region.clone());
         self.log.begin()?;
+        self.catch_up()?;
         self.seed_directory()?;
         self.log.commit()?;
         self.batch.clear();

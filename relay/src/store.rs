@@ -1,9 +1,14 @@
-//! The durable event log and the relay's small private tables, behind traits so a
-//! shared log (Redis Streams, NATS JetStream) can be added without touching callers.
+//! The durable event log and the relay's small private tables, behind two traits
+//! with two backends.
 //!
-//! The default backend is SQLite (bundled, WAL, `synchronous=FULL`): one writer
-//! connection owned by the sequencer thread, and a pool of reader connections (r2d2)
-//! that never wait behind the writer (WAL readers see the last commit).
+//! SQLite (the default; bundled, WAL, `synchronous=FULL`): one writer connection
+//! owned by the sequencer thread, and a pool of reader connections (r2d2) that never
+//! wait behind the writer (WAL readers see the last commit). One node owns the file.
+//!
+//! PostgreSQL ([`pg`]): several nodes share the database (X9). A batch's transaction
+//! first takes a cluster-wide advisory lock, then [`LogWriter::catch_up`] hands the
+//! sequencer the events other nodes appended since its last batch, so every node
+//! decides over the whole log and ids are allocated in commit order.
 
 use std::path::Path;
 
@@ -25,6 +30,12 @@ pub enum StoreError {
     /// No pooled connection could be had.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// PostgreSQL said no.
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had.
+    #[error("connection pool: {0}")]
+    PgPool(String),
     /// A stored event no longer parses.
     #[error("corrupt event {id}: {source}")]
     Corrupt {
@@ -60,6 +71,26 @@ pub trait LogWriter: Send {
     fn commit(&mut self) -> StoreResult<()>;
     /// Drops the batch.
     fn rollback(&mut self) -> StoreResult<()>;
+    /// Inside a batch, before deciding: feeds `f` the events other nodes appended
+    /// since this writer's last batch, in log order. `Some(epoch)` when the log was
+    /// reset meanwhile (a new epoch): `f` was not called; the caller starts from an
+    /// empty state and catches up again. A backend only one node writes has nothing
+    /// to catch up.
+    fn catch_up(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>>;
+    /// Whether other nodes append to this log too: then every node publishes what
+    /// it reads back from the log ([`pg::tail`]), not what it appended itself.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The stage of a send whose outcome is not logged (`None`: no such row). The
+    /// sequencer asks before deciding a send, since another node may hold it.
+    fn send_stage(&mut self, seller: &str, client_ref: &str) -> StoreResult<Option<SendStage>>;
+    /// At start-up: the sends whose outcome is not logged that no live node holds,
+    /// now held by this one (SQLite: all of them; PostgreSQL: those whose lease
+    /// expired, claimed with `FOR UPDATE SKIP LOCKED`).
+    fn claim(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        self.pending()
+    }
     /// Whether an event with this idempotency key is in the log.
     fn seen(&mut self, dedupe: &str) -> StoreResult<bool>;
     /// Appends an event (whose idempotency key the caller checked with [`Self::seen`]);
@@ -126,11 +157,20 @@ pub trait LogReader: Send + Sync {
     fn delete_own_subscription(&self, seller: &str, endpoint: &str) -> StoreResult<()>;
     /// The VAPID private key kept from an earlier start.
     fn vapid_key(&self) -> StoreResult<Option<String>>;
-    /// Keeps the VAPID private key.
-    fn put_vapid_key(&self, key: &str) -> StoreResult<()>;
+    /// Keeps the VAPID private key unless one is kept already; returns the one kept
+    /// (two nodes starting at once agree on one key).
+    fn put_vapid_key(&self, key: &str) -> StoreResult<String>;
     /// Whether the database takes a write now (readiness).
     fn writable(&self) -> StoreResult<()>;
+    /// Renews the leases of the sends this node works on and claims the sends whose
+    /// lease expired (their node died): those are to be sent or reconciled here.
+    /// Nothing for a backend only one node uses.
+    fn renew_and_claim(&self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        Ok(Vec::new())
+    }
 }
+
+pub mod pg;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -280,6 +320,20 @@ impl LogWriter for SqliteWriter {
 
     fn rollback(&mut self) -> StoreResult<()> {
         Ok(self.conn.execute_batch("ROLLBACK")?)
+    }
+
+    fn catch_up(&mut self, _f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
+        // One node owns the file: every event in it went through this writer.
+        Ok(None)
+    }
+
+    fn send_stage(&mut self, seller: &str, client_ref: &str) -> StoreResult<Option<SendStage>> {
+        let stage: Option<String> = self
+            .conn
+            .prepare_cached("SELECT stage FROM sends WHERE seller = ?1 AND client_ref = ?2")?
+            .query_row([seller, client_ref], |r| r.get(0))
+            .optional()?;
+        Ok(stage.map(|s| SendStage::parse(&s).unwrap_or(SendStage::Calling)))
     }
 
     fn seen(&mut self, dedupe: &str) -> StoreResult<bool> {
@@ -581,13 +635,17 @@ impl LogReader for SqliteReader {
         })
     }
 
-    fn put_vapid_key(&self, key: &str) -> StoreResult<()> {
+    fn put_vapid_key(&self, key: &str) -> StoreResult<String> {
         self.with(|conn| {
             conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('vapid', ?1)",
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('vapid', ?1)",
                 [key],
             )?;
-            Ok(())
+            Ok(
+                conn.query_row("SELECT value FROM meta WHERE key = 'vapid'", [], |r| {
+                    r.get(0)
+                })?,
+            )
         })
     }
 }

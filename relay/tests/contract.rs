@@ -12,7 +12,7 @@ use common::twilio::{self, Captured};
 use serde_json::{json, Value};
 use sms_relay::app::start;
 use sms_relay::provider::TwilioConfig;
-use sms_relay::store::{open_sqlite, LogWriter, PendingSend};
+use sms_relay::store::PendingSend;
 
 const ASHA_ORG: &str = "+14155550100";
 const NORTH_ORG: &str = "+14155550101";
@@ -132,7 +132,7 @@ fn provider(fake: &twilio::FakeTwilio) -> TwilioConfig {
 async fn messaging_service_and_api_key_requests_match_the_published_api() {
     let fake = twilio::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
+    let db = common::database(dir.path()).await;
     let mut config = common::config(db.clone(), 0);
     config.provider = Some(provider(&fake));
     let running = start(config.clone(), false).await.unwrap();
@@ -196,7 +196,7 @@ async fn messaging_service_and_api_key_requests_match_the_published_api() {
 
     // A send whose call started before a stop: the restart lists the messages.
     {
-        let (mut w, _r) = open_sqlite(&db).unwrap();
+        let mut w = common::open_writer(&db);
         w.begin().unwrap();
         w.add_pending(&PendingSend {
             client_ref: "ms-3".into(),

@@ -350,15 +350,8 @@ async fn sign_out_everywhere_ends_every_session_of_the_seller() {
     let ravi = cookie_for(&relay, "ravi").await;
     let mut phone_stream = SseClient::connect_with(&relay.url, "cookie", &phone).await;
     // Session ids are kept hashed: the cookie's value is not in the database.
-    let conn = rusqlite::Connection::open(&relay.db).unwrap();
     let raw = phone.split_once('=').unwrap().1.to_owned();
-    let stored: Vec<String> = conn
-        .prepare("SELECT hash FROM session_hashes")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored = common::query_strings(&relay.db, "SELECT hash FROM session_hashes").await;
     assert_eq!(stored.len(), 3);
     assert!(!stored.contains(&raw));
     use sha2::Digest;
@@ -688,13 +681,13 @@ async fn a_push_service_redirect_is_not_followed() {
 async fn demo_mode_refuses_a_public_address() {
     let dir = tempfile::tempdir().unwrap();
     for bind in ["0.0.0.0:0", "[::]:0", "192.0.2.10:0"] {
-        let mut c = common::config(dir.path().join("relay.db"), 0);
+        let mut c = common::config(common::database(dir.path()).await, 0);
         c.bind = bind.parse().unwrap();
         let err = start(c, false).await.err().expect("refused");
         assert!(err.contains("loopback"), "{bind}: {err}");
     }
     // Loopback is fine.
-    let c = common::config(dir.path().join("relay.db"), 0);
+    let c = common::config(common::database(dir.path()).await, 0);
     start(c, false)
         .await
         .expect("loopback demo starts")

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sms_relay::app::start;
 use sms_relay::config::Config;
 use sms_relay::provider::TwilioConfig;
-use sms_relay::store::{open_sqlite, LogWriter, PendingSend};
+use sms_relay::store::PendingSend;
 
 const ASHA_ORG: &str = "+14155550100";
 const PRIYA: &str = "+919812345678";
@@ -171,7 +171,7 @@ fn config_for(fake: &twilio::FakeTwilio, db: std::path::PathBuf) -> Config {
 async fn a_restart_sends_queued_rows_once_and_reconciles_calling_ones_never_resending() {
     let fake = twilio::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
+    let db = common::database(dir.path()).await;
     // A first run makes the database (directory seeded), then stops.
     start(config_for(&fake, db.clone()), false)
         .await
@@ -185,7 +185,7 @@ async fn a_restart_sends_queued_rows_once_and_reconciles_calling_ones_never_rese
     let found = pending("c-1", "With the provider", now - 50_000);
     let lost = pending("c-2", "Maybe with the provider", now - 40_000);
     {
-        let (mut w, _r) = open_sqlite(&db).unwrap();
+        let mut w = common::open_writer(&db);
         w.begin().unwrap();
         for p in [&queued, &found, &lost] {
             w.add_pending(p).unwrap();

@@ -1,5 +1,9 @@
 //! Test harness: a relay on 127.0.0.1 with a temporary database, the demo
 //! directory, and a simulated provider; plus a small SSE client.
+//!
+//! One suite, two backends: with `RELAY_TEST_DATABASE_URL` set (a PostgreSQL server,
+//! `tools/pg-test.sh start`), every relay gets a fresh PostgreSQL database on it
+//! instead of a SQLite file.
 
 #![allow(dead_code)]
 
@@ -25,6 +29,91 @@ pub const JWT_SECRET: &str = "jwt-hs256-5f4e3d2c1b0a9f8e7d6c5b4a39281706";
 pub const ISSUER: &str = "https://crm.example.com";
 pub const AUDIENCE: &str = "sms-relay";
 
+/// The PostgreSQL server the suite runs against, when it does.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("RELAY_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A fresh, empty database: a new PostgreSQL database on the test server, or a
+/// SQLite file in `dir`.
+pub async fn database(dir: &std::path::Path) -> PathBuf {
+    let Some(url) = postgres_url() else {
+        return dir.join("relay.db");
+    };
+    let name = format!("relay_t_{:016x}", rand_u64());
+    let client = pg_client(&url).await;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    let (base, _) = url.rsplit_once('/').expect("a database URL");
+    PathBuf::from(format!("{base}/{name}"))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// A client of a PostgreSQL database (its connection driven on a task).
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// The first column of `sql`'s rows, as text, from either backend.
+pub async fn query_strings(db: &std::path::Path, sql: &str) -> Vec<String> {
+    match db.to_str().filter(|d| d.starts_with("postgres")) {
+        Some(url) => pg_client(url)
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        None => {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.map(Result::unwrap).collect()
+        }
+    }
+}
+
+/// The store's writer over `db` (either backend), as a test writes rows a crash left.
+pub fn open_writer(db: &std::path::Path) -> Box<dyn sms_relay::store::LogWriter> {
+    match db.to_str().filter(|d| d.starts_with("postgres")) {
+        // A lease of 0: the rows it writes are free to take at once (their node "died").
+        Some(url) => Box::new(
+            sms_relay::store::pg::open(url, "test-writer", 2, 0)
+                .unwrap()
+                .0,
+        ),
+        None => Box::new(sms_relay::store::open_sqlite(db).unwrap().0),
+    }
+}
+
+/// On PostgreSQL, send leases short enough for restart tests to see a stopped node's
+/// sends taken over.
+fn test_limits(c: &mut Config) {
+    if postgres_url().is_some() {
+        c.limits.send_lease_ms = 1_500;
+    }
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -34,7 +123,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A production configuration: no demo, a provider (a closed local port: nothing is
 /// sent in these tests), JWT sign-in with an HS256 secret and the fixture JWKS.
 pub fn production_config(db: PathBuf) -> Config {
-    Config {
+    let mut c = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         database: db,
         default_region: Some("IN".into()),
@@ -55,7 +144,9 @@ pub fn production_config(db: PathBuf) -> Config {
             ..AuthConfig::default()
         },
         ..Config::default()
-    }
+    };
+    test_limits(&mut c);
+    c
 }
 
 pub struct Relay {
@@ -67,7 +158,7 @@ pub struct Relay {
 }
 
 pub fn config(db: PathBuf, port: u16) -> Config {
-    Config {
+    let mut c = Config {
         bind: format!("127.0.0.1:{port}").parse().unwrap(),
         database: db,
         default_region: Some("IN".into()),
@@ -82,20 +173,22 @@ pub fn config(db: PathBuf, port: u16) -> Config {
             })
             .collect(),
         ..Config::default()
-    }
+    };
+    test_limits(&mut c);
+    c
 }
 
 impl Relay {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("relay.db");
+        let db = database(dir.path()).await;
         Self::start_with(dir, db, 0).await
     }
 
     /// A demo relay, `adjust` changing the harness configuration.
     pub async fn start_demo(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("relay.db");
+        let db = database(dir.path()).await;
         let mut c = config(db.clone(), 0);
         adjust(&mut c);
         let running = start(c, false).await.expect("relay starts");
@@ -126,7 +219,7 @@ impl Relay {
     /// A non-demo relay, `config` adjusting [`production_config`].
     pub async fn start_production(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("relay.db");
+        let db = database(dir.path()).await;
         let mut config = production_config(db.clone());
         adjust(&mut config);
         let running = start(config, false).await.expect("relay starts");

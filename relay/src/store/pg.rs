@@ -1,0 +1,1011 @@
+//! The PostgreSQL backend: several relay nodes share one database (X9).
+//!
+//! - **One order.** A batch is one READ COMMITTED transaction whose first statement
+//!   takes a cluster-wide advisory lock (`pg_advisory_xact_lock`). Under it the node
+//!   catches its state up to the log head (the events other nodes appended), decides,
+//!   allocates ids after the head (no sequence: a rollback leaves no gap), appends
+//!   and commits; the lock is released only after the commit is visible, so commits
+//!   happen in id order and a reader that reads `id > last` never skips an id.
+//! - **Every node tails the log** ([`tail`]): `LISTEN` on a connection of its own
+//!   (outside the pool) wakes it, then it reads `id > last`; it re-reads after every
+//!   reconnect and polls as a fallback (notifications are lost while disconnected).
+//! - **Cluster-safe work.** Idempotency keys are unique in the table and checked
+//!   under the lock; send rows carry their node and a lease the node renews; a node
+//!   claims only rows whose lease expired, with `FOR UPDATE SKIP LOCKED`.
+//!
+//! The driver is async (`tokio-postgres` with a `deadpool-postgres` pool); the store
+//! seam is synchronous (the sequencer is a thread of its own), so the driver runs on
+//! a small runtime of its own and the seam's calls wait for it ([`Bridge`]).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+
+use super::{
+    new_epoch, parse_event, session_hash, LogReader, LogWriter, NewEvent, PendingSend,
+    PushSubscription, SendStage, StoreError, StoreResult,
+};
+use crate::model::{Audience, EventBody, LoggedEvent};
+
+/// The advisory lock every append batch of every node takes first.
+const APPEND_LOCK: i64 = 0x534d_5352_4c59_0001;
+/// The advisory lock migrations run under (nodes starting at once).
+const MIGRATE_LOCK: i64 = 0x534d_5352_4c59_0002;
+/// The notification channel a commit rings.
+const CHANNEL: &str = "relay_events";
+
+/// Versioned migrations, applied in order, each once, in one transaction.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+  id BIGINT PRIMARY KEY,
+  dedupe TEXT UNIQUE,
+  kind TEXT NOT NULL,
+  public BOOLEAN NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE TABLE event_audience (
+  event_id BIGINT NOT NULL, seller TEXT NOT NULL, PRIMARY KEY (event_id, seller)
+);
+CREATE INDEX event_audience_by_seller ON event_audience (seller, event_id);
+CREATE TABLE sends (
+  seller TEXT NOT NULL, client_ref TEXT NOT NULL, from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL, body TEXT NOT NULL, record_id TEXT NOT NULL,
+  stage TEXT NOT NULL, at_ms BIGINT NOT NULL,
+  owner TEXT NOT NULL, lease_until_ms BIGINT NOT NULL,
+  PRIMARY KEY (seller, client_ref)
+);
+CREATE INDEX sends_by_lease ON sends (lease_until_ms);
+CREATE INDEX sends_by_owner ON sends (owner);
+CREATE TABLE session_hashes (
+  hash TEXT PRIMARY KEY, seller TEXT NOT NULL, expires_ms BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_seller ON session_hashes (seller);
+CREATE TABLE push_subscriptions (
+  endpoint TEXT PRIMARY KEY, seller TEXT NOT NULL, p256dh TEXT NOT NULL, auth TEXT NOT NULL
+);
+CREATE INDEX push_by_seller ON push_subscriptions (seller);
+",
+)];
+
+/// The driver's own small runtime, and a way for synchronous callers (the sequencer
+/// thread, blocking tasks) to wait for work done on it. It stops when the last
+/// handle goes.
+pub struct Bridge {
+    handle: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Bridge {
+    fn start() -> StoreResult<Arc<Self>> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("pg-io".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(async move {
+                    let _ = stopped.await;
+                });
+            })?;
+        let handle = rx
+            .recv()
+            .map_err(|_| StoreError::PgPool("the driver's runtime did not start".into()))??;
+        Ok(Arc::new(Self {
+            handle,
+            _stop: stop,
+        }))
+    }
+
+    /// Runs `fut` on the driver's runtime and waits for it (from any thread).
+    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .expect("the driver's runtime runs while a store handle lives")
+    }
+}
+
+fn pool_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::PgPool(e.to_string())
+}
+
+async fn migrate(pool: &Pool) -> StoreResult<String> {
+    let mut conn = pool.get().await.map_err(pool_error)?;
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS relay_migrations (
+           version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let applied: HashSet<i32> = tx
+        .query("SELECT version FROM relay_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS {
+        if !applied.contains(version) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO relay_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
+            tracing::info!(version, "database migrated");
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING",
+        &[&new_epoch()],
+    )
+    .await?;
+    let epoch: String = tx
+        .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
+        .await?
+        .get(0);
+    tx.commit().await?;
+    Ok(epoch)
+}
+
+/// Opens the PostgreSQL store at `url` for node `node`: migrates it, and returns the
+/// writer (the sequencer's) and the reader (handlers'), sharing a pool of `size`.
+pub fn open(url: &str, node: &str, size: u32, lease_ms: u64) -> StoreResult<(PgWriter, PgReader)> {
+    let bridge = Bridge::start()?;
+    let config: tokio_postgres::Config = url.parse()?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(size.max(2) as usize)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .map_err(pool_error)?;
+    let epoch = {
+        let pool = pool.clone();
+        bridge.run(async move { migrate(&pool).await })?
+    };
+    let lease_ms = lease_ms.max(300) as i64;
+    let writer = PgWriter {
+        bridge: bridge.clone(),
+        pool: pool.clone(),
+        conn: None,
+        epoch,
+        applied: 0,
+        head: 0,
+        rows: Vec::new(),
+        keys: HashSet::new(),
+        node: node.to_owned(),
+        lease_ms,
+    };
+    let reader = PgReader {
+        bridge,
+        pool,
+        node: node.to_owned(),
+        lease_ms,
+    };
+    Ok((writer, reader))
+}
+
+/// An appended event not yet written: appends are written together at commit.
+struct Row {
+    id: i64,
+    dedupe: Option<String>,
+    kind: String,
+    public: bool,
+    sellers: Vec<String>,
+    body: String,
+}
+
+/// The PostgreSQL writer (the sequencer thread's).
+pub struct PgWriter {
+    bridge: Arc<Bridge>,
+    pool: Pool,
+    /// The batch's connection, between `begin` and `commit`/`rollback`.
+    conn: Option<Arc<Object>>,
+    epoch: String,
+    /// The last id applied to the sequencer's state (committed).
+    applied: i64,
+    /// The last id allocated in the open batch.
+    head: i64,
+    rows: Vec<Row>,
+    keys: HashSet<String>,
+    node: String,
+    lease_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    crate::sequencer::now().as_millis()
+}
+
+impl PgWriter {
+    fn conn(&self) -> StoreResult<Arc<Object>> {
+        self.conn
+            .clone()
+            .ok_or_else(|| StoreError::PgPool("no batch is open".into()))
+    }
+
+    /// One statement on the batch's connection.
+    fn exec(
+        &self,
+        sql: &'static str,
+        params: Vec<Box<dyn ToSql + Send + Sync>>,
+    ) -> StoreResult<u64> {
+        let conn = self.conn()?;
+        self.bridge.run(async move {
+            let stmt = conn.prepare_cached(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            Ok(conn.execute(&stmt, &refs).await?)
+        })
+    }
+}
+
+fn boxed<T: ToSql + Send + Sync + 'static>(v: T) -> Box<dyn ToSql + Send + Sync> {
+    Box::new(v)
+}
+
+fn pending_from(r: &tokio_postgres::Row) -> (PendingSend, SendStage) {
+    let stage: String = r.get(7);
+    (
+        PendingSend {
+            client_ref: r.get(0),
+            seller: r.get(1),
+            from: r.get(2),
+            to: r.get(3),
+            body: r.get(4),
+            record_id: r.get(5),
+            at: sms_core::Timestamp::from_millis(r.get(6)),
+        },
+        // Anything but `queued` may have reached the provider: never resent.
+        SendStage::parse(&stage).unwrap_or(SendStage::Calling),
+    )
+}
+
+const PENDING_COLUMNS: &str =
+    "client_ref, seller, from_number, to_number, body, record_id, at_ms, stage";
+
+impl LogWriter for PgWriter {
+    fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn begin(&mut self) -> StoreResult<()> {
+        self.rows.clear();
+        self.keys.clear();
+        self.head = self.applied;
+        let pool = self.pool.clone();
+        let conn = self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            // The lock first: under READ COMMITTED every later statement sees what
+            // the previous holder committed.
+            conn.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK})"
+            ))
+            .await?;
+            Ok::<_, StoreError>(conn)
+        })?;
+        self.conn = Some(Arc::new(conn));
+        Ok(())
+    }
+
+    fn catch_up(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
+        let conn = self.conn()?;
+        let after = self.applied;
+        let (epoch, rows) = self.bridge.run(async move {
+            let epoch = conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'");
+            let events =
+                conn.prepare_cached("SELECT id, body FROM events WHERE id > $1 ORDER BY id");
+            let (epoch, events) = futures_util::future::try_join(epoch, events).await?;
+            let (epoch, rows) = futures_util::future::try_join(
+                conn.query_one(&epoch, &[]),
+                conn.query(&events, &[&after]),
+            )
+            .await?;
+            Ok::<_, StoreError>((epoch.get::<_, String>(0), rows))
+        })?;
+        if epoch != self.epoch {
+            // Reset by another node: the caller starts over from an empty state.
+            self.epoch = epoch.clone();
+            self.applied = 0;
+            self.head = 0;
+            return Ok(Some(epoch));
+        }
+        for r in rows {
+            let id: i64 = r.get(0);
+            let body: String = r.get(1);
+            f(parse_event(&self.epoch, id, &body)?.body);
+            self.applied = id;
+        }
+        self.head = self.applied;
+        Ok(None)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        let conn = self.conn.take();
+        let rows = std::mem::take(&mut self.rows);
+        self.keys.clear();
+        let Some(conn) = conn else {
+            return Err(StoreError::PgPool("no batch is open".into()));
+        };
+        let head = self.head;
+        self.bridge.run(async move {
+            if !rows.is_empty() {
+                let mut ids = Vec::with_capacity(rows.len());
+                let mut dedupes = Vec::with_capacity(rows.len());
+                let mut kinds = Vec::with_capacity(rows.len());
+                let mut publics = Vec::with_capacity(rows.len());
+                let mut bodies = Vec::with_capacity(rows.len());
+                let (mut a_ids, mut a_sellers) = (Vec::new(), Vec::new());
+                for r in rows {
+                    for s in r.sellers {
+                        a_ids.push(r.id);
+                        a_sellers.push(s);
+                    }
+                    ids.push(r.id);
+                    dedupes.push(r.dedupe);
+                    kinds.push(r.kind);
+                    publics.push(r.public);
+                    bodies.push(r.body);
+                }
+                let ins_events = conn
+                    .prepare_cached(
+                        "INSERT INTO events (id, dedupe, kind, public, body)
+                         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[])",
+                    )
+                    .await?;
+                let ins_audience = conn
+                    .prepare_cached(
+                        "INSERT INTO event_audience (event_id, seller)
+                         SELECT * FROM UNNEST($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+                    )
+                    .await?;
+                let notify = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
+                let head = head.to_string();
+                // Pipelined: one round trip. Each result is checked before the commit
+                // is believed (COMMIT after a failed statement rolls back quietly).
+                let (a, b, c) = futures_util::future::join3(
+                    conn.execute(&ins_events, &[&ids, &dedupes, &kinds, &publics, &bodies]),
+                    conn.execute(&ins_audience, &[&a_ids, &a_sellers]),
+                    conn.execute(&notify, &[&CHANNEL, &head]),
+                )
+                .await;
+                if let Err(e) = a.and(b).and(c) {
+                    let _ = conn.batch_execute("ROLLBACK").await;
+                    return Err(e.into());
+                }
+            }
+            conn.batch_execute("COMMIT").await?;
+            Ok::<_, StoreError>(())
+        })?;
+        self.applied = self.head;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> StoreResult<()> {
+        self.rows.clear();
+        self.keys.clear();
+        self.head = self.applied;
+        if let Some(conn) = self.conn.take() {
+            self.bridge.run(async move {
+                // A connection that cannot roll back is broken: drop it from the pool.
+                if conn.batch_execute("ROLLBACK").await.is_err() {
+                    if let Ok(obj) = Arc::try_unwrap(conn) {
+                        let _ = Object::take(obj);
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn seen(&mut self, dedupe: &str) -> StoreResult<bool> {
+        if self.keys.contains(dedupe) {
+            return Ok(true);
+        }
+        let conn = self.conn()?;
+        let key = dedupe.to_owned();
+        self.bridge.run(async move {
+            let stmt = conn
+                .prepare_cached("SELECT 1 FROM events WHERE dedupe = $1")
+                .await?;
+            Ok(conn.query_opt(&stmt, &[&key]).await?.is_some())
+        })
+    }
+
+    fn append(&mut self, event: &NewEvent) -> StoreResult<(LoggedEvent, String)> {
+        let json = serde_json::to_string(&event.body)
+            .map_err(|source| StoreError::Corrupt { id: 0, source })?;
+        // Ids are allocated under the lock, after the head: gap-free, in commit order.
+        self.head += 1;
+        let id = self.head;
+        let (public, sellers) = match &event.audience {
+            Audience::All => (true, Vec::new()),
+            Audience::Sellers(s) => (false, s.clone()),
+        };
+        if let Some(k) = &event.dedupe {
+            self.keys.insert(k.clone());
+        }
+        let pushed = format!("{{\"epoch\":\"{}\",\"id\":{id},{}", self.epoch, &json[1..]);
+        self.rows.push(Row {
+            id,
+            dedupe: event.dedupe.clone(),
+            kind: event.body.kind().to_owned(),
+            public,
+            sellers,
+            body: json,
+        });
+        let logged = LoggedEvent {
+            epoch: self.epoch.clone(),
+            id,
+            body: event.body.clone(),
+        };
+        Ok((logged, pushed))
+    }
+
+    fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
+        let pool = self.pool.clone();
+        let (epoch, rows) = self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            let epoch: String = conn
+                .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
+                .await?
+                .get(0);
+            let rows = conn
+                .query("SELECT id, body FROM events ORDER BY id", &[])
+                .await?;
+            Ok::<_, StoreError>((epoch, rows))
+        })?;
+        self.epoch = epoch;
+        self.applied = 0;
+        for r in rows {
+            let id: i64 = r.get(0);
+            let body: String = r.get(1);
+            f(parse_event(&self.epoch, id, &body)?.body);
+            self.applied = id;
+        }
+        self.head = self.applied;
+        Ok(())
+    }
+
+    fn reset(&mut self) -> StoreResult<String> {
+        let epoch = new_epoch();
+        let pool = self.pool.clone();
+        let e = epoch.clone();
+        self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            conn.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK});
+                 DELETE FROM events; DELETE FROM event_audience; DELETE FROM sends;"
+            ))
+            .await?;
+            conn.execute("UPDATE meta SET value = $1 WHERE key = 'epoch'", &[&e])
+                .await?;
+            conn.execute("SELECT pg_notify($1, '0')", &[&CHANNEL])
+                .await?;
+            conn.batch_execute("COMMIT").await?;
+            Ok::<_, StoreError>(())
+        })?;
+        self.epoch = epoch.clone();
+        self.applied = 0;
+        self.head = 0;
+        Ok(epoch)
+    }
+
+    fn add_pending(&mut self, s: &PendingSend) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO sends (client_ref, seller, from_number, to_number, body, record_id, stage, at_ms, owner, lease_until_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
+             ON CONFLICT (seller, client_ref) DO UPDATE SET from_number = EXCLUDED.from_number,
+               to_number = EXCLUDED.to_number, body = EXCLUDED.body, record_id = EXCLUDED.record_id,
+               stage = 'queued', at_ms = EXCLUDED.at_ms, owner = EXCLUDED.owner,
+               lease_until_ms = EXCLUDED.lease_until_ms",
+            vec![
+                boxed(s.client_ref.clone()),
+                boxed(s.seller.clone()),
+                boxed(s.from.clone()),
+                boxed(s.to.clone()),
+                boxed(s.body.clone()),
+                boxed(s.record_id.clone()),
+                boxed(s.at.as_millis()),
+                boxed(self.node.clone()),
+                boxed(now_ms() + self.lease_ms),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn mark_calling(&mut self, seller: &str, client_ref: &str) -> StoreResult<()> {
+        // The node that calls the provider holds the row from now on.
+        self.exec(
+            "UPDATE sends SET stage = 'calling', owner = $3, lease_until_ms = $4
+             WHERE seller = $1 AND client_ref = $2",
+            vec![
+                boxed(seller.to_owned()),
+                boxed(client_ref.to_owned()),
+                boxed(self.node.clone()),
+                boxed(now_ms() + self.lease_ms),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_pending(&mut self, seller: &str, client_ref: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM sends WHERE seller = $1 AND client_ref = $2",
+            vec![boxed(seller.to_owned()), boxed(client_ref.to_owned())],
+        )?;
+        Ok(())
+    }
+
+    fn send_stage(&mut self, seller: &str, client_ref: &str) -> StoreResult<Option<SendStage>> {
+        let conn = self.conn()?;
+        let (seller, client_ref) = (seller.to_owned(), client_ref.to_owned());
+        let stage: Option<String> = self.bridge.run(async move {
+            let stmt = conn
+                .prepare_cached("SELECT stage FROM sends WHERE seller = $1 AND client_ref = $2")
+                .await?;
+            Ok::<_, StoreError>(
+                conn.query_opt(&stmt, &[&seller, &client_ref])
+                    .await?
+                    .map(|r| r.get(0)),
+            )
+        })?;
+        Ok(stage.map(|s| SendStage::parse(&s).unwrap_or(SendStage::Calling)))
+    }
+
+    fn pending(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        let pool = self.pool.clone();
+        self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT {PENDING_COLUMNS} FROM sends ORDER BY at_ms, seller, client_ref"
+                    ),
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(pending_from).collect())
+        })
+    }
+
+    fn claim(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        let pool = self.pool.clone();
+        let (node, lease) = (self.node.clone(), self.lease_ms);
+        self.bridge
+            .run(async move { claim_expired(&pool, &node, lease).await })
+    }
+}
+
+/// Takes over the send rows whose lease expired (their node stopped renewing it):
+/// each row goes to one node (`FOR UPDATE SKIP LOCKED`).
+async fn claim_expired(
+    pool: &Pool,
+    node: &str,
+    lease_ms: i64,
+) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+    let conn = pool.get().await.map_err(pool_error)?;
+    let now = now_ms();
+    let rows = conn
+        .query(
+            &format!(
+                "WITH expired AS (
+                   SELECT seller, client_ref FROM sends WHERE lease_until_ms < $1
+                   ORDER BY at_ms LIMIT 256 FOR UPDATE SKIP LOCKED)
+                 UPDATE sends s SET owner = $2, lease_until_ms = $3
+                 FROM expired e WHERE s.seller = e.seller AND s.client_ref = e.client_ref
+                 RETURNING {}",
+                PENDING_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("s.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            &[&now, &node, &(now + lease_ms)],
+        )
+        .await?;
+    let mut claimed: Vec<_> = rows.iter().map(pending_from).collect();
+    claimed.sort_by_key(|(p, _)| p.at);
+    Ok(claimed)
+}
+
+/// The PostgreSQL readers (shared by HTTP handlers): the pool.
+pub struct PgReader {
+    bridge: Arc<Bridge>,
+    pool: Pool,
+    node: String,
+    lease_ms: i64,
+}
+
+type Param = Box<dyn ToSql + Send + Sync>;
+
+impl PgReader {
+    fn exec(&self, sql: &'static str, params: Vec<Param>) -> StoreResult<u64> {
+        let pool = self.pool.clone();
+        self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            let stmt = conn.prepare_cached(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            Ok(conn.execute(&stmt, &refs).await?)
+        })
+    }
+
+    fn query(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> StoreResult<Vec<tokio_postgres::Row>> {
+        let pool = self.pool.clone();
+        self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            let stmt = conn.prepare_cached(sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            Ok(conn.query(&stmt, &refs).await?)
+        })
+    }
+}
+
+impl LogReader for PgReader {
+    fn epoch(&self) -> StoreResult<String> {
+        Ok(self
+            .query("SELECT value FROM meta WHERE key = 'epoch'", vec![])?
+            .first()
+            .map(|r| r.get(0))
+            .unwrap_or_default())
+    }
+
+    fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+        let pool = self.pool.clone();
+        let seller = seller.to_owned();
+        let (epoch, rows) = self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            // One snapshot for the epoch and the events.
+            let epoch = conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'");
+            let events = conn.prepare_cached(
+                "SELECT e.id, e.body FROM events e WHERE e.id > $1 AND (e.public OR EXISTS
+                   (SELECT 1 FROM event_audience a WHERE a.event_id = e.id AND a.seller = $2))
+                 ORDER BY e.id LIMIT $3",
+            );
+            let (epoch, events) = futures_util::future::try_join(epoch, events).await?;
+            let epoch: String = conn.query_one(&epoch, &[]).await?.get(0);
+            let rows = conn
+                .query(&events, &[&after, &seller, &(limit as i64)])
+                .await?;
+            Ok::<_, StoreError>((epoch, rows))
+        })?;
+        rows.iter()
+            .map(|r| parse_event(&epoch, r.get(0), r.get::<_, &str>(1)))
+            .collect()
+    }
+
+    fn head(&self) -> StoreResult<i64> {
+        Ok(self
+            .query("SELECT COALESCE(MAX(id), 0)::bigint FROM events", vec![])?
+            .first()
+            .map_or(0, |r| r.get(0)))
+    }
+
+    fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM session_hashes WHERE expires_ms <= $1",
+            vec![boxed(now_ms())],
+        )?;
+        self.exec(
+            "INSERT INTO session_hashes (hash, seller, expires_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (hash) DO UPDATE SET seller = EXCLUDED.seller, expires_ms = EXCLUDED.expires_ms",
+            vec![boxed(session_hash(id)), boxed(seller.to_owned()), boxed(expires_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn session(&self, id: &str, now_ms: i64) -> StoreResult<Option<(String, i64)>> {
+        Ok(self
+            .query(
+                "SELECT seller, expires_ms FROM session_hashes WHERE hash = $1 AND expires_ms > $2",
+                vec![boxed(session_hash(id)), boxed(now_ms)],
+            )?
+            .first()
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn delete_session(&self, id: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM session_hashes WHERE hash = $1",
+            vec![boxed(session_hash(id))],
+        )?;
+        Ok(())
+    }
+
+    fn delete_sessions_of(&self, seller: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM session_hashes WHERE seller = $1",
+            vec![boxed(seller.to_owned())],
+        )?;
+        Ok(())
+    }
+
+    fn purge_sessions(&self, now_ms: i64) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM session_hashes WHERE expires_ms <= $1",
+            vec![boxed(now_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn put_subscription(&self, seller: &str, sub: &PushSubscription) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO push_subscriptions (endpoint, seller, p256dh, auth) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (endpoint) DO UPDATE SET seller = EXCLUDED.seller, p256dh = EXCLUDED.p256dh,
+               auth = EXCLUDED.auth",
+            vec![
+                boxed(sub.endpoint.clone()),
+                boxed(seller.to_owned()),
+                boxed(sub.p256dh.clone()),
+                boxed(sub.auth.clone()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn add_subscription(
+        &self,
+        seller: &str,
+        sub: &PushSubscription,
+        max: usize,
+    ) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        let (seller, sub) = (seller.to_owned(), sub.clone());
+        self.bridge.run(async move {
+            let mut conn = pool.get().await.map_err(pool_error)?;
+            let tx = conn.transaction().await?;
+            // One seller's subscriptions change one at a time across nodes.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('push:' || $1))",
+                &[&seller],
+            )
+            .await?;
+            let others: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM push_subscriptions WHERE seller = $1 AND endpoint <> $2",
+                    &[&seller, &sub.endpoint],
+                )
+                .await?
+                .get(0);
+            if others as usize >= max {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO push_subscriptions (endpoint, seller, p256dh, auth) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (endpoint) DO UPDATE SET seller = EXCLUDED.seller,
+                   p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth",
+                &[&sub.endpoint, &seller, &sub.p256dh, &sub.auth],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn subscriptions(&self, seller: &str) -> StoreResult<Vec<PushSubscription>> {
+        Ok(self
+            .query(
+                "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE seller = $1",
+                vec![boxed(seller.to_owned())],
+            )?
+            .iter()
+            .map(|r| PushSubscription {
+                endpoint: r.get(0),
+                p256dh: r.get(1),
+                auth: r.get(2),
+            })
+            .collect())
+    }
+
+    fn delete_subscription(&self, endpoint: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM push_subscriptions WHERE endpoint = $1",
+            vec![boxed(endpoint.to_owned())],
+        )?;
+        Ok(())
+    }
+
+    fn delete_own_subscription(&self, seller: &str, endpoint: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM push_subscriptions WHERE endpoint = $1 AND seller = $2",
+            vec![boxed(endpoint.to_owned()), boxed(seller.to_owned())],
+        )?;
+        Ok(())
+    }
+
+    fn vapid_key(&self) -> StoreResult<Option<String>> {
+        Ok(self
+            .query("SELECT value FROM meta WHERE key = 'vapid'", vec![])?
+            .first()
+            .map(|r| r.get(0)))
+    }
+
+    fn put_vapid_key(&self, key: &str) -> StoreResult<String> {
+        self.exec(
+            "INSERT INTO meta (key, value) VALUES ('vapid', $1) ON CONFLICT (key) DO NOTHING",
+            vec![boxed(key.to_owned())],
+        )?;
+        self.vapid_key()?
+            .ok_or_else(|| StoreError::PgPool("the VAPID key was not kept".into()))
+    }
+
+    fn writable(&self) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO meta (key, value) VALUES ('ready_probe', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            vec![boxed(now_ms().to_string())],
+        )?;
+        Ok(())
+    }
+
+    fn renew_and_claim(&self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        let pool = self.pool.clone();
+        let (node, lease) = (self.node.clone(), self.lease_ms);
+        self.bridge.run(async move {
+            {
+                let conn = pool.get().await.map_err(pool_error)?;
+                conn.execute(
+                    "UPDATE sends SET lease_until_ms = $1 WHERE owner = $2",
+                    &[&(now_ms() + lease), &node],
+                )
+                .await?;
+            }
+            claim_expired(&pool, &node, lease).await
+        })
+    }
+}
+
+/// Feeds this node's live subscribers from the shared log: every event once, in id
+/// order, whichever node appended it. Wakes on `NOTIFY` (a connection of its own,
+/// outside the pool), re-reads after every reconnect, and polls every `poll` as a
+/// fallback. Starts after `(epoch, after)`, read before the node serves (a stream
+/// reads what came before from the log). Ends when `closing` turns true.
+pub async fn tail(
+    url: String,
+    seq: crate::sequencer::Sequencer,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    poll: Duration,
+    (mut epoch, mut last): (String, i64),
+) {
+    let mut backoff = Duration::from_millis(50);
+    while !*closing.borrow() {
+        let connected = tokio_postgres::connect(&url, NoTls).await;
+        let (client, mut connection) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "log tail: cannot connect; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = closing.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        // The connection's messages: notifications wake the reader; its end (an
+        // error or a closed socket) makes the reader reconnect.
+        let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(m)) = messages.next().await {
+                if matches!(m, tokio_postgres::AsyncMessage::Notification(_)) {
+                    let _ = wake_tx.try_send(());
+                }
+            }
+        });
+        let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+        if listening.is_ok() {
+            loop {
+                // Read everything after `last` (after every reconnect too).
+                match read_new(&client, &seq, &mut epoch, &mut last).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log tail: read failed; reconnecting");
+                        break;
+                    }
+                }
+                tokio::select! {
+                    w = wake.recv() => if w.is_none() { break },
+                    () = tokio::time::sleep(poll) => {}
+                    _ = closing.changed() => break,
+                }
+            }
+        }
+        driver.abort();
+    }
+}
+
+const TAIL_PAGE: i64 = 2000;
+
+async fn read_new(
+    client: &tokio_postgres::Client,
+    seq: &crate::sequencer::Sequencer,
+    epoch: &mut String,
+    last: &mut i64,
+) -> StoreResult<()> {
+    let now_epoch: String = client
+        .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
+        .await?
+        .get(0);
+    if now_epoch != *epoch {
+        // Reset by some node: the new epoch's events are read from its start.
+        *last = 0;
+        *epoch = now_epoch.clone();
+        seq.set_epoch(now_epoch);
+    }
+    let after = *last;
+    let stmt = client
+        .prepare(
+            "SELECT e.id, e.public, e.body,
+                    ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id)
+             FROM events e WHERE e.id > $1 ORDER BY e.id LIMIT $2",
+        )
+        .await?;
+    let mut after = after;
+    loop {
+        let rows = client.query(&stmt, &[&after, &TAIL_PAGE]).await?;
+        let n = rows.len() as i64;
+        for r in rows {
+            let id: i64 = r.get(0);
+            let public: bool = r.get(1);
+            let body: &str = r.get(2);
+            let sellers: Vec<String> = r.get(3);
+            let event = parse_event(epoch, id, body)?;
+            let json = format!("{{\"epoch\":\"{epoch}\",\"id\":{id},{}", &body[1..]);
+            seq.publish(crate::sequencer::Published {
+                event,
+                json,
+                audience: if public {
+                    Audience::All
+                } else {
+                    Audience::Sellers(sellers)
+                },
+            });
+            after = id;
+            *last = id;
+        }
+        if n < TAIL_PAGE {
+            return Ok(());
+        }
+    }
+}
