@@ -527,6 +527,9 @@ impl Worker {
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = self.log.reset()?;
         self.state = State::new(self.default_region.clone());
+        // Sends still queued or calling survive the reset (their rows are kept): a
+        // retry while the provider has one must get `pending`, not a second send.
+        self.rebuild_in_flight()?;
         self.log.begin()?;
         self.catch_up()?;
         self.seed_directory()?;

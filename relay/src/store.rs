@@ -388,7 +388,9 @@ impl LogWriter for SqliteWriter {
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = new_epoch();
         self.conn.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience; DELETE FROM sends;
+            // Sends still queued or with the provider stay: their outcomes are logged
+            // in the new epoch, and a retry must not send them again.
+            "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience;
              DELETE FROM sqlite_sequence WHERE name = 'events';",
         )?;
         self.conn

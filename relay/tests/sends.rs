@@ -273,3 +273,40 @@ async fn a_restart_sends_queued_rows_once_and_reconciles_calling_ones_never_rese
     running.stop().await;
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_send_with_the_provider_during_a_log_reset_is_not_sent_again() {
+    let relay = Relay::start_demo(|c| c.limits.send_wait_ms = 0).await;
+    relay
+        .http
+        .post(format!("{}/demo/fault", relay.url))
+        .json(&json!({"send_delay_ms": 1500}))
+        .send()
+        .await
+        .unwrap();
+    let r = relay
+        .post_json("/messages", "asha", request("reset-1", "Across a reset"))
+        .await;
+    assert_eq!(r.status(), 202, "pending while the provider is slow");
+    // The administrator starts a new epoch while the provider has the send.
+    let r = relay
+        .http
+        .post(format!("{}/admin/reset", relay.url))
+        .bearer_auth(common::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // A retry is still that send (pending, then its outcome), never a second SMS.
+    let retry = relay
+        .post_json("/messages", "asha", request("reset-1", "Across a reset"))
+        .await;
+    let answer: Value = retry.json().await.unwrap();
+    assert_eq!(answer["outcome"], "pending", "{answer}");
+    eventually("the outcome is logged in the new epoch", || async {
+        outbound(&relay, "reset-1").await.len() == 1
+    })
+    .await;
+    let received = phone(&relay).await;
+    assert_eq!(received.len(), 1, "sent once: {received:?}");
+}

@@ -508,7 +508,7 @@ impl LogWriter for PgWriter {
             let conn = pool.get().await.map_err(pool_error)?;
             conn.batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK});
-                 DELETE FROM events; DELETE FROM event_audience; DELETE FROM sends;"
+                 DELETE FROM events; DELETE FROM event_audience;"
             ))
             .await?;
             conn.execute("UPDATE meta SET value = $1 WHERE key = 'epoch'", &[&e])
