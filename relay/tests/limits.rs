@@ -125,25 +125,11 @@ async fn bodies_are_limited_per_route() {
         .collect();
     let patch = json!({"upsert": {"records": records}});
     assert!(patch.to_string().len() > 2048 * 10);
-    let r = relay
-        .http
-        .patch(format!("{}/directory", relay.url))
-        .bearer_auth(ADMIN)
-        .json(&patch)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.patch_directory(ADMIN, &patch).await;
     assert_eq!(r.status(), 200);
     let huge = json!({"upsert": {"records": [{"id": "contact:huge", "kind": "contact",
         "owner": {"seller": "asha"}, "name": "y".repeat(300 * 1024)}]}});
-    let r = relay
-        .http
-        .patch(format!("{}/directory", relay.url))
-        .bearer_auth(ADMIN)
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.patch_directory(ADMIN, &huge).await;
     assert_eq!(r.status(), 413, "over the directory's own limit");
 }
 

@@ -103,14 +103,7 @@ async fn me_with(relay: &Relay, header: (&str, &str)) -> (u16, Value) {
 }
 
 async fn admin_patch(relay: &Relay, patch: Value) {
-    let r = relay
-        .http
-        .patch(format!("{}/directory", relay.url))
-        .bearer_auth(PROD_ADMIN)
-        .json(&patch)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.patch_directory(PROD_ADMIN, &patch).await;
     assert_eq!(r.status(), 200, "directory patched");
 }
 

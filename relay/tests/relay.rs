@@ -475,23 +475,9 @@ async fn the_directory_is_served_and_patched() {
         "upsert": {"records": [{"id": "contact:new", "kind": "contact", "owner": {"seller": "asha"}, "phones": ["+91 90000 22222"]}]},
         "delete": {"records": ["contact:priya"]}
     });
-    let r = relay
-        .http
-        .patch(format!("{}/directory", relay.url))
-        .bearer_auth(ADMIN)
-        .json(&patch)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.patch_directory(ADMIN, &patch).await;
     assert_eq!(r.status(), 200);
-    let r = relay
-        .http
-        .patch(format!("{}/directory", relay.url))
-        .bearer_auth("asha-token")
-        .json(&patch)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.patch_directory("asha-token", &patch).await;
     assert_eq!(r.status(), 401);
     // Routing follows: Priya's number now lands on the account (rule: record type vs opportunity).
     relay.inbound("SMd1", PRIYA, ASHA_ORG, "hi").await;

@@ -63,13 +63,7 @@ where
 #[tokio::test]
 async fn a_client_that_disconnects_during_a_slow_call_gets_the_outcome_on_retry() {
     let relay = Relay::start_demo(|c| c.limits.send_wait_ms = 30_000).await;
-    let r = relay
-        .http
-        .post(format!("{}/demo/fault", relay.url))
-        .json(&json!({"send_delay_ms": 1500}))
-        .send()
-        .await
-        .unwrap();
+    let r = relay.fault(json!({"send_delay_ms": 1500})).await;
     assert_eq!(r.status(), 204);
     // The client gives up (and drops its connection) while the provider is slow.
     let impatient = reqwest::Client::builder()
@@ -110,13 +104,7 @@ async fn a_client_that_disconnects_during_a_slow_call_gets_the_outcome_on_retry(
 #[tokio::test]
 async fn a_send_slower_than_the_wait_is_pending_then_answered() {
     let relay = Relay::start_demo(|c| c.limits.send_wait_ms = 0).await;
-    relay
-        .http
-        .post(format!("{}/demo/fault", relay.url))
-        .json(&json!({"send_delay_ms": 500}))
-        .send()
-        .await
-        .unwrap();
+    relay.fault(json!({"send_delay_ms": 500})).await;
     let r = relay
         .post_json("/messages", "asha", request("p-1", "Pending for a while"))
         .await;
@@ -277,13 +265,7 @@ async fn a_restart_sends_queued_rows_once_and_reconciles_calling_ones_never_rese
 #[tokio::test]
 async fn a_send_with_the_provider_during_a_log_reset_is_not_sent_again() {
     let relay = Relay::start_demo(|c| c.limits.send_wait_ms = 0).await;
-    relay
-        .http
-        .post(format!("{}/demo/fault", relay.url))
-        .json(&json!({"send_delay_ms": 1500}))
-        .send()
-        .await
-        .unwrap();
+    relay.fault(json!({"send_delay_ms": 1500})).await;
     let r = relay
         .post_json("/messages", "asha", request("reset-1", "Across a reset"))
         .await;

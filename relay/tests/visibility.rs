@@ -65,14 +65,7 @@ async fn a_seller_receives_only_their_part_of_the_directory() {
     // A directory change reaches each seller through the same lens.
     let patch = json!({"upsert": {"records": [{"id": "contact:priya", "kind": "contact",
         "name": "Priya S.", "owner": {"seller": "asha"}, "phones": [PRIYA]}]}});
-    let r = relay
-        .http
-        .patch(format!("{}/directory", relay.url))
-        .bearer_auth(ADMIN)
-        .json(&patch)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.patch_directory(ADMIN, &patch).await;
     assert_eq!(r.status(), 200);
     let changed = |events: Vec<Value>| {
         events

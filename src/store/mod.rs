@@ -101,9 +101,6 @@ impl From<indexed_db_futures::error::OpenDbError> for StoreError {
     }
 }
 
-/// Events that commit together in [`IdbStore::ingest_run`].
-pub const RUN: usize = 200;
-
 /// The stores a run of events may touch.
 const RUN_TABLES: &[sms_core::store::Table] = sms_core::store::ingest::tables_all();
 
@@ -474,7 +471,7 @@ impl IdbStore {
     }
 
     /// Applies a run of consecutive relay events (a burst from the stream, a catch-up
-    /// page) in as few transactions as it can: up to [`RUN`] events commit together
+    /// page) in as few transactions as it can: up to `sms_core::store::run::MAX_RUN` events commit together
     /// (D1: a run of events is one unit), each seeing the ones before it. A directory
     /// event goes alone (it changes the facts the others are decided with). When a
     /// run's transaction fails, its events are applied one transaction each, so the
@@ -494,15 +491,7 @@ impl IdbStore {
         let prev = |i: usize| i.checked_sub(1).map(|p| events[p].id);
         let mut start = 0;
         while start < events.len() {
-            let end = if events[start].body.changes_directory() {
-                start + 1
-            } else {
-                events[start..]
-                    .iter()
-                    .take(RUN)
-                    .position(|e| e.body.changes_directory())
-                    .map_or((start + RUN).min(events.len()), |p| start + p)
-            };
+            let end = sms_core::store::run::run_end(events, start);
             let done = match self
                 .run_in_one(&events[start..end], prev(start), reading)
                 .await

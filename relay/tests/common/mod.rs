@@ -331,6 +331,27 @@ impl Relay {
             .clone()
     }
 
+    /// `PATCH /directory` with an admin token.
+    pub async fn patch_directory(&self, admin: &str, patch: &Value) -> reqwest::Response {
+        self.http
+            .patch(format!("{}/directory", self.url))
+            .bearer_auth(admin)
+            .json(patch)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sets the demo provider's fault switch (`POST /demo/fault`).
+    pub async fn fault(&self, fault: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/demo/fault", self.url))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, seller: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.url))

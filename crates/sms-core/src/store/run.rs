@@ -11,6 +11,23 @@ use super::key::Key;
 use super::ops::{Got, Read, Row, Table, Write};
 use crate::protocol::LoggedEvent;
 
+/// Events that commit together at most.
+pub const MAX_RUN: usize = 200;
+
+/// Where the run that starts at `start` ends (exclusive): a directory event goes alone
+/// (it changes the facts the others are decided with); otherwise the run goes up to the
+/// next directory event, at most [`MAX_RUN`] events.
+pub fn run_end(events: &[LoggedEvent], start: usize) -> usize {
+    if events[start].body.changes_directory() {
+        return start + 1;
+    }
+    events[start..]
+        .iter()
+        .take(MAX_RUN)
+        .position(|e| e.body.changes_directory())
+        .map_or((start + MAX_RUN).min(events.len()), |p| start + p)
+}
+
 /// The writes of a run so far, answering reads as the store would after them.
 ///
 /// Kept as one vector sorted by table and key, searched by bisection: it answers as a
