@@ -11,11 +11,7 @@ use std::pin::Pin;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::Transaction;
 use indexed_db_futures::KeyRange as IdbRange;
-use sms_core::pane::ConversationKey;
-use sms_core::protocol::LoggedEvent;
-use sms_core::store::{
-    Facts, Got, Ingest, IngestOutcome, Key, KeyRange, Read, Row, Run, RunStep, Step, Table, Write,
-};
+use sms_core::store::{Got, Key, KeyRange, Next, Plan, Read, Row, Table, Write};
 use wasm_bindgen::JsValue;
 
 use super::StoreResult;
@@ -59,6 +55,7 @@ pub(super) fn decode(table: Table, v: JsValue) -> StoreResult<Row> {
         Table::PendingReports => Row::PendingReport(de(v).map_err(bad)?),
         Table::Notifications => Row::Notification(de(v).map_err(bad)?),
         Table::Drafts => Row::Draft(de(v).map_err(bad)?),
+        Table::Outbox => Row::Outbox(de(v).map_err(bad)?),
     })
 }
 
@@ -78,6 +75,7 @@ fn encode(row: &Row) -> StoreResult<JsValue> {
         Row::PendingReport(x) => x.serialize(&s),
         Row::Notification(x) => x.serialize(&s),
         Row::Draft(x) => x.serialize(&s),
+        Row::Outbox(x) => x.serialize(&s),
     };
     v.map_err(|_| super::StoreError {
         code: "serialisation",
@@ -133,6 +131,11 @@ fn issue<'a>(tx: &'a Transaction<'a>, read: &Read) -> StoreResult<Pending<'a>> {
                 Ok(Got::Many(rows))
             })
         }
+        Read::Page(index, range, limit) => {
+            let (index, range, limit) = (index.name(), range_js(range), *limit);
+            let store = tx.object_store(table.name())?;
+            Box::pin(async move { page(&store, table, index, range, limit).await })
+        }
         Read::First(index, k) => {
             let req = store.index(index.name())?.get(key_js(k)).primitive()?;
             Box::pin(async move {
@@ -176,48 +179,76 @@ pub(super) fn write_all(tx: &Transaction<'_>, writes: Vec<Write>) -> StoreResult
     Ok(())
 }
 
-/// Applies one relay event inside `tx`: the core's plan, read, decide, write.
-/// Returns whether anything was written, and the outcome.
-pub(super) async fn ingest(
-    tx: &Transaction<'_>,
-    event: &LoggedEvent,
-    prev: Option<i64>,
-    facts: &Facts,
-    reading: Option<&ConversationKey>,
-) -> StoreResult<(bool, IngestOutcome)> {
-    let (mut ingest, mut reads) = Ingest::start(event, prev, facts, reading);
+/// Carries `plan` out inside `tx`: each round's reads issued at once and awaited,
+/// the core's next step, then its writes. Returns whether anything was written (the
+/// caller commits then; otherwise the transaction may be dropped).
+pub(super) async fn run_in(tx: &Transaction<'_>, plan: &mut dyn Plan) -> StoreResult<bool> {
+    let mut reads = plan.start();
     loop {
         let got = read_all(tx, &reads).await?;
-        match ingest.step(got) {
-            Step::Read(more) => reads = more,
-            Step::Done(writes, outcome) => {
+        match plan.step(got) {
+            Next::Read(more) => reads = more,
+            Next::Write(writes) => {
                 let wrote = !writes.is_empty();
                 write_all(tx, writes)?;
-                return Ok((wrote, outcome));
+                return Ok(wrote);
             }
         }
     }
 }
 
-/// Applies a run of consecutive events inside `tx`: every event's first reads in one
-/// round, decisions over the run's own earlier writes, a round more only for an event
-/// that needs it (a merge), then every write in order.
-pub(super) async fn run(
-    tx: &Transaction<'_>,
-    events: &[LoggedEvent],
-    prev: Option<i64>,
-    facts: &Facts,
-    reading: Option<&ConversationKey>,
-) -> StoreResult<Vec<IngestOutcome>> {
-    let (mut run, mut reads) = Run::start(events, prev, facts, reading);
-    loop {
-        let got = read_all(tx, &reads).await?;
-        match run.step(got) {
-            RunStep::Read(more) => reads = more,
-            RunStep::Done(writes, outcomes) => {
-                write_all(tx, writes)?;
-                return Ok(outcomes);
+/// The last `limit` rows of `range` in `index`, oldest first, and whether earlier ones
+/// remain: a reverse key cursor jumps `limit` back from the newest (no count, which
+/// walks the whole range), then one `getAll` from there — three requests whatever
+/// the page size or the range's length.
+async fn page(
+    store: &indexed_db_futures::object_store::ObjectStore<'_>,
+    table: Table,
+    index: &str,
+    range: IdbRange<JsValue>,
+    limit: u32,
+) -> StoreResult<Got> {
+    use indexed_db_futures::cursor::CursorDirection;
+    use indexed_db_futures::internals::SystemRepr;
+    let index = store.index(index)?;
+    let cursor = index
+        .open_key_cursor()
+        .with_query::<JsValue, _>(range.clone())
+        .with_direction(CursorDirection::Prev)
+        .primitive()?
+        .await?;
+    let mut from = range;
+    let mut more = false;
+    if let Some(mut cursor) = cursor {
+        let newest: Option<JsValue> = cursor.primary_key()?;
+        cursor.advance_by(limit).await?;
+        // A cursor run past the end keeps its last position: it moved only if its
+        // primary key (unique, unlike the index key) changed.
+        if cursor.primary_key::<JsValue>()? != newest {
+            let edge = cursor.as_sys().key().ok().filter(|k| !k.is_undefined());
+            if let Some(edge) = edge {
+                // From the edge, inclusive, then trimmed below: rows sharing the
+                // edge's key are not lost.
+                more = true;
+                from = match from {
+                    IdbRange::Bound(_, _, upper, open) => IdbRange::Bound(edge, false, upper, open),
+                    IdbRange::UpperBound(upper, open) => IdbRange::Bound(edge, false, upper, open),
+                    _ => IdbRange::LowerBound(edge, false),
+                };
             }
         }
     }
+    let mut rows = Vec::new();
+    for v in index
+        .get_all()
+        .with_query::<JsValue, _>(from)
+        .primitive()?
+        .await?
+    {
+        rows.push(decode(table, v?)?);
+    }
+    if rows.len() > limit as usize {
+        rows.drain(..rows.len() - limit as usize);
+    }
+    Ok(Got::Page(rows, more))
 }

@@ -5,7 +5,6 @@
 //!
 //! See <https://developer.mozilla.org/en-US/docs/Web/API/IndexedDB_API>.
 
-mod apply;
 mod commands;
 mod exec;
 pub(crate) mod keys;
@@ -19,15 +18,17 @@ pub use sms_core::protocol::SendAnswer;
 use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
-use indexed_db_futures::KeyRange;
 use sms_core::directory::Record;
 use sms_core::pane::ConversationKey;
 use sms_core::phone::match_key;
 use sms_core::protocol::{Directory, LoggedEvent};
+use sms_core::store::command::{GetRow, Writes};
+use sms_core::store::ingest::{directory_writes, EventPlan};
+use sms_core::store::run::RunPlan;
+use sms_core::store::{Plan, Row, Table, Write};
 use wasm_bindgen::{JsCast, JsValue};
 
 use keys::v2 as k;
-use records::{Position, StoredRecord};
 
 /// A storage failure, flattened into owned data at one place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,9 +101,6 @@ impl From<indexed_db_futures::error::OpenDbError> for StoreError {
         }
     }
 }
-
-/// The stores a run of events may touch.
-const RUN_TABLES: &[sms_core::store::Table] = sms_core::store::ingest::tables_all();
 
 /// How long an upgrade may wait for older connections to close before `db_blocked`.
 pub const BLOCKED_GRACE_MS: i32 = 1500;
@@ -224,17 +222,6 @@ pub struct IdbStore {
 /// numbers in key order, the region), read once and cleared by directory events.
 pub(crate) type DirectoryCache = sms_core::store::Facts;
 
-/// The compound key `[org_number, customer_number]`.
-fn pair_key(org: &str, customer: &str) -> KeyRange<(String, String)> {
-    KeyRange::Only((org.to_owned(), customer.to_owned()))
-}
-
-/// Messages of one conversation older than `before_ms` (all when `None`).
-fn conversation_range(conversation_id: &str, before_ms: Option<f64>) -> KeyRange<(String, f64)> {
-    let key = |ms: f64| (conversation_id.to_owned(), ms);
-    (key(f64::MIN)..key(before_ms.unwrap_or(f64::MAX))).into()
-}
-
 impl IdbStore {
     /// Opens (creating or upgrading) the database `name` for `ctx`'s seller.
     ///
@@ -308,11 +295,6 @@ impl IdbStore {
         match_key(raw, self.ctx.default_region.as_deref())
     }
 
-    fn stored(&self, record: Record) -> StoredRecord {
-        let phone_keys = record.phones.iter().map(|p| self.key(p)).collect();
-        StoredRecord { record, phone_keys }
-    }
-
     /// Imports a directory snapshot: one transaction per `batch` rows.
     pub async fn import_directory(
         &self,
@@ -350,6 +332,11 @@ impl IdbStore {
         ];
         let mut count = rest.records.len();
         let mut in_flight = None;
+        // Only the region is needed to key numbers.
+        let facts = sms_core::store::Facts {
+            region: self.ctx.default_region.clone(),
+            ..Default::default()
+        };
         for part in std::iter::once(Ok(Vec::new())).chain(parts) {
             let part = part?;
             count += part.len();
@@ -358,15 +345,14 @@ impl IdbStore {
                 .transaction(stores)
                 .with_mode(TransactionMode::Readwrite)
                 .build()?;
-            let apply = apply::Apply {
-                store: self,
-                tx: &tx,
+            let part = match part.is_empty() {
+                true => rest.clone(),
+                false => Directory {
+                    records: part,
+                    ..Directory::default()
+                },
             };
-            if part.is_empty() {
-                apply.put_directory(rest)?;
-            } else {
-                apply.put_records(&part)?;
-            }
+            exec::write_all(&tx, directory_writes(&facts, part))?;
             let commit = Started::new(Box::pin(tx.commit()));
             if let Some(before) = in_flight.replace(commit) {
                 before.await?;
@@ -381,9 +367,15 @@ impl IdbStore {
 
     /// A record by id.
     pub async fn record(&self, id: &str) -> StoreResult<Option<Record>> {
-        let tx = self.db.transaction(k::RECORDS).build()?;
-        let r: Option<StoredRecord> = tx.object_store(k::RECORDS)?.get(id).serde()?.await?;
-        Ok(r.map(|s| s.record))
+        let row = self.get(Table::Records, id).await?;
+        Ok(row.and_then(Row::record).map(|r| r.record))
+    }
+
+    /// The row of `table` with key `key`.
+    pub(crate) async fn get(&self, table: Table, key: &str) -> StoreResult<Option<Row>> {
+        let mut plan = GetRow::new(table, key);
+        self.execute(&mut plan).await?;
+        Ok(plan.row)
     }
 
     /// The directory facts ingest needs, read in one transaction when not cached.
@@ -391,36 +383,31 @@ impl IdbStore {
         if let Some(c) = self.cache.borrow().as_ref() {
             return Ok(c.clone());
         }
-        let tx = self
-            .db
-            .transaction([k::TEAMS, k::SELLERS, k::ORG_NUMBERS])
-            .build()?;
-        let teams: Vec<sms_core::directory::Team> = tx
-            .object_store(k::TEAMS)?
-            .get_all()
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
-        let me: Option<sms_core::protocol::Seller> = tx
-            .object_store(k::SELLERS)?
-            .get(self.ctx.seller.as_str())
-            .serde()?
-            .await?;
-        let orgs: Vec<sms_core::directory::OrgNumber> = tx
-            .object_store(k::ORG_NUMBERS)?
-            .get_all()
-            .serde()?
-            .await?
-            .collect::<Result<_, _>>()?;
-        let cache = std::rc::Rc::new(DirectoryCache::new(
+        let mut plan = sms_core::store::ingest::FactsPlan::new(
             &self.ctx.seller,
-            &teams,
-            me.as_ref(),
-            orgs,
             self.ctx.default_region.clone(),
-        ));
+        );
+        self.execute(&mut plan).await?;
+        let cache = std::rc::Rc::new(plan.facts);
         *self.cache.borrow_mut() = Some(cache.clone());
         Ok(cache)
+    }
+
+    /// Carries out one of the core's plans in one transaction (readwrite if the plan
+    /// may write): its rounds of reads, then its writes and the commit — or, when it
+    /// wrote nothing, no commit at all. Every store operation goes through here.
+    pub(crate) async fn execute(&self, plan: &mut dyn Plan) -> StoreResult<bool> {
+        let tables: Vec<&str> = plan.tables().iter().map(|t| t.name()).collect();
+        let mode = match plan.writes() {
+            true => TransactionMode::Readwrite,
+            false => TransactionMode::Readonly,
+        };
+        let tx = self.db.transaction(tables).with_mode(mode).build()?;
+        let wrote = exec::run_in(&tx, plan).await?;
+        if wrote {
+            tx.commit().await?;
+        }
+        Ok(wrote)
     }
 
     /// Applies one relay event in one transaction, with its position (D1).
@@ -450,19 +437,9 @@ impl IdbStore {
             self.cache.borrow_mut().take();
         }
         let facts = self.directory_cache().await?;
-        let tables: Vec<&str> = sms_core::store::ingest::tables(&event.body)
-            .iter()
-            .map(|t| t.name())
-            .collect();
-        let tx = self
-            .db
-            .transaction(tables)
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
-        let (wrote, outcome) = exec::ingest(&tx, event, prev, &facts, reading).await?;
-        if wrote {
-            tx.commit().await?;
-        }
+        let mut plan = EventPlan::new(event, prev, &facts, reading);
+        self.execute(&mut plan).await?;
+        let outcome = plan.outcome;
         if event.body.changes_directory() {
             // The facts were read before the change was written: read them again next time.
             self.cache.borrow_mut().take();
@@ -523,11 +500,7 @@ impl IdbStore {
         }
         // Whatever was not attempted comes back as a gap, to be fetched again.
         for e in &events[outcomes.len()..] {
-            outcomes.push(Ok(IngestOutcome {
-                gap: true,
-                kind: e.body.kind().to_owned(),
-                ..Default::default()
-            }));
+            outcomes.push(Ok(IngestOutcome::gap(e)));
         }
         outcomes
     }
@@ -543,14 +516,9 @@ impl IdbStore {
             self.cache.borrow_mut().take();
         }
         let facts = self.directory_cache().await?;
-        let tables: Vec<&str> = RUN_TABLES.iter().map(|t| t.name()).collect();
-        let tx = self
-            .db
-            .transaction(tables)
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
-        let done = exec::run(&tx, events, prev, &facts, reading).await?;
-        tx.commit().await?;
+        let mut plan = RunPlan::new(events, prev, &facts, reading);
+        self.execute(&mut plan).await?;
+        let done = plan.outcomes;
         if events.iter().any(|e| e.body.changes_directory()) {
             // The facts were read before the change was written: read them again next time.
             self.cache.borrow_mut().take();
@@ -600,20 +568,16 @@ impl IdbStore {
 
     /// Forgets the relay position (after a new epoch): the next events replay from the start.
     pub async fn reset_position(&self) -> StoreResult<()> {
-        let tx = self
-            .db
-            .transaction(k::META)
-            .with_mode(TransactionMode::Readwrite)
-            .build()?;
-        tx.object_store(k::META)?.delete("position").build()?;
-        tx.commit().await?;
+        let position = Write::Delete(Table::Meta, sms_core::store::Key::str("position"));
+        self.execute(&mut Writes(vec![position])).await?;
         Ok(())
     }
 
     /// The position to resume the relay stream from (`<epoch>:<id>`), if any.
     pub async fn position(&self) -> StoreResult<Option<String>> {
-        let tx = self.db.transaction(k::META).build()?;
-        let p: Option<Position> = tx.object_store(k::META)?.get("position").serde()?.await?;
-        Ok(p.map(|p| format!("{}:{}", p.epoch, p.id)))
+        Ok(match self.get(Table::Meta, "position").await? {
+            Some(Row::Position(p)) => Some(format!("{}:{}", p.epoch, p.id)),
+            _ => None,
+        })
     }
 }

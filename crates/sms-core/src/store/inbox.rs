@@ -6,6 +6,7 @@
 use super::ingest::Facts;
 use super::key::{Key, KeyRange};
 use super::ops::{Got, Index, Read, Row, Table};
+use super::plan::{Next, Plan};
 use super::rows::{StoredConversation, StoredNotification};
 
 /// The first round: conversations by latest activity, and the notifications.
@@ -101,5 +102,47 @@ pub fn decide(found: Found, records: Vec<Got>, facts: &Facts) -> Inbox {
     Inbox {
         conversations,
         notifications: found.notifications,
+    }
+}
+
+/// The grid and the bell as a [`Plan`]: two rounds in one read-only transaction.
+#[derive(Debug)]
+pub struct InboxPlan<'a> {
+    facts: &'a Facts,
+    found: Option<Found>,
+    /// The inbox, once run.
+    pub inbox: Inbox,
+}
+
+impl<'a> InboxPlan<'a> {
+    /// The inbox as `facts` lets the seller see it.
+    pub fn new(facts: &'a Facts) -> Self {
+        Self {
+            facts,
+            found: None,
+            inbox: Inbox::default(),
+        }
+    }
+}
+
+impl Plan for InboxPlan<'_> {
+    fn tables(&self) -> &'static [Table] {
+        &[Table::Conversations, Table::Notifications, Table::Records]
+    }
+    fn start(&mut self) -> Vec<Read> {
+        reads()
+    }
+    fn step(&mut self, got: Vec<Got>) -> Next {
+        match self.found.take() {
+            None => {
+                let (found, reads) = records(got);
+                self.found = Some(found);
+                Next::Read(reads)
+            }
+            Some(found) => {
+                self.inbox = decide(found, got, self.facts);
+                Next::Write(Vec::new())
+            }
+        }
     }
 }

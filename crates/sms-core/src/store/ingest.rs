@@ -22,6 +22,7 @@ use crate::time::Timestamp;
 
 use super::key::{Key, KeyRange};
 use super::ops::{Got, Index, Read, Row, Table, Write};
+use super::plan::{Next, Plan};
 use super::rows::*;
 
 /// The directory facts ingest decides with: the seller's access, the org numbers (in
@@ -102,6 +103,17 @@ pub struct IngestOutcome {
     /// The message arrived in the conversation open in the pane: it was stored read.
     #[serde(skip)]
     pub read: bool,
+}
+
+impl IngestOutcome {
+    /// `event` was not applied because the one before it was not: fetch it again.
+    pub fn gap(event: &LoggedEvent) -> Self {
+        Self {
+            gap: true,
+            kind: event.body.kind().to_owned(),
+            ..Self::default()
+        }
+    }
 }
 
 /// What to do next (one per round: the size of `Done` does not matter).
@@ -583,25 +595,35 @@ impl<'a> Ingest<'a> {
 
 /// A directory's rows (org numbers keyed by their match key; templates with an id).
 fn directory_rows(facts: &Facts, d: &Directory, w: &mut Vec<Write>) {
+    w.extend(directory_writes(facts, d.clone()));
+}
+
+/// The writes that store a directory (or a part of one, S3): records with their
+/// phones' match keys, sellers, teams, org numbers keyed by their match key,
+/// templates that have an id.
+pub fn directory_writes(facts: &Facts, d: Directory) -> Vec<Write> {
+    let mut w: Vec<Write> =
+        Vec::with_capacity(d.records.len() + d.sellers.len() + d.teams.len() + d.org_numbers.len());
     w.extend(
         d.records
-            .iter()
-            .map(|r| Write::Put(Row::Record(facts.stored(r.clone())))),
+            .into_iter()
+            .map(|r| Write::Put(Row::Record(facts.stored(r)))),
     );
-    w.extend(d.sellers.iter().map(|s| Write::Put(Row::Seller(s.clone()))));
-    w.extend(d.teams.iter().map(|t| Write::Put(Row::Team(t.clone()))));
-    w.extend(d.org_numbers.iter().map(|o| {
+    w.extend(d.sellers.into_iter().map(|s| Write::Put(Row::Seller(s))));
+    w.extend(d.teams.into_iter().map(|t| Write::Put(Row::Team(t))));
+    w.extend(d.org_numbers.into_iter().map(|o| {
         Write::Put(Row::OrgNumber(OrgNumber {
             number: facts.key(&o.number),
-            owner: o.owner.clone(),
+            owner: o.owner,
         }))
     }));
     w.extend(
         d.templates
-            .iter()
+            .into_iter()
             .filter(|t| t.lookup(["id"]).is_some())
-            .map(|t| Write::Put(Row::Template(t.clone()))),
+            .map(|t| Write::Put(Row::Template(t))),
     );
+    w
 }
 
 /// The conversation between two numbers on `record_id`, or a new one that keeps the
@@ -641,4 +663,96 @@ fn settle(c: &mut StoredConversation, h: Held) {
     c.last_ms = c.last_ms.max(h.last.as_millis() as f64);
     c.unread = h.unread;
     c.moves = h.moves;
+}
+
+/// One relay event as a [`Plan`]: its own transaction over the stores it touches.
+#[derive(Debug)]
+pub struct EventPlan<'a> {
+    ingest: Ingest<'a>,
+    first: Vec<Read>,
+    tables: &'static [Table],
+    /// What applying it did, once run.
+    pub outcome: IngestOutcome,
+}
+
+impl<'a> EventPlan<'a> {
+    /// Applies `event` (see [`Ingest::start`]).
+    pub fn new(
+        event: &'a LoggedEvent,
+        prev: Option<i64>,
+        facts: &'a Facts,
+        reading: Option<&'a ConversationKey>,
+    ) -> Self {
+        let (ingest, first) = Ingest::start(event, prev, facts, reading);
+        Self {
+            ingest,
+            first,
+            tables: tables(&event.body),
+            outcome: IngestOutcome::default(),
+        }
+    }
+}
+
+impl Plan for EventPlan<'_> {
+    fn tables(&self) -> &'static [Table] {
+        self.tables
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn start(&mut self) -> Vec<Read> {
+        std::mem::take(&mut self.first)
+    }
+    fn step(&mut self, got: Vec<Got>) -> Next {
+        match self.ingest.step(got) {
+            Step::Read(reads) => Next::Read(reads),
+            Step::Done(writes, outcome) => {
+                self.outcome = outcome;
+                Next::Write(writes)
+            }
+        }
+    }
+}
+
+/// Reads the directory facts of a seller: teams, the seller's own row, org numbers.
+#[derive(Debug)]
+pub struct FactsPlan<'a> {
+    seller: &'a str,
+    region: Option<String>,
+    /// The facts, once run.
+    pub facts: Facts,
+}
+
+impl<'a> FactsPlan<'a> {
+    /// The facts for `seller`, reading national numbers in `region`.
+    pub fn new(seller: &'a str, region: Option<String>) -> Self {
+        Self {
+            seller,
+            region,
+            facts: Facts::default(),
+        }
+    }
+}
+
+impl Plan for FactsPlan<'_> {
+    fn tables(&self) -> &'static [Table] {
+        &[Table::Teams, Table::Sellers, Table::OrgNumbers]
+    }
+    fn start(&mut self) -> Vec<Read> {
+        vec![
+            Read::Scan(Table::Teams),
+            Read::Get(Table::Sellers, Key::str(self.seller)),
+            Read::Scan(Table::OrgNumbers),
+        ]
+    }
+    fn step(&mut self, got: Vec<Got>) -> Next {
+        let mut got = got.into_iter();
+        let teams: Vec<_> = got.next().map(Got::many).unwrap_or_default();
+        let teams: Vec<_> = teams.into_iter().filter_map(Row::team).collect();
+        let me = got.next().and_then(Got::one).and_then(Row::seller);
+        let orgs = got.next().map(Got::many).unwrap_or_default();
+        let orgs = orgs.into_iter().filter_map(Row::org_number).collect();
+        self.facts = Facts::new(self.seller, &teams, me.as_ref(), orgs, self.region.take());
+        Next::Write(Vec::new())
+    }
 }

@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use crate::pane::ConversationKey;
 use crate::protocol::LoggedEvent;
 
-use super::ingest::{Facts, Ingest, IngestOutcome, Step};
+use super::ingest::{EventPlan, Facts, IngestOutcome};
 use super::key::Key;
 use super::ops::{Got, Index, Read, Row, Table, Write};
-use super::run::{Run, RunStep};
+use super::plan::{Next, Plan};
+use super::run::RunPlan;
 
 /// A write IndexedDB would refuse: the transaction aborts and nothing of it stays.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,12 +86,42 @@ impl MemoryStore {
                     .collect(),
             ),
             Read::Scan(t) => Got::Many(self.rows(*t).cloned().collect()),
+            Read::Page(index, range, limit) => {
+                let mut rows: Vec<Row> = self
+                    .index_entries(*index)
+                    .into_iter()
+                    .filter(|(k, _, _)| range.contains(k))
+                    .map(|(_, _, r)| r.clone())
+                    .collect();
+                let more = rows.len() > *limit as usize;
+                if more {
+                    rows.drain(..rows.len() - *limit as usize);
+                }
+                Got::Page(rows, more)
+            }
             Read::First(index, key) => Got::One(
                 self.index_entries(*index)
                     .into_iter()
                     .find(|(k, _, _)| k == key)
                     .map(|(_, _, r)| r.clone()),
             ),
+        }
+    }
+
+    /// Runs any plan as one transaction: its rounds of reads, then its writes (all or,
+    /// on a refusal, none). Returns whether anything was written.
+    pub fn execute(&mut self, plan: &mut dyn Plan) -> Result<bool, Refused> {
+        let mut reads = plan.start();
+        loop {
+            let got = reads.iter().map(|r| self.read(r)).collect();
+            match plan.step(got) {
+                Next::Read(more) => reads = more,
+                Next::Write(writes) => {
+                    let wrote = !writes.is_empty();
+                    self.write(writes)?;
+                    return Ok(wrote);
+                }
+            }
         }
     }
 
@@ -153,17 +184,9 @@ impl MemoryStore {
         facts: &Facts,
         reading: Option<&ConversationKey>,
     ) -> Result<IngestOutcome, Refused> {
-        let (mut ingest, mut reads) = Ingest::start(event, prev, facts, reading);
-        loop {
-            let got = reads.iter().map(|r| self.read(r)).collect();
-            match ingest.step(got) {
-                Step::Read(more) => reads = more,
-                Step::Done(writes, outcome) => {
-                    self.write(writes)?;
-                    return Ok(outcome);
-                }
-            }
-        }
+        let mut plan = EventPlan::new(event, prev, facts, reading);
+        self.execute(&mut plan)?;
+        Ok(plan.outcome)
     }
 
     /// Applies a run of consecutive events in one transaction (D1 amended) as the
@@ -178,27 +201,15 @@ impl MemoryStore {
         facts: &Facts,
         reading: Option<&ConversationKey>,
     ) -> Vec<Result<IngestOutcome, Refused>> {
-        let (mut run, mut reads) = Run::start(events, None, facts, reading);
-        loop {
-            let got = reads.iter().map(|r| self.read(r)).collect();
-            match run.step(got) {
-                RunStep::Read(more) => reads = more,
-                RunStep::Done(writes, outcomes) => {
-                    if self.write(writes).is_err() {
-                        return self.one_by_one(events, facts, reading);
-                    }
-                    let mut out: Vec<_> = outcomes.into_iter().map(Ok).collect();
-                    for e in &events[out.len()..] {
-                        out.push(Ok(IngestOutcome {
-                            gap: true,
-                            kind: e.body.kind().to_owned(),
-                            ..IngestOutcome::default()
-                        }));
-                    }
-                    return out;
-                }
-            }
+        let mut plan = RunPlan::new(events, None, facts, reading);
+        if self.execute(&mut plan).is_err() {
+            return self.one_by_one(events, facts, reading);
         }
+        let mut out: Vec<_> = plan.outcomes.into_iter().map(Ok).collect();
+        for e in &events[out.len()..] {
+            out.push(Ok(IngestOutcome::gap(e)));
+        }
+        out
     }
 
     fn one_by_one(
@@ -218,11 +229,7 @@ impl MemoryStore {
             }
         }
         for e in &events[out.len()..] {
-            out.push(Ok(IngestOutcome {
-                gap: true,
-                kind: e.body.kind().to_owned(),
-                ..IngestOutcome::default()
-            }));
+            out.push(Ok(IngestOutcome::gap(e)));
         }
         out
     }

@@ -34,6 +34,8 @@ pub enum Table {
     Notifications,
     /// Drafts. Key path `conversation_id`.
     Drafts,
+    /// Sends waiting for the relay (B4). Key path `client_ref`.
+    Outbox,
 }
 
 impl Table {
@@ -51,6 +53,25 @@ impl Table {
             Self::PendingReports => "pending_reports",
             Self::Notifications => "notifications",
             Self::Drafts => "drafts",
+            Self::Outbox => "outbox",
+        }
+    }
+
+    /// The table as a transaction's whole scope.
+    pub fn alone(self) -> &'static [Self] {
+        match self {
+            Self::Meta => &[Self::Meta],
+            Self::Records => &[Self::Records],
+            Self::OrgNumbers => &[Self::OrgNumbers],
+            Self::Sellers => &[Self::Sellers],
+            Self::Teams => &[Self::Teams],
+            Self::Templates => &[Self::Templates],
+            Self::Conversations => &[Self::Conversations],
+            Self::Messages => &[Self::Messages],
+            Self::PendingReports => &[Self::PendingReports],
+            Self::Notifications => &[Self::Notifications],
+            Self::Drafts => &[Self::Drafts],
+            Self::Outbox => &[Self::Outbox],
         }
     }
 }
@@ -60,6 +81,10 @@ impl Table {
 pub enum Index {
     /// Records by phone match key (multi-entry).
     RecordsByPhone,
+    /// Records by the ids they link to (`record.related`, multi-entry, C2).
+    RecordsByRelated,
+    /// Conversations by `record_id`.
+    ConversationsByRecord,
     /// Conversations by `[org_number, customer_number]`.
     ConversationsByPair,
     /// Conversations by `last_ms` (latest activity).
@@ -76,8 +101,10 @@ impl Index {
     /// The table it indexes.
     pub fn table(self) -> Table {
         match self {
-            Self::RecordsByPhone => Table::Records,
-            Self::ConversationsByPair | Self::ConversationsByLast => Table::Conversations,
+            Self::RecordsByPhone | Self::RecordsByRelated => Table::Records,
+            Self::ConversationsByPair | Self::ConversationsByLast | Self::ConversationsByRecord => {
+                Table::Conversations
+            }
             Self::MessagesByConversation | Self::MessagesByProvider => Table::Messages,
             Self::NotificationsByConversation => Table::Notifications,
         }
@@ -87,6 +114,8 @@ impl Index {
     pub fn name(self) -> &'static str {
         match self {
             Self::RecordsByPhone => "by_phone",
+            Self::RecordsByRelated => "by_related",
+            Self::ConversationsByRecord => "by_record",
             Self::ConversationsByPair => "by_pair",
             Self::ConversationsByLast => "by_last",
             Self::MessagesByConversation | Self::NotificationsByConversation => "by_conversation",
@@ -120,6 +149,39 @@ pub enum Row {
     Notification(StoredNotification),
     /// A draft.
     Draft(Draft),
+    /// A send waiting in the outbox.
+    Outbox(OutboxEntry),
+}
+
+/// `fn name(self) -> Option<T>`: the row if it is of that kind.
+macro_rules! row_as {
+    ($($name:ident: $variant:ident($ty:ty);)*) => {
+        impl Row {
+            $(
+                #[doc = concat!("The row as a `", stringify!($variant), "`, if it is one.")]
+                pub fn $name(self) -> Option<$ty> {
+                    match self {
+                        Self::$variant(x) => Some(x),
+                        _ => None,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+row_as! {
+    record: Record(StoredRecord);
+    conversation: Conversation(StoredConversation);
+    message: Message(StoredMessage);
+    notification: Notification(StoredNotification);
+    draft: Draft(Draft);
+    outbox: Outbox(OutboxEntry);
+    org_number: OrgNumber(OrgNumber);
+    team: Team(Team);
+    seller: Seller(Seller);
+    pending_report: PendingReport(PendingReport);
+    template: Template(Value);
 }
 
 impl Row {
@@ -137,6 +199,7 @@ impl Row {
             Self::PendingReport(_) => Table::PendingReports,
             Self::Notification(_) => Table::Notifications,
             Self::Draft(_) => Table::Drafts,
+            Self::Outbox(_) => Table::Outbox,
         }
     }
 
@@ -158,6 +221,7 @@ impl Row {
             Self::PendingReport(r) => Key::str(&*r.message_sid),
             Self::Notification(n) => Key::str(&*n.id),
             Self::Draft(d) => Key::str(&*d.conversation_id),
+            Self::Outbox(o) => Key::str(&*o.request.client_ref),
         }
     }
 
@@ -171,6 +235,10 @@ impl Row {
             (Index::ConversationsByPair, Self::Conversation(c)) => {
                 vec![Key::pair(&*c.org_number, &*c.customer_number)]
             }
+            (Index::RecordsByRelated, Self::Record(r)) => {
+                r.record.related.iter().map(|p| Key::str(&**p)).collect()
+            }
+            (Index::ConversationsByRecord, Self::Conversation(c)) => vec![Key::str(&*c.record_id)],
             (Index::ConversationsByLast, Self::Conversation(c)) => vec![Key::Num(c.last_ms)],
             (Index::MessagesByConversation, Self::Message(m)) => {
                 vec![Key::pair(&*m.conversation_id, m.at_ms)]
@@ -199,6 +267,9 @@ pub enum Read {
     First(Index, Key),
     /// Every row of a table, in key order.
     Scan(Table),
+    /// The last `limit` rows whose key in `index` lies in the range, in index order,
+    /// and whether rows before them remain (a history page, read from the newest end).
+    Page(Index, KeyRange, u32),
 }
 
 impl Read {
@@ -206,7 +277,7 @@ impl Read {
     pub fn table(&self) -> Table {
         match self {
             Self::Get(t, _) | Self::Exists(t, _) => *t,
-            Self::All(i, _) | Self::First(i, _) => i.table(),
+            Self::All(i, _) | Self::First(i, _) | Self::Page(i, _, _) => i.table(),
             Self::Scan(t) => *t,
         }
     }
@@ -221,6 +292,8 @@ pub enum Got {
     Exists(bool),
     /// For `All` and `Scan`.
     Many(Vec<Row>),
+    /// For `Page`: the rows, and whether earlier ones remain.
+    Page(Vec<Row>, bool),
 }
 
 impl Got {
@@ -232,12 +305,17 @@ impl Got {
         }
     }
 
-    /// The rows of an `All`.
+    /// The rows of an `All`, `Scan` or `Page`.
     pub fn many(self) -> Vec<Row> {
         match self {
-            Self::Many(rows) => rows,
+            Self::Many(rows) | Self::Page(rows, _) => rows,
             _ => Vec::new(),
         }
+    }
+
+    /// Whether an `Exists` found its row.
+    pub fn exists(&self) -> bool {
+        matches!(self, Self::Exists(true))
     }
 }
 

@@ -9,6 +9,7 @@ use crate::delivery::Delivery;
 use crate::directory::Record;
 use crate::pane::{Direction, Media, MoveEntry};
 use crate::routing::RouteRule;
+use crate::value::Value;
 
 /// A directory record plus its normalised phone keys (multi-entry index). Nested,
 /// not flattened: serde's flatten buffers through a generic map and costs WASM size.
@@ -126,6 +127,119 @@ pub struct Draft {
     pub conversation_id: String,
     /// The unsent text.
     pub text: String,
+}
+
+/// A send waiting in the outbox (B4): it stays until the relay answers, and is
+/// resent with the same client reference, which the relay deduplicates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "OutboxRow", into = "OutboxRow")]
+pub struct OutboxEntry {
+    /// What `POST /messages` takes.
+    pub request: crate::protocol::SendRequest,
+    /// When it was queued, ms since the epoch (sends go out in this order).
+    pub queued_ms: f64,
+    /// Attempts that could not reach the relay.
+    pub attempts: u32,
+}
+
+/// An outbox entry as stored: the request's fields flat beside the entry's, keyed by
+/// `client_ref` (the shape schema v1 froze; a derived flat codec is far smaller in
+/// the module than `#[serde(flatten)]`).
+#[derive(Clone, Serialize, Deserialize)]
+struct OutboxRow {
+    client_ref: String,
+    from: String,
+    to: String,
+    body: String,
+    #[serde(default)]
+    record_id: Option<String>,
+    #[serde(default)]
+    queued_ms: f64,
+    #[serde(default)]
+    attempts: u32,
+}
+
+impl From<OutboxRow> for OutboxEntry {
+    fn from(r: OutboxRow) -> Self {
+        let request = crate::protocol::SendRequest {
+            client_ref: r.client_ref,
+            from: r.from,
+            to: r.to,
+            body: r.body,
+            record_id: r.record_id,
+        };
+        Self {
+            request,
+            queued_ms: r.queued_ms,
+            attempts: r.attempts,
+        }
+    }
+}
+
+impl From<OutboxEntry> for OutboxRow {
+    fn from(e: OutboxEntry) -> Self {
+        let r = e.request;
+        Self {
+            client_ref: r.client_ref,
+            from: r.from,
+            to: r.to,
+            body: r.body,
+            record_id: r.record_id,
+            queued_ms: e.queued_ms,
+            attempts: e.attempts,
+        }
+    }
+}
+
+/// A message template (B6): name, category (the record kind whose fields it uses),
+/// language and body; per-placeholder defaults are written in the body with
+/// `| default: "..."`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredTemplate {
+    /// Id.
+    pub id: String,
+    /// Name shown in the picker.
+    pub name: String,
+    /// Record kind whose fields it may use (`contact`, `account`, ...).
+    pub category: String,
+    /// Language (`en`, `hi`, ...).
+    #[serde(default)]
+    pub language: String,
+    /// Template body (Liquid subset).
+    pub body: String,
+}
+
+impl StoredTemplate {
+    /// A template as the directory gives it (any extra fields are dropped).
+    pub fn from_value(v: &Value) -> Self {
+        let text = |f: &str| match v.lookup([f]) {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Self {
+            id: text("id"),
+            name: text("name"),
+            category: text("category"),
+            language: text("language"),
+            body: text("body"),
+        }
+    }
+
+    /// The stored value.
+    pub fn to_value(&self) -> Value {
+        let field = |k: &str, v: &str| (k.to_owned(), Value::String(v.to_owned()));
+        Value::Object(
+            [
+                field("id", &self.id),
+                field("name", &self.name),
+                field("category", &self.category),
+                field("language", &self.language),
+                field("body", &self.body),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
 }
 
 /// A conversation not stored yet. Its id derives from its record and numbers, so

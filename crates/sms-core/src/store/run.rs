@@ -9,6 +9,7 @@
 use super::ingest::{Facts, Ingest, IngestOutcome, Step};
 use super::key::Key;
 use super::ops::{Got, Read, Row, Table, Write};
+use super::plan::{Next, Plan};
 use crate::protocol::LoggedEvent;
 
 /// Events that commit together at most.
@@ -94,6 +95,8 @@ impl Overlay {
             return got;
         }
         match (read, got) {
+            // No event reads a page: runs never ask for one.
+            (Read::Page(..), got) => got,
             (Read::Get(t, k), got) => match self.state(*t, k) {
                 Some(row) => Got::One(row.cloned()),
                 None if self.cleared(*t) => Got::One(None),
@@ -275,5 +278,52 @@ impl<'a> Run<'a> {
             std::mem::take(&mut self.overlay.writes),
             std::mem::take(&mut self.outcomes),
         )
+    }
+}
+
+/// A run of events as a [`Plan`]: one transaction over every store an event may touch.
+#[derive(Debug)]
+pub struct RunPlan<'a> {
+    run: Run<'a>,
+    first: Vec<Read>,
+    /// An outcome per event attempted, once run (it stops after a gap or a resync).
+    pub outcomes: Vec<IngestOutcome>,
+}
+
+impl<'a> RunPlan<'a> {
+    /// Applies `events` (see [`Run::start`]).
+    pub fn new(
+        events: &'a [LoggedEvent],
+        prev: Option<i64>,
+        facts: &'a Facts,
+        reading: Option<&'a crate::pane::ConversationKey>,
+    ) -> Self {
+        let (run, first) = Run::start(events, prev, facts, reading);
+        Self {
+            run,
+            first,
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+impl Plan for RunPlan<'_> {
+    fn tables(&self) -> &'static [Table] {
+        super::ingest::tables_all()
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn start(&mut self) -> Vec<Read> {
+        std::mem::take(&mut self.first)
+    }
+    fn step(&mut self, got: Vec<Got>) -> Next {
+        match self.run.step(got) {
+            RunStep::Read(reads) => Next::Read(reads),
+            RunStep::Done(writes, outcomes) => {
+                self.outcomes = outcomes;
+                Next::Write(writes)
+            }
+        }
     }
 }
