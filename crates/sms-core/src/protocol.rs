@@ -374,9 +374,10 @@ impl std::fmt::Display for Position {
     }
 }
 
-/// A message on the event stream that is not a logged event: it has no SSE id, is
-/// never ingested, and goes out as its own SSE event type (the `kind`), so an
-/// `EventSource.onmessage` consumer of logged events never sees it.
+/// A message on the event stream that is not a logged event: it has no SSE id and is
+/// never ingested as one. `caught_up` goes out as its own SSE event type (its `kind`),
+/// so an `EventSource.onmessage` consumer of logged events never sees it; `reset`
+/// stays on the default type, where consumers have always handled it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StreamNotice {
