@@ -2,7 +2,8 @@
 //! and who receives an event (`sms_core::relay::Audience`).
 
 pub use sms_core::protocol::{
-    Directory, DirectoryDeletes, DirectoryPatch, EventBody, LoggedEvent, Seller, SendOutcome,
+    Directory, DirectoryDeletes, DirectoryPatch, EventBody, EventsPage, LoggedEvent, Seller,
+    SendOutcome, StreamNotice,
 };
 
 pub use sms_core::relay::Audience;

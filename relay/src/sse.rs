@@ -2,7 +2,8 @@
 //! events for the service worker (`GET /events/page`).
 //!
 //! A client resumes from `Last-Event-ID` or `?since=` (`<epoch>:<id>`). It gets the
-//! events it may see after that id from the log, then live ones, in order, each
+//! events it may see after that id from the log, then one `caught_up` notice (SSE
+//! event type `caught_up`, with the log's head), then live ones, in order, each
 //! once. A client of another epoch first gets `{"kind":"reset"}` and a replay from
 //! the start (S4). A client that falls behind the live buffer is disconnected and
 //! resumes from its last id; it never blocks others.
@@ -17,14 +18,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::App;
 use crate::auth::{Seller, SellerAuth};
 use crate::error::ApiError;
-use crate::model::LoggedEvent;
+use crate::model::{EventsPage, LoggedEvent, StreamNotice};
 
 /// `?since=` and `?limit=`.
 #[derive(Debug, Deserialize)]
@@ -61,6 +61,18 @@ fn position(headers: &HeaderMap, q: &Since) -> Option<(Option<String>, i64)> {
 
 fn sse_event(e: &LoggedEvent, json: String) -> Event {
     Event::default().id(e.sse_id()).data(json)
+}
+
+/// A stream notice. `reset` goes on the default event type (consumers hand it to
+/// `ingestMany`, which understands it); `caught_up` goes as its own event type, so an
+/// `onmessage` consumer of logged events never sees it, and without an id, so it
+/// never moves `Last-Event-ID`.
+fn notice_event(n: &StreamNotice) -> Event {
+    let data = serde_json::to_string(n).unwrap_or_default();
+    match n {
+        StreamNotice::Reset { .. } => Event::default().data(data),
+        StreamNotice::CaughtUp { .. } => Event::default().event(n.kind()).data(data),
+    }
 }
 
 /// A logged event as `seller` receives it: a directory event is narrowed to their part
@@ -129,11 +141,18 @@ pub async fn events(
                 .comment("hello")))
             .await;
         if reset {
-            let data = json!({ "kind": "reset", "epoch": epoch }).to_string();
-            if tx.send(Ok(Event::default().data(data))).await.is_err() {
+            let notice = StreamNotice::Reset {
+                epoch: epoch.clone(),
+            };
+            if tx.send(Ok(notice_event(&notice))).await.is_err() {
                 return;
             }
         }
+        // The head now: the replay below covers at least up to it.
+        let r = reader.clone();
+        let Ok(Ok(head)) = tokio::task::spawn_blocking(move || r.head()).await else {
+            return;
+        };
         // Replay from the log, a page at a time.
         loop {
             let (r, s) = (reader.clone(), seller.clone());
@@ -155,6 +174,14 @@ pub async fn events(
             if done {
                 break;
             }
+        }
+        // The replay is over: say so once, with the head it reached (E4).
+        let notice = StreamNotice::CaughtUp {
+            head: format!("{epoch}:{}", head.max(last)),
+            epoch: epoch.clone(),
+        };
+        if tx.send(Ok(notice_event(&notice))).await.is_err() {
+            return;
         }
         // Then live events.
         loop {
@@ -250,7 +277,7 @@ pub async fn page(
     Seller(seller): Seller,
     headers: HeaderMap,
     Query(q): Query<Since>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EventsPage>, ApiError> {
     let epoch = app.seq.epoch().borrow().clone();
     let (after, reset) = resume_point(position(&headers, &q), &epoch);
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
@@ -266,13 +293,13 @@ pub async fn page(
     }
     let events = page;
     let next = events.last().map_or(after, |e| e.id);
-    Ok(Json(json!({
-        "epoch": epoch,
-        "reset": reset,
-        "events": events,
-        "next": format!("{epoch}:{next}"),
-        "more": more,
-    })))
+    Ok(Json(EventsPage {
+        next: format!("{epoch}:{next}"),
+        epoch,
+        reset,
+        events,
+        more,
+    }))
 }
 
 #[cfg(test)]

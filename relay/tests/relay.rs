@@ -275,6 +275,70 @@ async fn restart_and_resume_lose_nothing_and_repeat_nothing() {
 }
 
 #[tokio::test]
+async fn caught_up_comes_once_after_the_replay_and_before_live_events() {
+    let relay = Relay::start().await;
+    for i in 0..3 {
+        relay
+            .inbound(&format!("SMc{i}"), PRIYA, ASHA_ORG, &format!("c{i}"))
+            .await;
+    }
+    // An event asha may not see moves the head past her last event.
+    relay
+        .inbound("SMcz", "+14155552671", "+14155550102", "for zoe")
+        .await;
+    let health: Value = relay
+        .http
+        .get(format!("{}/healthz", relay.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let epoch = health["epoch"].as_str().unwrap().to_owned();
+    let head = format!("{epoch}:{}", health["head"]);
+
+    let mut sse = SseClient::connect(&relay.url, "asha", None).await;
+    let replay = sse.drain_any(Duration::from_millis(500)).await;
+    relay.inbound("SMc3", PRIYA, ASHA_ORG, "live").await;
+    let live = sse.drain_any(Duration::from_millis(500)).await;
+    let seen: Vec<String> = replay
+        .iter()
+        .chain(&live)
+        .map(|e| match e.event.as_deref() {
+            Some(t) => t.to_owned(),
+            None => e.data["body"].as_str().unwrap_or("-").to_owned(),
+        })
+        .collect();
+    let replayed = kinds(&relay.events("asha").await).len() - 1;
+    let mut want: Vec<String> = vec!["-".into(); replayed - 3];
+    want.extend(["c0", "c1", "c2", "caught_up", "live"].map(String::from));
+    assert_eq!(seen, want);
+    let notice = replay.last().unwrap();
+    assert_eq!(
+        notice.data,
+        json!({ "kind": "caught_up", "epoch": epoch, "head": head })
+    );
+    assert_eq!(notice.id, None, "a notice never moves Last-Event-ID");
+
+    // Nothing to replay: the notice comes first, and once.
+    let last_id = replay[replay.len() - 2].id.clone().unwrap();
+    let mut resumed =
+        SseClient::connect(&relay.url, "asha", Some(&live[0].id.clone().unwrap())).await;
+    let events = resumed.drain_any(Duration::from_millis(500)).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event.as_deref(), Some("caught_up"));
+
+    // An `onmessage` consumer never sees it.
+    let mut plain = SseClient::connect(&relay.url, "asha", Some(&last_id)).await;
+    let events = plain.drain(Duration::from_millis(500)).await;
+    assert_eq!(
+        kinds(&events.iter().map(|e| e.data.clone()).collect::<Vec<_>>()),
+        ["inbound"]
+    );
+}
+
+#[tokio::test]
 async fn a_reset_log_announces_a_new_epoch() {
     let relay = Relay::start().await;
     relay.inbound("SMe1", PRIYA, ASHA_ORG, "before").await;

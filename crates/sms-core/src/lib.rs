@@ -27,6 +27,7 @@ pub mod routing;
 pub mod segments;
 pub mod send;
 pub mod store;
+pub mod sync;
 pub mod template;
 pub mod value;
 pub mod visibility;

@@ -229,7 +229,8 @@ pub enum EventBody {
     ConsentChanged(ConsentChangedEvent),
     /// The directory was patched (S3).
     DirectoryChanged(DirectoryChangedEvent),
-    /// The directory was replaced: browsers re-import it from `GET /directory`.
+    /// The directory was replaced: the event carries the reader's whole part, which
+    /// ingest puts in place of the stored one (no `GET /directory`).
     DirectoryReplaced(DirectoryReplacedEvent),
 }
 
@@ -345,4 +346,99 @@ impl LoggedEvent {
     pub fn sse_id(&self) -> String {
         format!("{}:{}", self.epoch, self.id)
     }
+}
+
+/// A place in the relay's log, `<epoch>:<id>` on the wire (SSE ids, `?since=`, `head`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The log's epoch (S4).
+    pub epoch: String,
+    /// The id within the epoch.
+    pub id: i64,
+}
+
+impl Position {
+    /// Reads `<epoch>:<id>`; `None` when it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (epoch, id) = text.trim().split_once(':')?;
+        Some(Self {
+            epoch: epoch.to_owned(),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.id)
+    }
+}
+
+/// A message on the event stream that is not a logged event: it has no SSE id and is
+/// never ingested as one. `caught_up` goes out as its own SSE event type (its `kind`),
+/// so an `EventSource.onmessage` consumer of logged events never sees it; `reset`
+/// stays on the default type, where consumers have always handled it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StreamNotice {
+    /// The client's position is of another epoch (S4): forget it; a replay from the
+    /// start of `epoch` follows.
+    Reset {
+        /// The log's current epoch.
+        epoch: String,
+    },
+    /// The replay this connection owed is over (E4): what follows is live.
+    CaughtUp {
+        /// The log's epoch.
+        epoch: String,
+        /// The log's head when the replay ended (`<epoch>:<id>`); the seller's last
+        /// event may be older (they do not receive every event).
+        head: String,
+    },
+}
+
+impl StreamNotice {
+    /// The SSE event type it goes out as (`reset`, `caught_up`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Reset { .. } => "reset",
+            Self::CaughtUp { .. } => "caught_up",
+        }
+    }
+}
+
+/// A finite page of events (`GET /events/page`, the service worker's catch-up).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// The log's epoch.
+    pub epoch: String,
+    /// The position asked for was of another epoch: forget it before applying these.
+    #[serde(default)]
+    pub reset: bool,
+    /// The events after the position, in log order.
+    pub events: Vec<LoggedEvent>,
+    /// Where the next page starts (`<epoch>:<id>`).
+    pub next: String,
+    /// Whether more events wait after this page.
+    pub more: bool,
+}
+
+/// The body of every error the relay answers (`{code, message, ...}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable snake_case code (`opted_out`, `send_rate_limited`, `unauthorized`, ...).
+    pub code: String,
+    /// Text for the relay's log and developers, never shown to a seller.
+    #[serde(default)]
+    pub message: String,
+    /// For a send refused as the provider would: the failure's reason code
+    /// (`InvalidSendingParameters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a send refused as the provider would: the provider's error code (21211).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u32>,
+    /// For 429: seconds to wait (also in the `Retry-After` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }

@@ -363,10 +363,12 @@ impl Relay {
     }
 }
 
-/// One SSE event: its id and parsed data.
+/// One SSE event: its id, its event type (`None`: the default, `message`) and
+/// parsed data.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
     pub id: Option<String>,
+    pub event: Option<String>,
     pub data: Value,
 }
 
@@ -420,16 +422,30 @@ impl SseClient {
         }
     }
 
-    /// The next event with data, or `None` after `wait` without one.
+    /// The next event with data of the default type (what `EventSource.onmessage`
+    /// sees), or `None` after `wait` without one.
     pub async fn next(&mut self, wait: Duration) -> Option<SseEvent> {
+        loop {
+            let e = self.next_any(wait).await?;
+            if e.event.is_none() {
+                return Some(e);
+            }
+        }
+    }
+
+    /// The next event with data, whatever its type, or `None` after `wait` without one.
+    pub async fn next_any(&mut self, wait: Duration) -> Option<SseEvent> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut id = None;
+                let mut event = None;
                 let mut data = String::new();
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("id:") {
                         id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = Some(v.trim().to_owned()).filter(|t| t != "message");
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
                     }
@@ -439,6 +455,7 @@ impl SseClient {
                 }
                 return Some(SseEvent {
                     id,
+                    event,
                     data: serde_json::from_str(&data).unwrap(),
                 });
             }
@@ -449,10 +466,19 @@ impl SseClient {
         }
     }
 
-    /// Events until none arrives for `quiet`.
+    /// Events of the default type until none arrives for `quiet`.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<SseEvent> {
         let mut out = Vec::new();
         while let Some(e) = self.next(quiet).await {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Events of every type until none arrives for `quiet`.
+    pub async fn drain_any(&mut self, quiet: Duration) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next_any(quiet).await {
             out.push(e);
         }
         out

@@ -1,0 +1,649 @@
+//! The relay connection as a deterministic state machine (E1, E4, D1, S4, B4, P1).
+//!
+//! Shaped like quinn-proto and the [pane](crate::pane): [`SyncMachine::handle`] takes an
+//! [`Input`] (what the browser saw: the stream opened, an event, an ingest finished,
+//! the network came back, a timer fired) and `now` in ms; [`SyncMachine::poll`] hands out
+//! the [`Action`]s the driver must carry out, in the order they were decided;
+//! [`SyncMachine::poll_timeout`] says when to call `handle(Input::Timeout, now)` next. It
+//! decides the stream position and epoch, runs of events to ingest (one in flight),
+//! gaps and resyncs, reconnects with backoff and jitter, signing in again, caught-up
+//! and progress, and when to flush the outbox. It does no IO, reads no clock and
+//! draws no randomness (the jitter's seed is in [`Config`]).
+//!
+//! Also here: [`send_verdict`] (what a send's HTTP answer means for the outbox) and
+//! [`CatchUp`] (the service worker's catch-up over `/events/page`).
+
+mod backoff;
+mod catch_up;
+mod verdict;
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::LoggedEvent;
+pub use crate::protocol::{Position, StreamNotice};
+use crate::store::run::run_end;
+use crate::store::IngestOutcome;
+pub use backoff::Backoff;
+pub use catch_up::{CatchUp, CatchUpAction, CatchUpEnd, CatchUpInput};
+pub use verdict::{send_verdict, RetryCause, Verdict};
+
+/// Tunables; [`Config::default`] is what the module uses.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// First reconnect delay (ms).
+    pub backoff_min_ms: u64,
+    /// Longest reconnect delay (ms).
+    pub backoff_max_ms: u64,
+    /// How often the outbox is retried while anything waits (ms).
+    pub outbox_retry_ms: u64,
+    /// Seed for the reconnect jitter (e.g. from `Math.random()` once).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            backoff_min_ms: 1_000,
+            backoff_max_ms: 30_000,
+            outbox_retry_ms: 10_000,
+            seed: 1,
+        }
+    }
+}
+
+/// What happened, told to [`SyncMachine::handle`].
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Start syncing from the position the store holds (`None`: nothing applied yet).
+    Start {
+        /// The store's position.
+        position: Option<Position>,
+    },
+    /// Stop for good (`disconnect()`): the stream closes, no timer remains.
+    Stop,
+    /// The stream answered 200 and is open.
+    StreamOpened,
+    /// A logged event arrived on the stream.
+    Event(LoggedEvent),
+    /// A stream notice arrived (`reset`, `caught_up`).
+    Notice(StreamNotice),
+    /// The stream failed or ended: its HTTP status (204, 401, 503, ...) when known,
+    /// `None` for a network error or a stream that closed.
+    StreamFailed {
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+    },
+    /// The last [`Action::Ingest`] finished: one outcome per event, in order.
+    Ingested {
+        /// What ingest said of each event.
+        outcomes: Vec<IngestOutcome>,
+    },
+    /// The last [`Action::Ingest`] threw (`quota_exceeded`, `write_refused`, ...):
+    /// some of its first events may have been applied, none after the failing one.
+    IngestFailed {
+        /// The store error's code.
+        code: String,
+    },
+    /// [`Action::SignIn`] got a fresh session.
+    SignedIn,
+    /// [`Action::SignIn`] failed, or there is no sign-in callback.
+    SignInFailed,
+    /// The browser went online (`online` event).
+    Online,
+    /// The browser went offline (`offline` event).
+    Offline,
+    /// How many sends wait in the outbox (after queueing one, or at start).
+    OutboxWaiting {
+        /// Sends waiting.
+        count: u32,
+    },
+    /// The [`Action::FlushOutbox`] finished.
+    Flushed {
+        /// Sends still waiting.
+        remaining: u32,
+        /// The relay asked not to send before this time (ms; 429 `Retry-After`).
+        not_before: Option<u64>,
+    },
+    /// The relay's head, learnt elsewhere (`GET /directory`, a push doorbell): lets
+    /// catch-up progress have a total before `caught_up` arrives.
+    Head(Position),
+    /// The time from [`SyncMachine::poll_timeout`] has come.
+    Timeout,
+}
+
+/// What the driver must do, drained with [`SyncMachine::poll`] in order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Open the event stream (`GET /events?since=`); answer with
+    /// [`Input::StreamOpened`], then [`Input::Event`]s and [`Input::Notice`]s, or
+    /// [`Input::StreamFailed`].
+    OpenStream {
+        /// Where to resume (`<epoch>:<id>`); `None`: from the start.
+        since: Option<String>,
+    },
+    /// Close the stream now and drop what it still has buffered: nothing more of it
+    /// may be handed in (the next stream replays it).
+    CloseStream,
+    /// Apply these events in one run (`ingestMany`); answer [`Input::Ingested`] or
+    /// [`Input::IngestFailed`]. At most one is in flight.
+    Ingest {
+        /// Consecutive events, at most `MAX_RUN`; a directory event goes alone.
+        events: Vec<LoggedEvent>,
+    },
+    /// Forget the stored position (a new epoch, S4) before doing what follows.
+    ResetPosition,
+    /// Call the page's sign-in callback; answer [`Input::SignedIn`] or
+    /// [`Input::SignInFailed`].
+    SignIn,
+    /// Send what waits in the outbox (judging each answer with [`send_verdict`]);
+    /// answer [`Input::Flushed`]. At most one is in flight.
+    FlushOutbox,
+    /// The connection's status changed.
+    Status(Status),
+    /// Catch-up progressed.
+    Progress(Progress),
+}
+
+/// The connection as the seller sees it: `{"status": "<snake_case code>", ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    /// Opening the stream.
+    Connecting,
+    /// Connected, applying what the relay owed this device.
+    CatchingUp,
+    /// Connected and caught up.
+    Live,
+    /// Not connected; the next attempt is at `retry_at` (ms).
+    Reconnecting {
+        /// When the next attempt goes out.
+        retry_at: u64,
+    },
+    /// The browser is offline.
+    Offline,
+    /// Events could not be stored (storage full, ...); retried later from the last
+    /// applied position.
+    StorageProblem {
+        /// The store error's code (`quota_exceeded`, `write_refused`, ...).
+        code: String,
+    },
+    /// The session is gone and signing in again failed.
+    SignedOut,
+}
+
+/// What a long piece of work is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Applying the events the relay owed this device.
+    CatchUp,
+}
+
+/// How far a long piece of work is (E4). For catch-up, `done` and `total` count log
+/// positions from where it started, not the seller's events (the relay skips what
+/// they may not see); `total` is `None` while the relay's head is unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Which work.
+    pub phase: Phase,
+    /// How much is done.
+    pub done: u64,
+    /// How much there is, when known.
+    pub total: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Conn {
+    /// Not connected, nothing scheduled (not started, stopped, offline, signed out).
+    Idle,
+    /// Not connected; open at `until` (and once no ingest is in flight).
+    Waiting { until: u64 },
+    /// `OpenStream` went out.
+    Opening,
+    /// The stream is open.
+    Open,
+    /// `SignIn` went out.
+    SigningIn,
+}
+
+/// The sync machine (not named `Sync`: that would shadow the marker trait). Inputs go to [`handle`](Self::handle); actions come out of
+/// [`poll`](Self::poll), oldest first; [`poll_timeout`](Self::poll_timeout) is the next
+/// wake-up. Carry actions out in order: `ResetPosition` completes before the
+/// `OpenStream` after it.
+#[derive(Debug)]
+pub struct SyncMachine {
+    config: Config,
+    backoff: Backoff,
+    /// Between `Start` and `Stop`.
+    started: bool,
+    conn: Conn,
+    /// The store's position as far as this machine knows (never ahead of it).
+    position: Option<Position>,
+    /// The stored position must be forgotten before the next stream opens.
+    reset_needed: bool,
+    /// Events received and not yet handed to ingest, in order.
+    queue: VecDeque<LoggedEvent>,
+    /// The run being ingested: its events' positions.
+    in_flight: Option<Vec<Position>>,
+    /// Events of this stream received / ingested (the caught-up marker counts them).
+    received: u64,
+    ingested: u64,
+    /// `caught_up` came after this many events of the stream.
+    caught_up_after: Option<u64>,
+    live: bool,
+    /// Where this stream's catch-up started, and the relay's head if known.
+    start: Option<Position>,
+    head: Option<Position>,
+    storage_problem: Option<String>,
+    offline: bool,
+    signed_out: bool,
+    outbox: u32,
+    flushing: bool,
+    flush_again: bool,
+    flush_at: Option<u64>,
+    actions: VecDeque<Action>,
+    status: Option<Status>,
+    progress: Option<Progress>,
+}
+
+impl SyncMachine {
+    /// A machine that does nothing until [`Input::Start`].
+    pub fn new(config: Config) -> Self {
+        Self {
+            backoff: Backoff::new(config.backoff_min_ms, config.backoff_max_ms, config.seed),
+            config,
+            started: false,
+            conn: Conn::Idle,
+            position: None,
+            reset_needed: false,
+            queue: VecDeque::new(),
+            in_flight: None,
+            received: 0,
+            ingested: 0,
+            caught_up_after: None,
+            live: false,
+            start: None,
+            head: None,
+            storage_problem: None,
+            offline: false,
+            signed_out: false,
+            outbox: 0,
+            flushing: false,
+            flush_again: false,
+            flush_at: None,
+            actions: VecDeque::new(),
+            status: None,
+            progress: None,
+        }
+    }
+
+    /// The status as last announced.
+    pub fn status(&self) -> Option<&Status> {
+        self.status.as_ref()
+    }
+
+    /// The position the machine would resume from.
+    pub fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
+    /// The next action, oldest first.
+    pub fn poll(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call `handle(Input::Timeout, now)` next (ms), if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let reconnect = match self.conn {
+            Conn::Waiting { until } if self.in_flight.is_none() => Some(until),
+            _ => None,
+        };
+        let flush = self.flush_at.filter(|_| self.may_flush());
+        match (reconnect, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes one input at time `now` (ms).
+    pub fn handle(&mut self, input: Input, now: u64) {
+        match input {
+            Input::Start { position } => {
+                self.started = true;
+                self.position = position;
+                self.conn = Conn::Waiting { until: now };
+            }
+            Input::Stop => {
+                self.close();
+                self.started = false;
+                self.conn = Conn::Idle;
+                self.flush_at = None;
+                self.outbox = 0;
+                return;
+            }
+            Input::StreamOpened => {
+                if self.conn == Conn::Opening {
+                    self.conn = Conn::Open;
+                    self.want_flush(now);
+                }
+            }
+            Input::Event(event) => {
+                if self.connected() {
+                    self.received += 1;
+                    self.queue.push_back(event);
+                }
+            }
+            Input::Notice(StreamNotice::Reset { .. }) => {
+                if self.connected() {
+                    self.resync(now);
+                }
+            }
+            Input::Notice(StreamNotice::CaughtUp { head, .. }) => {
+                if self.connected() {
+                    self.caught_up_after = Some(self.received);
+                    if let Some(head) = Position::parse(&head) {
+                        self.head = Some(head);
+                    }
+                }
+            }
+            Input::StreamFailed { status } => {
+                if self.connected() {
+                    self.close();
+                    if status == Some(401) {
+                        self.conn = Conn::SigningIn;
+                        self.actions.push_back(Action::SignIn);
+                    } else {
+                        self.retry_later(now);
+                    }
+                }
+            }
+            Input::Ingested { outcomes } => self.ingested(outcomes, now),
+            Input::IngestFailed { code } => {
+                self.in_flight = None;
+                self.storage_problem = Some(code);
+                if self.connected() {
+                    self.close();
+                    self.retry_later(now);
+                }
+            }
+            Input::SignedIn => {
+                self.signed_out = false;
+                if matches!(self.conn, Conn::SigningIn | Conn::Idle) && self.started() {
+                    self.conn = Conn::Waiting { until: now };
+                }
+            }
+            Input::SignInFailed => {
+                if self.conn == Conn::SigningIn {
+                    self.signed_out = true;
+                    self.conn = Conn::Idle;
+                }
+            }
+            Input::Online => {
+                self.offline = false;
+                if matches!(self.conn, Conn::Idle | Conn::Waiting { .. })
+                    && self.started()
+                    && !self.signed_out
+                {
+                    self.backoff.reset();
+                    self.conn = Conn::Waiting { until: now };
+                }
+                self.want_flush(now);
+            }
+            Input::Offline => {
+                self.offline = true;
+                if self.connected() {
+                    self.close();
+                }
+                if matches!(self.conn, Conn::Waiting { .. } | Conn::Opening | Conn::Open) {
+                    self.conn = Conn::Idle;
+                }
+            }
+            Input::OutboxWaiting { count } => {
+                self.outbox = count;
+                if count == 0 {
+                    self.flush_at = None;
+                } else if self.flush_at.is_none() && !self.flushing {
+                    self.flush_at = Some(now + self.config.outbox_retry_ms);
+                }
+            }
+            Input::Flushed {
+                remaining,
+                not_before,
+            } => {
+                self.flushing = false;
+                self.outbox = remaining;
+                self.flush_at = (remaining > 0).then(|| {
+                    let next = if std::mem::take(&mut self.flush_again) {
+                        now
+                    } else {
+                        now + self.config.outbox_retry_ms
+                    };
+                    next.max(not_before.unwrap_or(0))
+                });
+            }
+            Input::Head(head) => self.head = Some(head),
+            Input::Timeout => {}
+        }
+        self.drive(now);
+    }
+
+    fn started(&self) -> bool {
+        self.started
+    }
+
+    fn connected(&self) -> bool {
+        matches!(self.conn, Conn::Opening | Conn::Open)
+    }
+
+    fn may_flush(&self) -> bool {
+        self.outbox > 0 && !self.flushing && !self.offline && !self.signed_out
+    }
+
+    /// Flush now (a reconnect, `online`), or right after the flush in flight.
+    fn want_flush(&mut self, now: u64) {
+        if self.outbox == 0 {
+            return;
+        }
+        if self.flushing {
+            self.flush_again = true;
+        } else {
+            self.flush_at = Some(self.flush_at.map_or(now, |at| at.min(now)));
+        }
+    }
+
+    /// Closes the stream and drops what it delivered but was not handed to ingest
+    /// (the next stream replays it from the position).
+    fn close(&mut self) {
+        if self.connected() {
+            self.actions.push_back(Action::CloseStream);
+        }
+        self.queue.clear();
+        self.caught_up_after = None;
+        self.live = false;
+    }
+
+    fn retry_later(&mut self, now: u64) {
+        self.conn = Conn::Waiting {
+            until: now + self.backoff.next_delay(),
+        };
+    }
+
+    /// A new epoch (S4): close, forget the position, reopen from the start.
+    fn resync(&mut self, now: u64) {
+        self.close();
+        self.reset_needed = true;
+        self.conn = Conn::Waiting { until: now };
+    }
+
+    fn ingested(&mut self, outcomes: Vec<IngestOutcome>, now: u64) {
+        let Some(run) = self.in_flight.take() else {
+            return;
+        };
+        self.storage_problem = None;
+        let (mut gap, mut resync) = (outcomes.len() < run.len(), false);
+        for (at, outcome) in run.into_iter().zip(&outcomes) {
+            if outcome.resync {
+                resync = true;
+                break;
+            }
+            if outcome.gap {
+                gap = true;
+                break;
+            }
+            // Applied, or a duplicate (the store is at or past it): either way the
+            // store's position is at least this one.
+            let ahead = self
+                .position
+                .as_ref()
+                .is_some_and(|p| p.epoch == at.epoch && p.id >= at.id);
+            if !ahead {
+                self.position = Some(at);
+            }
+            self.ingested += 1;
+        }
+        if !self.connected() {
+            return;
+        }
+        if resync {
+            self.resync(now);
+        } else if gap {
+            self.close();
+            self.conn = Conn::Waiting { until: now };
+        }
+    }
+
+    /// Starts what can start now, then announces status and progress changes.
+    fn drive(&mut self, now: u64) {
+        if let Conn::Waiting { until } = self.conn {
+            if now >= until && self.in_flight.is_none() && !self.offline && !self.signed_out {
+                self.open();
+            }
+        }
+        if self.in_flight.is_none() && !self.queue.is_empty() {
+            let end = run_end(self.queue.make_contiguous(), 0);
+            let events: Vec<LoggedEvent> = self.queue.drain(..end).collect();
+            self.in_flight = Some(
+                events
+                    .iter()
+                    .map(|e| Position {
+                        epoch: e.epoch.clone(),
+                        id: e.id,
+                    })
+                    .collect(),
+            );
+            self.actions.push_back(Action::Ingest { events });
+        }
+        if self.conn == Conn::Open && !self.live {
+            if let Some(after) = self.caught_up_after {
+                if self.ingested >= after {
+                    self.live = true;
+                    self.storage_problem = None;
+                    self.backoff.reset();
+                }
+            }
+        }
+        if self.may_flush() && self.flush_at.is_some_and(|at| at <= now) {
+            self.flushing = true;
+            self.flush_at = None;
+            self.actions.push_back(Action::FlushOutbox);
+        }
+        self.announce();
+    }
+
+    fn open(&mut self) {
+        if std::mem::take(&mut self.reset_needed) {
+            self.actions.push_back(Action::ResetPosition);
+            self.position = None;
+        }
+        self.actions.push_back(Action::OpenStream {
+            since: self.position.as_ref().map(Position::to_string),
+        });
+        self.conn = Conn::Opening;
+        self.received = 0;
+        self.ingested = 0;
+        self.caught_up_after = None;
+        self.live = false;
+        self.start = self.position.clone();
+        // A head learnt before (a hint, the last stream) counts only if still ahead.
+        let behind = |h: &Position| match &self.start {
+            Some(s) => h.epoch != s.epoch || h.id <= s.id,
+            None => false,
+        };
+        if self.head.as_ref().is_some_and(behind) {
+            self.head = None;
+        }
+    }
+
+    fn current_status(&self) -> Option<Status> {
+        if !self.started {
+            return None;
+        }
+        Some(if self.signed_out {
+            Status::SignedOut
+        } else if self.offline {
+            Status::Offline
+        } else if let Some(code) = &self.storage_problem {
+            Status::StorageProblem { code: code.clone() }
+        } else {
+            match self.conn {
+                Conn::Idle => return None,
+                Conn::Waiting { until } => Status::Reconnecting { retry_at: until },
+                Conn::Opening | Conn::SigningIn => Status::Connecting,
+                Conn::Open if self.live => Status::Live,
+                Conn::Open => Status::CatchingUp,
+            }
+        })
+    }
+
+    /// Catch-up progress of the open stream, in log positions from where it started.
+    fn current_progress(&self) -> Option<Progress> {
+        if self.conn != Conn::Open {
+            return None;
+        }
+        let epoch = self.start.as_ref().map(|s| s.epoch.as_str());
+        let from = self.start.as_ref().map_or(0, |s| s.id);
+        let since = |p: &Position| (p.id - from).max(0) as u64;
+        let total = self
+            .head
+            .as_ref()
+            .filter(|h| epoch.is_none_or(|e| e == h.epoch))
+            .map(since);
+        let done = match (&self.position, total) {
+            (_, Some(total)) if self.live => total,
+            (Some(p), _) if epoch.is_none_or(|e| e == p.epoch) => since(p),
+            _ => 0,
+        };
+        Some(Progress {
+            phase: Phase::CatchUp,
+            done: total.map_or(done, |t| done.min(t)),
+            total,
+        })
+    }
+
+    /// Status and progress, each only when changed; the last progress goes before
+    /// `live`, the first after `catching_up`.
+    fn announce(&mut self) {
+        let status = self.current_status();
+        let progress = self
+            .current_progress()
+            .filter(|p| Some(p) != self.progress.as_ref());
+        let status = status.filter(|s| Some(s) != self.status.as_ref());
+        let live = status == Some(Status::Live);
+        if let (Some(p), true) = (&progress, live) {
+            self.actions.push_back(Action::Progress(p.clone()));
+        }
+        if let Some(s) = status {
+            self.status = Some(s.clone());
+            self.actions.push_back(Action::Status(s));
+        }
+        if let Some(p) = progress {
+            if !live {
+                self.actions.push_back(Action::Progress(p.clone()));
+            }
+            self.progress = Some(p);
+        }
+    }
+}
