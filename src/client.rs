@@ -10,6 +10,7 @@ use crate::store::records::{OutboxEntry, StoredTemplate};
 use crate::store::{IdbStore, IngestOutcome, SellerContext, SendAnswer, StoreError};
 use crate::to_js;
 use sms_core::protocol::{SendOutcome, SendRequest};
+use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -113,210 +114,10 @@ export interface ChangeNotice {
 }
 "#;
 
-impl SmsClient {
-    /// After an event was stored: tell other tabs (once per kind and conversation in
-    /// `announced`) and update the open pane. Nothing for one that was not applied.
-    async fn applied(
-        &self,
-        event: &LoggedEvent,
-        outcome: &IngestOutcome,
-        announced: &mut Vec<(String, Option<String>)>,
-    ) -> JsResult<()> {
-        if outcome.duplicate || outcome.resync || outcome.gap {
-            return Ok(());
-        }
-        let change = (outcome.kind.clone(), outcome.conversation_id.clone());
-        if !announced.contains(&change) {
-            self.announce(&change.0, change.1.as_deref());
-            announced.push(change);
-        }
-        self.show_in_pane(event, outcome).await
-    }
-
-    /// Posts `{kind, conversation_id}` to every subscriber, in this tab and others.
-    pub(crate) fn announce(&self, kind: &str, conversation_id: Option<&str>) {
-        if let Some(channel) = &self.changes {
-            let msg = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&msg, &"kind".into(), &kind.into());
-            let conv = conversation_id.map_or(JsValue::NULL, JsValue::from);
-            let _ = js_sys::Reflect::set(&msg, &"conversation_id".into(), &conv);
-            let _ = channel.post_message(&msg);
-        }
-    }
-}
-
-/// A change subscription (RAII: dropping or closing it stops the listener). Keep a
-/// reference to it in JS: once the wrapper is garbage-collected, it stops too.
-#[wasm_bindgen]
-pub struct Subscription {
-    channel: web_sys::BroadcastChannel,
-    _callback: Closure<dyn FnMut(web_sys::MessageEvent)>,
-}
-
-#[wasm_bindgen]
-impl Subscription {
-    /// Stops listening.
-    pub fn close(self) {}
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.channel.set_onmessage(None);
-        self.channel.close();
-    }
-}
-
-/// Reads a relay event by its `kind`, deserialising only that kind's fields (a
-/// derived internally-tagged decoder would buffer every event through a generic
-/// tree and add ~30 KB to the module). `None` for a `reset` notice.
-fn decode_event(v: &JsValue) -> JsResult<Option<LoggedEvent>> {
-    let get = |key: &str| js_sys::Reflect::get(v, &key.into()).ok();
-    let bad = |what: &str| js_error("invalid_input", &format!("relay event without {what}"), &[]);
-    let kind = get("kind")
-        .and_then(|k| k.as_string())
-        .ok_or_else(|| bad("a kind"))?;
-    if kind == "reset" {
-        return Ok(None);
-    }
-    let epoch = get("epoch")
-        .and_then(|e| e.as_string())
-        .ok_or_else(|| bad("an epoch"))?;
-    let id = get("id")
-        .and_then(|i| i.as_f64())
-        .ok_or_else(|| bad("an id"))? as i64;
-    let v = v.clone();
-    let body = match kind.as_str() {
-        "inbound" => EventBody::Inbound(input(v)?),
-        "delivery" => EventBody::Delivery(input(v)?),
-        "outbound" => EventBody::Outbound(input(v)?),
-        "lead_created" => EventBody::LeadCreated(input(v)?),
-        "conversation_moved" => EventBody::ConversationMoved(input(v)?),
-        "consent_changed" => EventBody::ConsentChanged(input(v)?),
-        "directory_changed" => EventBody::DirectoryChanged(input(v)?),
-        "directory_replaced" => EventBody::DirectoryReplaced(input(v)?),
-        other => {
-            return Err(js_error(
-                "unknown_event",
-                &format!("unknown relay event kind {other:?}"),
-                &[],
-            ))
-        }
-    };
-    Ok(Some(LoggedEvent { epoch, id, body }))
-}
-
-fn store_error(e: StoreError) -> JsValue {
-    js_error(e.code, &e.message, &[])
-}
-
-fn input<T: for<'de> Deserialize<'de>>(value: JsValue) -> JsResult<T> {
-    serde_wasm_bindgen::from_value(value)
-        .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))
-}
-
-/// Directory records per import transaction (S3: one per few thousand rows).
-const IMPORT_BATCH: u32 = 2000;
-
-/// A directory snapshot's tables but its records, which are decoded a part at a time.
-#[derive(Deserialize)]
-struct DirectoryRest {
-    #[serde(default)]
-    sellers: Vec<sms_core::protocol::Seller>,
-    #[serde(default)]
-    teams: Vec<sms_core::directory::Team>,
-    #[serde(default)]
-    org_numbers: Vec<sms_core::directory::OrgNumber>,
-    #[serde(default)]
-    templates: Vec<sms_core::value::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Options {
-    db_name: String,
-    seller: String,
-    #[serde(default)]
-    default_region: Option<String>,
-}
-
-/// The browser runtime: relay events in, queries out, all in IndexedDB.
-#[wasm_bindgen]
-pub struct SmsClient {
-    pub(crate) store: IdbStore,
-    pub(crate) pane: crate::pane_driver::PaneSlot,
-    /// Tells other tabs (and this tab's subscribers) what changed.
-    changes: Option<web_sys::BroadcastChannel>,
-    channel_name: String,
-    /// `(request) => Promise<{outcome, message_sid?, error_code?}>`; a rejection
-    /// means the relay is unreachable (the send stays queued).
-    transport: Option<js_sys::Function>,
-    /// `(request) => Promise` that asks the relay to move a conversation
-    /// (`POST /conversations/move`); the move shows as pending until its
-    /// `conversation_moved` event is ingested. A rejection is the refusal reason.
-    pub(crate) move_transport: Option<js_sys::Function>,
-}
-
-#[wasm_bindgen]
-impl SmsClient {
-    /// Opens (creating or upgrading) the seller's database.
-    pub async fn open(
-        #[wasm_bindgen(unchecked_param_type = "SmsClientOptions")] options: JsValue,
-    ) -> JsResult<SmsClient> {
-        let transport = js_sys::Reflect::get(&options, &"transport".into())
-            .ok()
-            .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
-        let move_transport = js_sys::Reflect::get(&options, &"moveTransport".into())
-            .ok()
-            .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
-        let o: Options = input(options)?;
-        let ctx = SellerContext {
-            seller: o.seller,
-            default_region: o.default_region,
-        };
-        let channel_name = format!("sms-changes:{}", o.db_name);
-        let store = IdbStore::open(&o.db_name, ctx).await.map_err(store_error)?;
-        let changes = web_sys::BroadcastChannel::new(&channel_name).ok();
-        Ok(Self {
-            store,
-            pane: Default::default(),
-            transport,
-            move_transport,
-            changes,
-            channel_name,
-        })
-    }
-
-    /// Queues an outbound message (it survives reloads) and tries to send the outbox.
-    /// Resolves to the conversation id.
-    pub async fn send(
-        &self,
-        #[wasm_bindgen(
-            unchecked_param_type = "{ client_ref: string; from: string; to: string; body: string; record_id: string }"
-        )]
-        request: JsValue,
-    ) -> JsResult<String> {
-        // The request decodes straight into an outbox row (its `queued_ms` and
-        // `attempts` default), with one codec instead of two.
-        let entry: OutboxEntry = input(request)?;
-        self.queue(entry.request).await
-    }
-
-    /// Queues a send now and tries to send the outbox; resolves to the conversation id.
-    pub(crate) async fn queue(&self, request: SendRequest) -> JsResult<String> {
-        let entry = OutboxEntry {
-            request,
-            queued_ms: js_sys::Date::now(),
-            attempts: 0,
-        };
-        let conv = self.store.queue_send(entry).await.map_err(store_error)?;
-        self.announce("queued", Some(&conv));
-        self.flush().await?;
-        Ok(conv)
-    }
-
+impl Client {
     /// Sends what waits in the outbox, in order, through the transport; stops at the
     /// first unreachable attempt. Resolves to the number still queued.
-    pub async fn flush(&self) -> JsResult<u32> {
+    pub(crate) async fn flush_outbox(&self) -> JsResult<u32> {
         let Some(transport) = &self.transport else {
             return Err(js_error(
                 "no_transport",
@@ -355,6 +156,365 @@ impl SmsClient {
             }
         }
         Ok(0)
+    }
+
+    /// After an event was stored: tell other tabs (once per kind and conversation in
+    /// `announced`) and update the open pane. Nothing for one that was not applied.
+    async fn applied(
+        &self,
+        event: &LoggedEvent,
+        outcome: &IngestOutcome,
+        announced: &mut Vec<(String, Option<String>)>,
+    ) -> JsResult<()> {
+        if outcome.duplicate || outcome.resync || outcome.gap {
+            return Ok(());
+        }
+        let change = (outcome.kind.clone(), outcome.conversation_id.clone());
+        if !announced.contains(&change) {
+            self.announce(&change.0, change.1.as_deref());
+            announced.push(change);
+        }
+        self.show_in_pane(event, outcome).await
+    }
+
+    /// Tells other tabs `{kind, conversation_id}` (their `subscribe` listeners), and
+    /// this tab's connection listeners as a `conversation` event — never this tab's
+    /// own subscribers, which would hear the same change twice.
+    pub(crate) fn announce(&self, kind: &str, conversation_id: Option<&str>) {
+        #[derive(serde::Serialize)]
+        struct Change<'a> {
+            kind: &'a str,
+            conversation_id: Option<&'a str>,
+            from: &'a str,
+        }
+        let change = Change {
+            kind,
+            conversation_id,
+            from: &self.tab,
+        };
+        if let Some(channel) = &self.changes {
+            if let Ok(msg) = to_js(&change) {
+                let _ = channel.post_message(&msg);
+            }
+        }
+        if let Some(driver) = self.relay.borrow().as_ref().and_then(|d| d.upgrade()) {
+            driver.emit("conversation", &change);
+        }
+    }
+
+    /// Applies a run of relay events (from the stream or a catch-up page) and tells
+    /// the pane, the other tabs and this tab's listeners; the first storage failure
+    /// after the events before it.
+    pub(crate) async fn ingest_events(
+        &self,
+        events: &[LoggedEvent],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut announced = Vec::new();
+        let reading = self.reading();
+        let results = self
+            .store
+            .ingest_run_in_view(events, reading.as_ref())
+            .await;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let driver = self.relay.borrow().as_ref().and_then(|d| d.upgrade());
+        for (event, result) in events.iter().zip(results) {
+            let outcome = result?;
+            // The pane's update failing is not the store's: the events stay applied.
+            let _ = self.applied(event, &outcome, &mut announced).await;
+            if let (Some(driver), Some(n)) = (&driver, &outcome.notification) {
+                #[derive(serde::Serialize)]
+                struct Raised<'a> {
+                    notification: &'a crate::store::records::StoredNotification,
+                }
+                driver.emit("notification", &Raised { notification: n });
+            }
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Imports a directory snapshot (`GET /directory`'s `directory`), in batches,
+    /// calling `progress(done, total)` as records go in.
+    pub(crate) async fn import_directory(
+        &self,
+        directory: &JsValue,
+        progress: &dyn Fn(usize, usize),
+    ) -> JsResult<u32> {
+        // The small tables at once; records a part at a time, each part decoded
+        // while the database writes the one before.
+        let rest: DirectoryRest = input(directory.clone())?;
+        let records = match js_sys::Reflect::get(directory, &"records".into()) {
+            Ok(r) if r.is_undefined() || r.is_null() => js_sys::Array::new(),
+            Ok(r) => r.dyn_into::<js_sys::Array>().map_err(|_| {
+                js_error("invalid_input", "directory.records must be an array", &[])
+            })?,
+            Err(_) => js_sys::Array::new(),
+        };
+        let rest = Directory {
+            sellers: rest.sellers,
+            teams: rest.teams,
+            org_numbers: rest.org_numbers,
+            templates: rest.templates,
+            records: Vec::new(),
+        };
+        let len = records.length();
+        progress(0, len as usize);
+        let parts = (0..len).step_by(IMPORT_BATCH as usize).map(|i| {
+            progress(i as usize, len as usize);
+            serde_wasm_bindgen::from_value::<Vec<sms_core::directory::Record>>(
+                records.slice(i, i + IMPORT_BATCH).into(),
+            )
+            .map_err(|e| StoreError {
+                code: "invalid_input",
+                message: e.to_string(),
+            })
+        });
+        let n = self
+            .store
+            .import_parts(&rest, parts)
+            .await
+            .map_err(store_error)?;
+        progress(len as usize, len as usize);
+        Ok(n as u32)
+    }
+
+    /// Queues a send now and sends it: through the connection when there is one (its
+    /// machine decides when), else through the page's transport. Resolves to the
+    /// conversation id.
+    pub(crate) async fn queue(&self, request: SendRequest) -> JsResult<String> {
+        let entry = OutboxEntry {
+            request,
+            queued_ms: js_sys::Date::now(),
+            attempts: 0,
+        };
+        let conv = self.store.queue_send(entry).await.map_err(store_error)?;
+        self.announce("queued", Some(&conv));
+        let driver = self.relay.borrow().as_ref().and_then(|d| d.upgrade());
+        match driver {
+            Some(driver) => driver.handle(sms_core::sync::Input::Queued),
+            None if self.transport.is_some() => {
+                self.flush_outbox().await?;
+            }
+            None => {}
+        }
+        Ok(conv)
+    }
+
+    /// Asks the relay to move a conversation: through the connection when there is
+    /// one, else through the page's `moveTransport`. The refusal's reason otherwise.
+    pub(crate) async fn request_move(&self, request: &JsValue) -> Result<(), String> {
+        let driver = self.relay.borrow().as_ref().and_then(|d| d.upgrade());
+        if let Some(driver) = driver {
+            return driver.request_move(request).await;
+        }
+        let Some(f) = &self.move_transport else {
+            return Err("no_relay".into());
+        };
+        let answer = match f.call1(&JsValue::NULL, request) {
+            Ok(p) => JsFuture::from(js_sys::Promise::resolve(&p)).await,
+            Err(e) => Err(e),
+        };
+        answer.map(|_| ()).map_err(|e| {
+            e.as_string()
+                .or_else(|| {
+                    js_sys::Reflect::get(&e, &"message".into())
+                        .ok()
+                        .and_then(|m| m.as_string())
+                })
+                .unwrap_or_else(|| "move_refused".into())
+        })
+    }
+}
+
+/// A change subscription (RAII: dropping or closing it stops the listener). Keep a
+/// reference to it in JS: once the wrapper is garbage-collected, it stops too.
+#[wasm_bindgen]
+pub struct Subscription {
+    channel: web_sys::BroadcastChannel,
+    _callback: Closure<dyn FnMut(web_sys::MessageEvent)>,
+}
+
+#[wasm_bindgen]
+impl Subscription {
+    /// Stops listening.
+    pub fn close(self) {}
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.channel.set_onmessage(None);
+        self.channel.close();
+    }
+}
+
+/// Reads a relay event by its `kind`, deserialising only that kind's fields (a
+/// derived internally-tagged decoder would buffer every event through a generic
+/// tree and add ~30 KB to the module). `None` for a `reset` notice.
+pub(crate) fn decode_event(v: &JsValue) -> JsResult<Option<LoggedEvent>> {
+    let get = |key: &str| js_sys::Reflect::get(v, &key.into()).ok();
+    let bad = |what: &str| js_error("invalid_input", &format!("relay event without {what}"), &[]);
+    let kind = get("kind")
+        .and_then(|k| k.as_string())
+        .ok_or_else(|| bad("a kind"))?;
+    if kind == "reset" {
+        return Ok(None);
+    }
+    let epoch = get("epoch")
+        .and_then(|e| e.as_string())
+        .ok_or_else(|| bad("an epoch"))?;
+    let id = get("id")
+        .and_then(|i| i.as_f64())
+        .ok_or_else(|| bad("an id"))? as i64;
+    let v = v.clone();
+    let body = match kind.as_str() {
+        "inbound" => EventBody::Inbound(input(v)?),
+        "delivery" => EventBody::Delivery(input(v)?),
+        "outbound" => EventBody::Outbound(input(v)?),
+        "lead_created" => EventBody::LeadCreated(input(v)?),
+        "conversation_moved" => EventBody::ConversationMoved(input(v)?),
+        "consent_changed" => EventBody::ConsentChanged(input(v)?),
+        "directory_changed" => EventBody::DirectoryChanged(input(v)?),
+        "directory_replaced" => EventBody::DirectoryReplaced(input(v)?),
+        other => {
+            return Err(js_error(
+                "unknown_event",
+                &format!("unknown relay event kind {other:?}"),
+                &[],
+            ))
+        }
+    };
+    Ok(Some(LoggedEvent { epoch, id, body }))
+}
+
+pub(crate) fn store_error(e: StoreError) -> JsValue {
+    js_error(e.code, &e.message, &[])
+}
+
+fn input<T: for<'de> Deserialize<'de>>(value: JsValue) -> JsResult<T> {
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| js_error("invalid_input", &e.to_string(), &[]))
+}
+
+/// Directory records per import transaction (S3: one per few thousand rows).
+const IMPORT_BATCH: u32 = 2000;
+
+/// A directory snapshot's tables but its records, which are decoded a part at a time.
+#[derive(Deserialize)]
+struct DirectoryRest {
+    #[serde(default)]
+    sellers: Vec<sms_core::protocol::Seller>,
+    #[serde(default)]
+    teams: Vec<sms_core::directory::Team>,
+    #[serde(default)]
+    org_numbers: Vec<sms_core::directory::OrgNumber>,
+    #[serde(default)]
+    templates: Vec<sms_core::value::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Options {
+    db_name: String,
+    seller: String,
+    #[serde(default)]
+    default_region: Option<String>,
+}
+
+/// The browser runtime: relay events in, queries out, all in IndexedDB. JavaScript
+/// holds it; the connection ([`crate::connection`]) shares what it holds.
+#[wasm_bindgen]
+pub struct SmsClient {
+    inner: Rc<Client>,
+}
+
+impl std::ops::Deref for SmsClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.inner
+    }
+}
+
+impl SmsClient {
+    /// What the client holds, for the connection to share.
+    pub(crate) fn shared(&self) -> Rc<Client> {
+        self.inner.clone()
+    }
+}
+
+/// What an [`SmsClient`] holds: the store, the pane, the change channel, transports.
+pub struct Client {
+    pub(crate) store: IdbStore,
+    pub(crate) pane: crate::pane_driver::PaneSlot,
+    /// Tells other tabs (and this tab's subscribers) what changed.
+    changes: Option<web_sys::BroadcastChannel>,
+    channel_name: String,
+    /// `(request) => Promise<{outcome, message_sid?, error_code?}>`; a rejection
+    /// means the relay is unreachable (the send stays queued).
+    transport: Option<js_sys::Function>,
+    /// `(request) => Promise` that asks the relay to move a conversation
+    /// (`POST /conversations/move`); the move shows as pending until its
+    /// `conversation_moved` event is ingested. A rejection is the refusal reason.
+    pub(crate) move_transport: Option<js_sys::Function>,
+    /// The relay connection, once `connect` was called: sends and moves go through it.
+    pub(crate) relay: std::cell::RefCell<Option<std::rc::Weak<crate::connection::Driver>>>,
+    /// This client's id in change announcements (its own subscribers skip them).
+    tab: String,
+}
+
+#[wasm_bindgen]
+impl SmsClient {
+    /// Opens (creating or upgrading) the seller's database.
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "SmsClientOptions")] options: JsValue,
+    ) -> JsResult<SmsClient> {
+        let transport = js_sys::Reflect::get(&options, &"transport".into())
+            .ok()
+            .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
+        let move_transport = js_sys::Reflect::get(&options, &"moveTransport".into())
+            .ok()
+            .and_then(|t| t.dyn_into::<js_sys::Function>().ok());
+        let o: Options = input(options)?;
+        let ctx = SellerContext {
+            seller: o.seller,
+            default_region: o.default_region,
+        };
+        let channel_name = format!("sms-changes:{}", o.db_name);
+        let store = IdbStore::open(&o.db_name, ctx).await.map_err(store_error)?;
+        let changes = web_sys::BroadcastChannel::new(&channel_name).ok();
+        Ok(Self {
+            inner: Rc::new(Client {
+                store,
+                pane: Default::default(),
+                transport,
+                move_transport,
+                changes,
+                channel_name,
+                relay: Default::default(),
+                tab: format!("{:x}", (js_sys::Math::random() * 1e15) as u64),
+            }),
+        })
+    }
+
+    /// Queues an outbound message (it survives reloads) and tries to send the outbox.
+    /// Resolves to the conversation id.
+    pub async fn send(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ client_ref: string; from: string; to: string; body: string; record_id: string }"
+        )]
+        request: JsValue,
+    ) -> JsResult<String> {
+        // The request decodes straight into an outbox row (its `queued_ms` and
+        // `attempts` default), with one codec instead of two.
+        let entry: OutboxEntry = input(request)?;
+        self.queue(entry.request).await
+    }
+
+    /// Sends what waits in the outbox, in order, through the transport given to
+    /// `open`; stops at the first unreachable attempt. Resolves to the number still
+    /// queued. (With `connect`, the connection sends the outbox by itself.)
+    pub async fn flush(&self) -> JsResult<u32> {
+        self.flush_outbox().await
     }
 
     /// Sends still waiting (B4), oldest first.
@@ -449,39 +609,38 @@ impl SmsClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Directory")] directory: JsValue,
     ) -> JsResult<u32> {
-        // The small tables at once; records a part at a time, each part decoded
-        // while the database writes the one before.
-        let rest: DirectoryRest = input(directory.clone())?;
-        let records = match js_sys::Reflect::get(&directory, &"records".into()) {
-            Ok(r) if r.is_undefined() || r.is_null() => js_sys::Array::new(),
-            Ok(r) => r.dyn_into::<js_sys::Array>().map_err(|_| {
-                js_error("invalid_input", "directory.records must be an array", &[])
-            })?,
-            Err(_) => js_sys::Array::new(),
-        };
-        let rest = Directory {
-            sellers: rest.sellers,
-            teams: rest.teams,
-            org_numbers: rest.org_numbers,
-            templates: rest.templates,
-            records: Vec::new(),
-        };
-        let len = records.length();
-        let parts = (0..len).step_by(IMPORT_BATCH as usize).map(|i| {
-            serde_wasm_bindgen::from_value::<Vec<sms_core::directory::Record>>(
-                records.slice(i, i + IMPORT_BATCH).into(),
-            )
-            .map_err(|e| StoreError {
-                code: "invalid_input",
-                message: e.to_string(),
-            })
-        });
-        let n = self
-            .store
-            .import_parts(&rest, parts)
-            .await
-            .map_err(store_error)?;
-        Ok(n as u32)
+        self.inner.import_directory(&directory, &|_, _| {}).await
+    }
+
+    /// The org numbers of the stored directory, in number order, with their owners.
+    #[wasm_bindgen(js_name = orgNumbers, unchecked_return_type = "{ number: string; owner: { seller: string } | { team: string } }[]")]
+    pub async fn org_numbers(&self) -> JsResult<JsValue> {
+        let facts = self.store.facts().await.map_err(store_error)?;
+        to_js(&facts.org_numbers)
+    }
+
+    /// The service worker's catch-up on a push doorbell (N2): applies what the relay
+    /// holds after the stored position, page by page, and resolves to `{ end,
+    /// notification }` (how it ended: `caught_up`, `unavailable`, `signed_out`,
+    /// `storage_problem`, `interrupted`; the newest notification raised, if any).
+    #[wasm_bindgen(js_name = catchUp, unchecked_return_type = "CatchUpResult")]
+    pub async fn catch_up(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{ relay?: string; head?: string }")]
+        options: JsValue,
+    ) -> JsResult<JsValue> {
+        crate::connection::catch_up(self.shared(), &options).await
+    }
+
+    /// Connects to the relay (E1): imports the directory on a new device, streams
+    /// events from the stored position, catches up, reconnects with backoff, follows
+    /// epochs, and sends the outbox — all by itself. Listen to the returned
+    /// connection for status, progress, conversation and notification events.
+    pub async fn connect(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
+    ) -> JsResult<crate::connection::Connection> {
+        crate::connection::Driver::start(self.shared(), &options).await
     }
 
     /// "My text messages": visible conversations, newest first.
@@ -694,9 +853,14 @@ impl SmsClient {
         listener: js_sys::Function,
     ) -> JsResult<Subscription> {
         let channel = web_sys::BroadcastChannel::new(&self.channel_name)?;
+        let tab = JsValue::from(&self.tab);
         let callback =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-                let _ = listener.call1(&JsValue::NULL, &e.data());
+                let data = e.data();
+                let from = js_sys::Reflect::get(&data, &"from".into()).unwrap_or_default();
+                if from != tab {
+                    let _ = listener.call1(&JsValue::NULL, &data);
+                }
             });
         channel.set_onmessage(Some(callback.as_ref().unchecked_ref()));
         Ok(Subscription {

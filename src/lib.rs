@@ -132,6 +132,8 @@ pub fn sms_segments(text: &str) -> JsResult<JsValue> {
 #[cfg(target_family = "wasm")]
 mod client;
 #[cfg(target_family = "wasm")]
+mod connection;
+#[cfg(target_family = "wasm")]
 mod pane_driver;
 #[cfg(target_family = "wasm")]
 pub mod store;

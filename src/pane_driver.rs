@@ -425,7 +425,7 @@ impl SmsClient {
     }
 }
 
-impl SmsClient {
+impl crate::client::Client {
     /// Opens a fresh pane from `seed`; its first history page waits in the slot.
     fn install(&self, seed: PaneSeed, source: OpenSource) -> JsResult<()> {
         let preloaded = Preloaded {
@@ -657,35 +657,13 @@ impl SmsClient {
                     conversation,
                     target_record_id,
                 } => {
-                    let outcome = match &self.move_transport {
-                        None => Err(JsValue::from("moving needs the relay (no moveTransport)")),
-                        Some(f) => {
-                            let req = to_js(&sms_core::protocol::MoveRequest {
-                                org_number: conversation.org_number.clone(),
-                                customer_number: conversation.customer_number.clone(),
-                                from_record: conversation.record_id.clone(),
-                                to_record: target_record_id.clone(),
-                            })?;
-                            match f.call1(&JsValue::NULL, &req) {
-                                Ok(p) => {
-                                    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(
-                                        &p,
-                                    ))
-                                    .await
-                                }
-                                Err(e) => Err(e),
-                            }
-                        }
-                    };
-                    if let Err(e) = outcome {
-                        let reason = e
-                            .as_string()
-                            .or_else(|| {
-                                js_sys::Reflect::get(&e, &"message".into())
-                                    .ok()
-                                    .and_then(|m| m.as_string())
-                            })
-                            .unwrap_or_else(|| "the relay refused the move".into());
+                    let req = to_js(&sms_core::protocol::MoveRequest {
+                        org_number: conversation.org_number.clone(),
+                        customer_number: conversation.customer_number.clone(),
+                        from_record: conversation.record_id.clone(),
+                        to_record: target_record_id.clone(),
+                    })?;
+                    if let Err(reason) = self.request_move(&req).await {
                         let _ = self.pane.handle(PaneInput::MoveFailed { reason });
                     }
                 }

@@ -1176,7 +1176,7 @@ async fn the_pane_runs_against_the_store_and_updates_live() {
     let view = client.dispatch(input.into()).await.unwrap();
     assert_eq!(
         get(&view, "move_error").as_string().as_deref(),
-        Some("moving needs the relay (no moveTransport)")
+        Some("no_relay")
     );
     client
         .ingest(json(

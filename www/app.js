@@ -34,9 +34,11 @@ function setStatus(key, on) {
   on ? statusNotes.add(key) : statusNotes.delete(key);
   renderStatus();
 }
-/** The status line, in the current language (P1, P2: never a silent failure). */
+/** The status line, in the current language (P1, P2: never a silent failure): the
+ * connection's status, then any standing notes. */
 function renderStatus() {
-  $("status").textContent = [...statusNotes].map(t).join(" · ");
+  const line = sync.status === "reconnecting" ? `${t("reconnecting")} ${time(sync.retry_at)}` : t(SYNC_NOTE[sync.status]);
+  $("status").textContent = [line, ...[...statusNotes].map(t)].join(" · ");
 }
 
 async function api(path, options = {}) {
@@ -45,106 +47,30 @@ async function api(path, options = {}) {
   return { ok: r.ok, status: r.status, body };
 }
 
-// ---- relay transports handed to the client (a rejection = relay unreachable) ----
-async function transport(req) {
-  const r = await api("/messages", { method: "POST", body: JSON.stringify(req) });
-  // 429 (send rate, daily cap): not a failure of the message; it stays queued.
-  if (r.status >= 500 || r.status === 409 || r.status === 401 || r.status === 429 || !r.body) throw new Error(`relay answered ${r.status}`);
-  if (r.body.outcome) return r.body;
-  return { outcome: "failed", error_code: r.body.error_code ?? null };
-}
-async function moveTransport(req) {
-  const r = await api("/conversations/move", { method: "POST", body: JSON.stringify(req) });
-  if (!r.ok) throw new Error(r.body?.message ?? `relay answered ${r.status}`);
-}
+let client, me, changes, connection, sync = { status: "connecting" };
 
-let client, me, directory, changes;
-
-// ---- event stream with our own reconnect (a 503 or 204 closes an EventSource for good) ----
-// Events apply strictly in log order, one transaction each. When one fails (storage
-// full, ...) nothing of it was written: the stream stops and resumes later from the
-// last applied position, so no event is skipped or applied twice.
-let source, backoff = 1000, generation = 0, queue = [], draining = false;
-async function connect() {
-  const mine = ++generation;
-  queue = [];
-  const since = await client.position();
-  source?.close();
-  source = new EventSource(since ? `/events?since=${encodeURIComponent(since)}` : "/events");
-  source.onopen = () => { backoff = 1000; setStatus("reconnecting", false); setStatus("connected", true); flushOutbox(); };
-  source.onmessage = (e) => {
-    if (mine !== generation) return;
-    queue.push(JSON.parse(e.data));
-    drain();
-  };
-  source.onerror = () => {
-    setStatus("connected", false); setStatus("reconnecting", true);
-    if (source.readyState === EventSource.CLOSED) retryLater();
-  };
+// ---- the relay connection: the SDK owns it (stream, retries, epochs, outbox); the
+// page only shows what it reports ----
+const SYNC_NOTE = { connecting: "connecting", catching_up: "catching_up", live: "connected", reconnecting: "reconnecting",
+  offline: "offline", storage_problem: "storage_full", signed_out: "signed_out" };
+function onSync(e) {
+  if (e.type === "status") {
+    sync = e;
+    if (e.status === "live") $("sync-progress").hidden = true;
+    if (e.status === "storage_problem") showError({ code: e.code });
+    renderStatus();
+  } else if (e.type === "progress") {
+    const bar = $("sync-progress");
+    bar.hidden = e.total != null && e.done >= e.total && e.phase === "directory";
+    bar.setAttribute("aria-label", t(`progress_${e.phase}`));
+    if (e.total) { bar.max = e.total; bar.value = e.done; } else bar.removeAttribute("value");
+    if (e.phase === "directory" && e.done >= (e.total ?? 0)) fillPhone();
+  } else refresh(); // a conversation changed, or a notification was raised
 }
 
-/** Applies what the stream delivered, in order: a burst (a replay) goes in runs. */
-async function drain() {
-  if (draining) return;
-  draining = true;
-  const mine = generation;
-  try {
-    while (queue.length && mine === generation) {
-      const run = queue.splice(0, 200);
-      const outcomes = await client.ingestMany(run);
-      setStatus("storage_full", false);
-      if (outcomes.some((o) => o.resync || o.gap)) {
-        // A new epoch (S4), or events not applied: fetch again from the stored position.
-        generation++;
-        source.close();
-        if (outcomes.some((o) => o.resync)) await client.resetPosition();
-        connect();
-        return;
-      }
-      if (run.some((e) => e.kind === "directory_changed" || e.kind === "directory_replaced")) await loadDirectory();
-    }
-    await refresh();
-  } catch (error) {
-    ingestFailed(error, mine);
-  } finally {
-    draining = false;
-    if (queue.length) drain();
-  }
-}
-
-let flushing = false;
-async function flushOutbox() {
-  if (flushing || !client) return;
-  flushing = true;
-  try {
-    if ((await client.outbox()).length) {
-      await client.flush();
-      if (client.paneView()) renderPane(await client.syncPane());
-      await refresh();
-    }
-  } catch (e) { console.warn("outbox", e); } finally { flushing = false; }
-}
-
-function retryLater() {
-  setTimeout(connect, backoff);
-  backoff = Math.min(backoff * 2, 30000);
-}
-
-function ingestFailed(error, mine) {
-  if (mine !== generation) return;
-  generation++; // later events of this stream are dropped: the next stream replays them
-  queue = [];
-  source.close();
-  console.error(error);
-  setStatus("connected", false);
-  setStatus("storage_full", error.code === "quota_exceeded" || error.code === "write_refused");
-  showError(error);
-  retryLater();
-}
-
-async function loadDirectory() {
-  const r = await api("/directory");
-  if (r.ok) { directory = r.body.directory; await client.importDirectory(directory); }
+async function fillPhone() {
+  const numbers = await client.orgNumbers();
+  $("phone-to").replaceChildren(...numbers.map((o) => el("option", { value: o.number, text: o.number })));
 }
 
 // ---- rendering ----
@@ -395,15 +321,14 @@ async function dispatch(input) {
 async function start(profile) {
   me = profile;
   try {
-    client = await SmsClient.open({ dbName: `sms-${me.seller}`, seller: me.seller, defaultRegion: me.default_region ?? undefined, transport, moveTransport });
+    client = await SmsClient.open({ dbName: `sms-${me.seller}`, seller: me.seller, defaultRegion: me.default_region ?? undefined });
   } catch (e) {
     setStatus("offline_db", true);
     throw e;
   }
   $("signin").hidden = true;
   $("layout").hidden = false; $("bell").hidden = false; $("signout").hidden = false;
-  await loadDirectory();
-  $("phone-to").replaceChildren(...(directory?.org_numbers ?? []).map((o) => el("option", { value: o.number, text: o.number })));
+  fillPhone();
   // Keep the subscription referenced: a collected one stops listening.
   changes = client.subscribe((change) => {
     // Another tab (or the service worker) changed the store: the open pane re-reads
@@ -414,11 +339,8 @@ async function start(profile) {
   setStatus("storage_refused", (await SmsClient.persist()) === "denied");
   setStatus("notif_blocked", "Notification" in self && Notification.permission === "denied");
   await refresh();
-  connect();
-  // B4: what waits in the outbox goes out when the relay is reachable again — the
-  // network coming back, the stream reconnecting, or a periodic retry while any waits.
-  window.addEventListener("online", flushOutbox);
-  setInterval(flushOutbox, 10000);
+  connection = await client.connect({});
+  connection.subscribe(onSync);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   setUpPush().catch(console.warn);
   if ("Notification" in self && Notification.permission === "default") {

@@ -1,42 +1,34 @@
 // Service worker (N2): a push is a doorbell ("events since id N are waiting"). The
-// worker fetches the waiting events over the authenticated channel, stores them through
-// the same WASM client (IndexedDB, one transaction per event), and shows a system
+// worker has the SDK fetch the waiting events over the authenticated channel and store
+// them (IndexedDB, runs of events per transaction), and shows a system
 // notification; a click focuses or opens the page on that conversation (O3).
 import init, { SmsClient } from "./pkg/sms_module.js";
 
 let ready;
 const wasm = () => (ready ??= init());
 
-async function catchUp() {
+/** Applies what the relay holds for this browser (the SDK's catch-up); the newest
+ * notification it raised, if any. `head` is the doorbell's `<epoch>:<id>`. */
+async function catchUp(head) {
   await wasm();
   const me = await fetch("/me", { credentials: "same-origin" });
   if (!me.ok) return null;
   const profile = await me.json();
   const client = await SmsClient.open({ dbName: `sms-${profile.seller}`, seller: profile.seller, defaultRegion: profile.default_region ?? undefined });
-  let newest = null;
   try {
-    let since = (await client.position()) ?? "0";
-    for (let more = true; more;) {
-      const r = await fetch(`/events/page?since=${encodeURIComponent(since)}&limit=200`, { credentials: "same-origin" });
-      if (!r.ok) break;
-      const page = await r.json();
-      if (page.reset) await client.resetPosition();
-      const outcomes = await client.ingestMany(page.events);
-      for (const outcome of outcomes) if (outcome.notification) newest = outcome.notification;
-      if (outcomes.some((o) => o.gap || o.resync)) break;
-      since = page.next;
-      more = page.more;
-    }
+    return (await client.catchUp({ head })).notification;
   } finally {
     client.close();
   }
-  return newest;
 }
 
 self.addEventListener("push", (event) => {
   event.waitUntil((async () => {
     let newest = null;
-    try { newest = await catchUp(); } catch (e) { console.error("push catch-up failed", e); }
+    let doorbell = null;
+    try { doorbell = event.data?.json(); } catch { /* not JSON: no head, no progress total */ }
+    const head = doorbell?.epoch != null && doorbell?.head != null ? `${doorbell.epoch}:${doorbell.head}` : undefined;
+    try { newest = await catchUp(head); } catch (e) { console.error("push catch-up failed", e); }
     // Open pages re-read the database now (they may have lost their own stream).
     for (const page of await self.clients.matchAll({ type: "window", includeUncontrolled: true })) {
       page.postMessage({ type: "changed" });

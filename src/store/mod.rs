@@ -282,8 +282,8 @@ impl IdbStore {
     }
 
     /// Closes the connection.
-    pub fn close(self) {
-        self.db.close();
+    pub fn close(&self) {
+        self.db.clone().close();
     }
 
     /// The seller context.
@@ -376,6 +376,11 @@ impl IdbStore {
         let mut plan = GetRow::new(table, key);
         self.execute(&mut plan).await?;
         Ok(plan.row)
+    }
+
+    /// The directory facts (the seller's access, org numbers), cached.
+    pub async fn facts(&self) -> StoreResult<std::rc::Rc<DirectoryCache>> {
+        self.directory_cache().await
     }
 
     /// The directory facts ingest needs, read in one transaction when not cached.

@@ -696,6 +696,25 @@ fn a_rate_limited_flush_waits_for_retry_after() {
     assert_eq!(flushes(&h.step(Input::Timeout)), 1);
 }
 
+#[test]
+fn a_send_just_queued_goes_out_at_once_but_not_before_retry_after() {
+    let mut h = Harness::connected(None);
+    assert_eq!(flushes(&h.step(Input::Queued)), 1);
+    let not_before = h.now + 30_000;
+    h.step(Input::Flushed {
+        remaining: 1,
+        not_before: Some(not_before),
+    });
+    assert_eq!(flushes(&h.step(Input::Queued)), 0, "the relay said wait");
+    assert_eq!(
+        flushes(&h.step(Input::Online)),
+        0,
+        "online does not override it"
+    );
+    h.now = not_before;
+    assert_eq!(flushes(&h.step(Input::Timeout)), 1);
+}
+
 // ---- send verdicts ----
 
 fn answer(outcome: SendOutcome) -> SendAnswer {

@@ -99,6 +99,8 @@ pub enum Input {
         /// Sends waiting.
         count: u32,
     },
+    /// A send was just queued: flush now (unless the relay asked to wait, 429).
+    Queued,
     /// The [`Action::FlushOutbox`] finished.
     Flushed {
         /// Sends still waiting.
@@ -178,6 +180,8 @@ pub enum Status {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Importing the directory (a new device, or after a new epoch); counts records.
+    Directory,
     /// Applying the events the relay owed this device.
     CatchUp,
 }
@@ -244,6 +248,8 @@ pub struct SyncMachine {
     flushing: bool,
     flush_again: bool,
     flush_at: Option<u64>,
+    /// No flush before this time (ms): the relay's `Retry-After`.
+    not_before: u64,
     actions: VecDeque<Action>,
     status: Option<Status>,
     progress: Option<Progress>,
@@ -274,6 +280,7 @@ impl SyncMachine {
             flushing: false,
             flush_again: false,
             flush_at: None,
+            not_before: 0,
             actions: VecDeque::new(),
             status: None,
             progress: None,
@@ -409,10 +416,15 @@ impl SyncMachine {
                     self.flush_at = Some(now + self.config.outbox_retry_ms);
                 }
             }
+            Input::Queued => {
+                self.outbox += 1;
+                self.want_flush(now);
+            }
             Input::Flushed {
                 remaining,
                 not_before,
             } => {
+                self.not_before = not_before.unwrap_or(0);
                 self.flushing = false;
                 self.outbox = remaining;
                 self.flush_at = (remaining > 0).then(|| {
@@ -450,7 +462,8 @@ impl SyncMachine {
         if self.flushing {
             self.flush_again = true;
         } else {
-            self.flush_at = Some(self.flush_at.map_or(now, |at| at.min(now)));
+            let soon = now.max(self.not_before);
+            self.flush_at = Some(self.flush_at.map_or(soon, |at| at.min(soon)));
         }
     }
 

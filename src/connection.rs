@@ -1,0 +1,648 @@
+//! The relay connection (E1, E4): the core's [`SyncMachine`] driven in the browser. The
+//! machine decides (position, gaps, epochs, reconnects and their backoff, caught-up,
+//! when the outbox goes out); this file only carries its actions out — the event
+//! stream (`EventSource`), fetches (`gloo-net`), timers (`gloo-timers`), `online` /
+//! `offline` (`gloo-events`) — and tells the page what happened as typed events.
+//! Every callback holds the driver weakly: `disconnect()` or dropping the connection
+//! ends it all.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use gloo_events::EventListener;
+use gloo_net::http::{Method, RequestBuilder};
+use gloo_timers::callback::Timeout;
+use serde::Serialize;
+use sms_core::protocol::{ErrorBody, Position, SendAnswer, SendOutcome, StreamNotice};
+use sms_core::sync::{self, Action, Config, Input, Phase, Progress, Status, SyncMachine, Verdict};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::spawn_local;
+
+use crate::client::{decode_event, Client};
+use crate::js_error::JsResult;
+use crate::to_js;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_CONNECTION: &'static str = r#"
+/** Options of `SmsClient.connect`. */
+export interface ConnectOptions {
+  /** The relay's base URL; the page's own origin when omitted. The session cookie is
+   * `SameSite=Strict` and `EventSource` sends no headers: serve the page and the relay
+   * from the same site. */
+  relay?: string;
+  /** Called when the relay says the session is gone (401): get a fresh one (e.g. post
+   * the CRM's assertion to `/session`) and resolve; reject to stay signed out. */
+  signIn?: () => Promise<unknown>;
+}
+/** Where the connection stands (`status` events, `Connection.status()`). */
+export type SyncStatus =
+  | { status: "connecting" } | { status: "catching_up" } | { status: "live" }
+  | { status: "reconnecting"; retry_at: number } | { status: "offline" }
+  | { status: "storage_problem"; code: string } | { status: "signed_out" };
+/** How far long work is: the directory import (records) or the catch-up (log ids). */
+export interface SyncProgress { phase: "directory" | "catch_up"; done: number; total: number | null }
+/** What a connection tells its listeners. */
+export type SyncEvent =
+  | ({ type: "status" } & SyncStatus)
+  | ({ type: "progress" } & SyncProgress)
+  /** Something of a conversation changed (a relay event or this tab's own change). */
+  | { type: "conversation"; kind: ChangeNotice["kind"]; conversation_id: string | null }
+  /** A notification was raised (N1, P3). */
+  | { type: "notification"; notification: Notification };
+/** How the service worker's `catchUp` ended, and the newest notification it raised. */
+export type CatchUpResult = (
+  | { end: "caught_up" } | { end: "unavailable"; status: number | null } | { end: "signed_out" }
+  | { end: "storage_problem"; code: string } | { end: "interrupted" }
+) & { notification: Notification | null };
+"#;
+
+/// The page's handle on the relay connection.
+#[wasm_bindgen]
+pub struct Connection {
+    driver: Rc<Driver>,
+}
+
+#[wasm_bindgen]
+impl Connection {
+    /// Calls `listener(event)` for every status, progress, conversation and
+    /// notification event, until `disconnect()`.
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")]
+        listener: js_sys::Function,
+    ) {
+        self.driver.listeners.borrow_mut().push(listener);
+    }
+
+    /// The current status.
+    #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
+    pub fn status(&self) -> JsResult<JsValue> {
+        to_js(&*self.driver.status.borrow())
+    }
+
+    /// Closes the stream and stops every retry and timer; listeners hear nothing more.
+    pub fn disconnect(&self) {
+        self.driver.handle(Input::Stop);
+        self.driver.stream.borrow_mut().take();
+        self.driver.timer.borrow_mut().take();
+        self.driver.network.borrow_mut().clear();
+        self.driver.listeners.borrow_mut().clear();
+    }
+}
+
+/// An open event stream: closed when dropped (its listeners go with it).
+struct Stream {
+    source: web_sys::EventSource,
+    _listeners: [EventListener; 4],
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+/// Carries the machine's actions out.
+pub(crate) struct Driver {
+    client: Rc<Client>,
+    base: String,
+    sign_in: Option<js_sys::Function>,
+    machine: RefCell<SyncMachine>,
+    stream: RefCell<Option<Stream>>,
+    timer: RefCell<Option<Timeout>>,
+    network: RefCell<Vec<EventListener>>,
+    listeners: RefCell<Vec<js_sys::Function>>,
+    status: RefCell<Status>,
+    pumping: Cell<bool>,
+}
+
+fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// What a fetch came back with: the status (none: no answer), the body as JSON, and
+/// `Retry-After` in seconds.
+struct Answer {
+    status: Option<u16>,
+    body: Option<JsValue>,
+    retry_after: Option<u64>,
+}
+
+async fn call(method: Method, url: &str, body: Option<&JsValue>) -> Answer {
+    let request = RequestBuilder::new(url)
+        .method(method)
+        .header("content-type", "application/json");
+    let request = match body {
+        Some(b) => js_sys::JSON::stringify(b)
+            .ok()
+            .and_then(|text| request.body(String::from(text)).ok()),
+        None => request.build().ok(),
+    };
+    let Some(request) = request else {
+        return Answer {
+            status: None,
+            body: None,
+            retry_after: None,
+        };
+    };
+    let Ok(response) = request.send().await else {
+        return Answer {
+            status: None,
+            body: None,
+            retry_after: None,
+        };
+    };
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|s| s.trim().parse().ok());
+    let body = match response.text().await {
+        Ok(text) if !text.is_empty() => js_sys::JSON::parse(&text).ok(),
+        _ => None,
+    };
+    Answer {
+        status: Some(response.status()),
+        body,
+        retry_after,
+    }
+}
+
+/// A stream notice read by field (a derived decoder for the tagged enum would add
+/// its buffering code to the module).
+fn notice(v: &JsValue) -> Option<StreamNotice> {
+    let text = |k: &str| js_sys::Reflect::get(v, &k.into()).ok()?.as_string();
+    let epoch = text("epoch").unwrap_or_default();
+    match text("kind")?.as_str() {
+        "reset" => Some(StreamNotice::Reset { epoch }),
+        "caught_up" => Some(StreamNotice::CaughtUp {
+            epoch,
+            head: text("head")?,
+        }),
+        _ => None,
+    }
+}
+
+/// The relay's base URL from `options.relay` (the page's origin when absent).
+fn relay_base(options: &JsValue) -> String {
+    js_sys::Reflect::get(options, &"relay".into())
+        .ok()
+        .and_then(|r| r.as_string())
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn decode<T: for<'de> serde::Deserialize<'de>>(v: &Option<JsValue>) -> Option<T> {
+    v.as_ref()
+        .and_then(|v| serde_wasm_bindgen::from_value(v.clone()).ok())
+}
+
+impl Driver {
+    /// Starts a connection for `client`: the directory first on a device that has
+    /// none, then the stream from the stored position.
+    pub(crate) async fn start(client: Rc<Client>, options: &JsValue) -> JsResult<Connection> {
+        let get = |k: &str| js_sys::Reflect::get(options, &k.into()).ok();
+        let base = relay_base(options);
+        let sign_in = get("signIn").and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        let seed = (js_sys::Math::random() * u32::MAX as f64) as u64;
+        let driver = Rc::new(Self {
+            client: client.clone(),
+            base,
+            sign_in,
+            machine: RefCell::new(SyncMachine::new(Config {
+                seed,
+                ..Config::default()
+            })),
+            stream: Default::default(),
+            timer: Default::default(),
+            network: Default::default(),
+            listeners: Default::default(),
+            status: RefCell::new(Status::Connecting),
+            pumping: Cell::new(false),
+        });
+        *client.relay.borrow_mut() = Some(Rc::downgrade(&driver));
+        driver.listen_to_network();
+        let connection = Connection {
+            driver: driver.clone(),
+        };
+        spawn_local(async move {
+            let position = driver.position().await;
+            if position.is_none() {
+                driver.import_directory().await;
+            }
+            let waiting = client.store.outbox().await.map_or(0, |o| o.len() as u32);
+            driver.handle(Input::OutboxWaiting { count: waiting });
+            driver.handle(Input::Start { position });
+        });
+        Ok(connection)
+    }
+
+    async fn position(&self) -> Option<Position> {
+        let stored = self.client.store.position().await.ok().flatten()?;
+        Position::parse(&stored)
+    }
+
+    /// Tells the machine, then carries out what it decided.
+    pub(crate) fn handle(self: &Rc<Self>, input: Input) {
+        self.machine.borrow_mut().handle(input, now());
+        self.kick();
+    }
+
+    /// Runs the pump unless it runs already (it polls again before it stops).
+    fn kick(self: &Rc<Self>) {
+        if self.pumping.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        spawn_local(async move {
+            me.pump().await;
+            me.pumping.set(false);
+            me.arm_timer();
+        });
+    }
+
+    async fn pump(self: &Rc<Self>) {
+        loop {
+            let next = self.machine.borrow_mut().poll();
+            let Some(action) = next else { break };
+            match action {
+                Action::OpenStream { since } => self.open_stream(since),
+                Action::CloseStream => drop(self.stream.borrow_mut().take()),
+                Action::Ingest { events } => self.spawn(|me| async move {
+                    match me.client.ingest_events(&events).await {
+                        Ok(outcomes) => Input::Ingested { outcomes },
+                        Err(e) => Input::IngestFailed {
+                            code: e.code.to_owned(),
+                        },
+                    }
+                }),
+                Action::ResetPosition => {
+                    // A new epoch: what this device holds of the old log is no guide;
+                    // the directory comes again, then the log from its start.
+                    let _ = self.client.store.reset_position().await;
+                    self.import_directory().await;
+                }
+                Action::SignIn => self.spawn(|me| async move {
+                    let Some(f) = &me.sign_in else {
+                        return Input::SignInFailed;
+                    };
+                    let signed_in = match f.call0(&JsValue::NULL) {
+                        Ok(p) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&p))
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    };
+                    match signed_in {
+                        true => Input::SignedIn,
+                        false => Input::SignInFailed,
+                    }
+                }),
+                Action::FlushOutbox => self.spawn(|me| async move { me.flush().await }),
+                Action::Status(status) => {
+                    self.emit("status", &status);
+                    *self.status.borrow_mut() = status;
+                }
+                Action::Progress(progress) => self.emit("progress", &progress),
+            }
+        }
+    }
+
+    /// Runs `work` on its own and hands its answer to the machine.
+    fn spawn<F, Fut>(self: &Rc<Self>, work: F)
+    where
+        F: FnOnce(Rc<Self>) -> Fut + 'static,
+        Fut: std::future::Future<Output = Input> + 'static,
+    {
+        let me = self.clone();
+        spawn_local(async move {
+            let input = work(me.clone()).await;
+            me.handle(input);
+        });
+    }
+
+    fn arm_timer(self: &Rc<Self>) {
+        let at = self.machine.borrow().poll_timeout();
+        let timer = at.map(|at| {
+            let me = Rc::downgrade(self);
+            let wait = at.saturating_sub(now()).min(u32::MAX as u64) as u32;
+            Timeout::new(wait, move || {
+                if let Some(me) = me.upgrade() {
+                    me.handle(Input::Timeout);
+                }
+            })
+        });
+        *self.timer.borrow_mut() = timer;
+    }
+
+    fn weakly(
+        self: &Rc<Self>,
+        f: impl Fn(&Rc<Self>, &web_sys::Event) + 'static,
+    ) -> impl FnMut(&web_sys::Event) + 'static {
+        let me: Weak<Self> = Rc::downgrade(self);
+        move |e| {
+            if let Some(me) = me.upgrade() {
+                f(&me, e);
+            }
+        }
+    }
+
+    fn listen_to_network(self: &Rc<Self>) {
+        let global: web_sys::EventTarget = js_sys::global().unchecked_into();
+        let online = EventListener::new(
+            &global,
+            "online",
+            self.weakly(|me, _| me.handle(Input::Online)),
+        );
+        let offline = EventListener::new(
+            &global,
+            "offline",
+            self.weakly(|me, _| me.handle(Input::Offline)),
+        );
+        *self.network.borrow_mut() = vec![online, offline];
+        let on_line = js_sys::Reflect::get(&global, &"navigator".into())
+            .and_then(|n| js_sys::Reflect::get(&n, &"onLine".into()))
+            .ok()
+            .and_then(|v| v.as_bool());
+        if on_line == Some(false) {
+            self.machine.borrow_mut().handle(Input::Offline, now());
+        }
+    }
+
+    fn open_stream(self: &Rc<Self>, since: Option<String>) {
+        let url = match since {
+            Some(s) => format!(
+                "{}/events?since={}",
+                self.base,
+                String::from(js_sys::encode_uri_component(&s))
+            ),
+            None => format!("{}/events", self.base),
+        };
+        let Ok(source) = web_sys::EventSource::new(&url) else {
+            self.handle(Input::StreamFailed { status: None });
+            return;
+        };
+        let data = |e: &web_sys::Event| {
+            e.dyn_ref::<web_sys::MessageEvent>()
+                .and_then(|m| m.data().as_string())
+                .and_then(|text| js_sys::JSON::parse(&text).ok())
+        };
+        let listeners = [
+            EventListener::new(
+                &source,
+                "open",
+                self.weakly(|me, _| me.handle(Input::StreamOpened)),
+            ),
+            EventListener::new(
+                &source,
+                "message",
+                self.weakly(move |me, e| {
+                    let Some(v) = data(e) else { return };
+                    let kind = js_sys::Reflect::get(&v, &"kind".into())
+                        .ok()
+                        .and_then(|k| k.as_string());
+                    let input = if kind.as_deref() == Some("reset") {
+                        notice(&v).map(Input::Notice)
+                    } else {
+                        decode_event(&v).ok().flatten().map(Input::Event)
+                    };
+                    match input {
+                        Some(input) => me.handle(input),
+                        // Something this module cannot read: start again from the position.
+                        None => me.stream_failed(),
+                    }
+                }),
+            ),
+            EventListener::new(
+                &source,
+                "caught_up",
+                self.weakly(move |me, e| {
+                    if let Some(notice) = data(e).as_ref().and_then(notice) {
+                        me.handle(Input::Notice(notice));
+                    }
+                }),
+            ),
+            // An `EventSource` retries by itself and hides the status: close it, ask
+            // the relay whether the session still holds, and let the machine decide.
+            EventListener::new(&source, "error", self.weakly(|me, _| me.stream_failed())),
+        ];
+        *self.stream.borrow_mut() = Some(Stream {
+            source,
+            _listeners: listeners,
+        });
+    }
+
+    fn stream_failed(self: &Rc<Self>) {
+        if self.stream.borrow_mut().take().is_none() {
+            return;
+        }
+        self.spawn(|me| async move {
+            let probe = call(Method::GET, &format!("{}/me", me.base), None).await;
+            let status = probe.status.filter(|s| *s == 401);
+            Input::StreamFailed { status }
+        });
+    }
+
+    /// Sends what waits in the outbox, oldest first, judging each answer with the
+    /// core's [`sync::send_verdict`]; stops at the first that must wait.
+    async fn flush(self: &Rc<Self>) -> Input {
+        let store = &self.client.store;
+        let queued = store.outbox().await.unwrap_or_default();
+        let total = queued.len() as u32;
+        let url = format!("{}/messages", self.base);
+        for (i, entry) in queued.iter().enumerate() {
+            let request = to_js(&entry.request).ok();
+            let answer = call(Method::POST, &url, request.as_ref()).await;
+            let ok: Option<SendAnswer> = decode(&answer.body);
+            let error: Option<ErrorBody> = decode(&answer.body);
+            let verdict = sync::send_verdict(
+                answer.status,
+                ok.as_ref(),
+                error.as_ref(),
+                answer.retry_after,
+                now(),
+            );
+            let client_ref = &entry.request.client_ref;
+            let settled = match verdict {
+                Verdict::Settle { answer } => answer,
+                Verdict::Fail {
+                    code,
+                    reason,
+                    error_code,
+                } => SendAnswer {
+                    client_ref: client_ref.clone(),
+                    outcome: SendOutcome::Failed,
+                    message_sid: None,
+                    error_code,
+                    reason: reason.or(Some(code)),
+                    provider_error: None,
+                    duplicate: false,
+                },
+                Verdict::Retry { not_before, .. } => {
+                    if answer.status.is_none() {
+                        let _ = store.send_unreachable(client_ref).await;
+                    }
+                    return Input::Flushed {
+                        remaining: total - i as u32,
+                        not_before,
+                    };
+                }
+            };
+            if store.settle_send(client_ref, &settled).await.is_ok() {
+                self.client.announce("sent", None);
+            }
+        }
+        Input::Flushed {
+            remaining: 0,
+            not_before: None,
+        }
+    }
+
+    /// Asks the relay to move a conversation (`POST /conversations/move`); the refusal's
+    /// code when it says no.
+    pub(crate) async fn request_move(&self, request: &JsValue) -> Result<(), String> {
+        let answer = call(
+            Method::POST,
+            &format!("{}/conversations/move", self.base),
+            Some(request),
+        )
+        .await;
+        match answer.status {
+            Some(s) if (200..300).contains(&s) => Ok(()),
+            Some(s) => {
+                Err(decode::<ErrorBody>(&answer.body)
+                    .map_or_else(|| format!("http_{s}"), |e| e.code))
+            }
+            None => Err("relay_unreachable".into()),
+        }
+    }
+
+    /// Imports the relay's directory (`GET /directory`), reporting progress; a failure
+    /// leaves the device's directory as it was (the next connection tries again).
+    async fn import_directory(self: &Rc<Self>) {
+        let answer = call(Method::GET, &format!("{}/directory", self.base), None).await;
+        let directory = answer
+            .body
+            .filter(|_| answer.status == Some(200))
+            .and_then(|b| js_sys::Reflect::get(&b, &"directory".into()).ok());
+        let Some(directory) = directory else { return };
+        let me = Rc::downgrade(self);
+        let progress = move |done: usize, total: usize| {
+            if let Some(me) = me.upgrade() {
+                me.emit(
+                    "progress",
+                    &Progress {
+                        phase: Phase::Directory,
+                        done: done as u64,
+                        total: Some(total as u64),
+                    },
+                );
+            }
+        };
+        // A directory the module cannot read stays out; the stream still runs.
+        let _ = self.client.import_directory(&directory, &progress).await;
+    }
+
+    /// Tells every listener `{type, ...payload}`.
+    pub(crate) fn emit(&self, kind: &str, payload: &impl Serialize) {
+        let Ok(event) = to_js(payload) else { return };
+        let event = if event.is_object() {
+            event
+        } else {
+            js_sys::Object::new().into()
+        };
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &kind.into());
+        // A listener may subscribe or disconnect while called: call a copy.
+        let listeners = self.listeners.borrow().clone();
+        for l in listeners {
+            let _ = l.call1(&JsValue::NULL, &event);
+        }
+    }
+}
+
+/// An `/events/page` answer read by field (events through the same decoder as the
+/// stream's).
+fn events_page(v: &JsValue) -> Option<sms_core::protocol::EventsPage> {
+    let get = |k: &str| js_sys::Reflect::get(v, &k.into()).ok();
+    let events: js_sys::Array = get("events")?.dyn_into().ok()?;
+    let events = events
+        .iter()
+        .map(|e| decode_event(&e).ok().flatten())
+        .collect::<Option<Vec<_>>>()?;
+    Some(sms_core::protocol::EventsPage {
+        epoch: get("epoch")?.as_string().unwrap_or_default(),
+        reset: get("reset").and_then(|r| r.as_bool()).unwrap_or(false),
+        events,
+        next: get("next")?.as_string()?,
+        more: get("more")?.as_bool()?,
+    })
+}
+
+/// The service worker's catch-up on a doorbell (N2): pages of `/events/page` from the
+/// stored position, applied in runs, as the core's [`sync::CatchUp`] decides. Resolves
+/// to `{ end, notification }`: how it ended and the newest notification raised.
+pub(crate) async fn catch_up(client: Rc<Client>, options: &JsValue) -> JsResult<JsValue> {
+    use sync::{CatchUp, CatchUpAction, CatchUpInput};
+    let base = relay_base(options);
+    let head = js_sys::Reflect::get(options, &"head".into())
+        .ok()
+        .and_then(|h| h.as_string())
+        .and_then(|h| Position::parse(&h));
+    let position = match client.store.position().await {
+        Ok(p) => p.and_then(|p| Position::parse(&p)),
+        Err(e) => return Err(crate::client::store_error(e)),
+    };
+    let mut machine = CatchUp::new(position, head, 200);
+    let mut newest = None;
+    while let Some(action) = machine.poll() {
+        let input = match action {
+            CatchUpAction::FetchPage { since, limit } => {
+                let url = format!(
+                    "{base}/events/page?since={}&limit={limit}",
+                    String::from(js_sys::encode_uri_component(&since))
+                );
+                let answer = call(Method::GET, &url, None).await;
+                match (answer.status, answer.body.as_ref().and_then(events_page)) {
+                    (Some(200), Some(page)) => CatchUpInput::Page(page),
+                    (status, _) => CatchUpInput::FetchFailed { status },
+                }
+            }
+            CatchUpAction::ResetPosition => {
+                let _ = client.store.reset_position().await;
+                continue;
+            }
+            CatchUpAction::Ingest { events } => match client.ingest_events(&events).await {
+                Ok(outcomes) => {
+                    newest = outcomes
+                        .iter()
+                        .rev()
+                        .find_map(|o| o.notification.clone())
+                        .or(newest);
+                    CatchUpInput::Ingested { outcomes }
+                }
+                Err(e) => CatchUpInput::IngestFailed {
+                    code: e.code.to_owned(),
+                },
+            },
+            CatchUpAction::Progress(_) => continue,
+            CatchUpAction::Done(end) => {
+                #[derive(Serialize)]
+                struct Done {
+                    #[serde(flatten)]
+                    end: sync::CatchUpEnd,
+                    notification: Option<crate::store::records::StoredNotification>,
+                }
+                return to_js(&Done {
+                    end,
+                    notification: newest,
+                });
+            }
+        };
+        machine.handle(input);
+    }
+    Err(crate::js_error::js_error(
+        "internal",
+        "the catch-up ended without an end",
+        &[],
+    ))
+}
