@@ -50,6 +50,22 @@ pkg: rust-tools node-tools
 	wasm-opt $(WASM_OPT_FLAGS) $(PKG)/sms_module_bg.wasm -o $(PKG)/sms_module_bg.wasm
 	@$(MAKE) --no-print-directory size
 
+# The npm package (E6): the release module, its typed API and a manifest, packed by npm.
+PACKAGE_DIR := target/package
+package: rust-tools node-tools
+	rm -rf $(PACKAGE_DIR) && wasm-pack build --release --target web --out-dir $(PACKAGE_DIR) --no-pack
+	wasm-opt $(WASM_OPT_FLAGS) $(PACKAGE_DIR)/sms_module_bg.wasm -o $(PACKAGE_DIR)/sms_module_bg.wasm
+	rm -f $(PACKAGE_DIR)/.gitignore
+	node tools/package.mjs $(PACKAGE_DIR)
+	cd $(PACKAGE_DIR) && npm pack --pack-destination .. --loglevel=warn
+
+# The packed package installed with Vite into a fresh folder, a minimal page built on it
+# and served by a demo relay, checked in Chromium.
+EMBED_PORT ?= 18183
+embed: package
+	cargo build -p sms-relay
+	node tests/embed/embed.mjs target/acme-sms-module-$$(node -p 'require("./$(PACKAGE_DIR)/package.json").version').tgz $(EMBED_PORT)
+
 size:
 	@wasm=$$(gzip -9c $(PKG)/sms_module_bg.wasm | wc -c); js=$$(gzip -9c $(PKG)/sms_module.js | wc -c); \
 	echo "size: wasm $$(wc -c < $(PKG)/sms_module_bg.wasm) B raw, $$wasm B gzip; JS glue $$js B gzip; total $$((wasm + js)) B gzip"; \
@@ -78,6 +94,7 @@ test: tools lint
 	tsc -p tests/types
 	node tests/segments/twilio.mjs
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory embed
 
 # The page end to end in Chromium against a demo relay on a free port and a fresh database;
 # then the issue's scenarios, which start, stop and restart their own relay.

@@ -197,7 +197,7 @@ impl Client {
                 let _ = channel.post_message(&msg);
             }
         }
-        if let Some(driver) = self.relay.borrow().as_ref().and_then(|d| d.upgrade()) {
+        if let Some(driver) = self.relay.borrow().clone() {
             driver.emit("conversation", &change);
         }
     }
@@ -216,7 +216,7 @@ impl Client {
             .ingest_run_in_view(events, reading.as_ref())
             .await;
         let mut outcomes = Vec::with_capacity(events.len());
-        let driver = self.relay.borrow().as_ref().and_then(|d| d.upgrade());
+        let driver = self.relay.borrow().clone();
         for (event, result) in events.iter().zip(results) {
             let outcome = result?;
             // The pane's update failing is not the store's: the events stay applied.
@@ -289,7 +289,7 @@ impl Client {
         };
         let conv = self.store.queue_send(entry).await.map_err(store_error)?;
         self.announce("queued", Some(&conv));
-        let driver = self.relay.borrow().as_ref().and_then(|d| d.upgrade());
+        let driver = self.relay.borrow().clone();
         match driver {
             Some(driver) => driver.handle(sms_core::sync::Input::Queued),
             None if self.transport.is_some() => {
@@ -303,7 +303,7 @@ impl Client {
     /// Asks the relay to move a conversation: through the connection when there is
     /// one, else through the page's `moveTransport`. The refusal's reason otherwise.
     pub(crate) async fn request_move(&self, request: &JsValue) -> Result<(), String> {
-        let driver = self.relay.borrow().as_ref().and_then(|d| d.upgrade());
+        let driver = self.relay.borrow().clone();
         if let Some(driver) = driver {
             return driver.request_move(request).await;
         }
@@ -456,7 +456,9 @@ pub struct Client {
     /// `conversation_moved` event is ingested. A rejection is the refusal reason.
     pub(crate) move_transport: Option<js_sys::Function>,
     /// The relay connection, once `connect` was called: sends and moves go through it.
-    pub(crate) relay: std::cell::RefCell<Option<std::rc::Weak<crate::connection::Driver>>>,
+    /// The client owns it (the page need not keep the handle) until `disconnect()`
+    /// or `close()` ends it.
+    pub(crate) relay: std::cell::RefCell<Option<Rc<crate::connection::Driver>>>,
     /// This client's id in change announcements (its own subscribers skip them).
     tab: String,
 }
@@ -913,8 +915,11 @@ impl SmsClient {
         self.store.wipe(discard_outbox).await.map_err(store_error)
     }
 
-    /// Closes the database connection.
+    /// Ends the relay connection, if any, and closes the database connection.
     pub fn close(self) {
+        if let Some(driver) = self.relay.borrow_mut().take() {
+            driver.stop();
+        }
         if let Some(c) = &self.changes {
             c.close();
         }

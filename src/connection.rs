@@ -83,11 +83,11 @@ impl Connection {
 
     /// Closes the stream and stops every retry and timer; listeners hear nothing more.
     pub fn disconnect(&self) {
-        self.driver.handle(Input::Stop);
-        self.driver.stream.borrow_mut().take();
-        self.driver.timer.borrow_mut().take();
-        self.driver.network.borrow_mut().clear();
-        self.driver.listeners.borrow_mut().clear();
+        let owner = self.driver.client.relay.borrow().clone();
+        if owner.is_some_and(|d| Rc::ptr_eq(&d, &self.driver)) {
+            self.driver.client.relay.borrow_mut().take();
+        }
+        self.driver.stop();
     }
 }
 
@@ -221,7 +221,10 @@ impl Driver {
             status: RefCell::new(Status::Connecting),
             pumping: Cell::new(false),
         });
-        *client.relay.borrow_mut() = Some(Rc::downgrade(&driver));
+        // The previous connection, if any, ends: one per client.
+        if let Some(old) = client.relay.borrow_mut().replace(driver.clone()) {
+            old.stop();
+        }
         driver.listen_to_network();
         let connection = Connection {
             driver: driver.clone(),
@@ -236,6 +239,15 @@ impl Driver {
             driver.handle(Input::Start { position });
         });
         Ok(connection)
+    }
+
+    /// Ends it: the stream closes, no timer or listener remains.
+    pub(crate) fn stop(self: &Rc<Self>) {
+        self.handle(Input::Stop);
+        self.stream.borrow_mut().take();
+        self.timer.borrow_mut().take();
+        self.network.borrow_mut().clear();
+        self.listeners.borrow_mut().clear();
     }
 
     async fn position(&self) -> Option<Position> {
