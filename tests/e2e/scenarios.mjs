@@ -154,9 +154,11 @@ try {
     await openFromGrid(page, "Globex Traders");
     check((await paneTitle(page)).includes("Globex Traders (Account)"), "the first message is on the account");
     await pane(page).getByRole("searchbox", { name: "Change record" }).fill("Meena");
-    await pane(page).getByRole("button", { name: "Meena Joshi (contact)" }).click();
+    await pane(page).getByRole("button", { name: "Meena Joshi (Contact)" }).click();
     check(await until(page, () => document.getElementById("pane-record").textContent.includes("Meena Joshi")), "after the relay confirms, the pane is on the contact");
     check(await until(page, () => document.getElementById("pane-moves").textContent.includes("Globex Traders → Meena Joshi")), "the move is in the audit trail, by name");
+    check(await until(page, () => /^Moved here from Globex Traders by asha \(.+\)\.$/.test(document.getElementById("pane-route").textContent)),
+      "the pane says who moved it here and when, instead of the original routing rule (B1)");
     await customerTexts("+91 97000 12345", "+14155550100", "Following up");
     check(await visible(page.getByRole("row").filter({ hasText: "Meena Joshi" }).filter({ hasText: "Following up" })), "the reply lands on the contact");
     check(await page.getByRole("row").filter({ hasText: "Globex Traders" }).count() === 0, "the account no longer lists the conversation");
@@ -189,7 +191,7 @@ try {
     await pane(page).getByRole("button", { name: "Save template" }).click();
     check(await visible(pane(page).getByText("Saved: Slot confirmed")), "a new template is saved from the composer");
     await composer.fill("");
-    await pane(page).getByRole("combobox", { name: "Template" }).selectOption({ label: "Slot confirmed (en)" });
+    await pane(page).getByRole("combobox", { name: "Template" }).selectOption({ label: "Slot confirmed (English)" });
     check(await until(page, () => document.getElementById("preview").textContent === "Hi Priya, your delivery slot is confirmed."), "choosing it previews the text with the record's values");
     await composer.fill("");
     const related = page.getByRole("combobox", { name: "Related record" });
@@ -275,7 +277,7 @@ try {
     const r = await fetch(`${base}demo/phone/send`, { method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ from: "+91 95555 00004", to: "+14155550100", body: "photo", media: [{ url: "https://media.example/cat.jpg", content_type: "image/jpeg" }] }) });
     check(r.ok, "the phone sends an MMS");
-    check(await visible(pane(page).getByRole("link", { name: "Attachment: image/jpeg" })), "the picture shows as a link in the pane");
+    check(await visible(pane(page).getByRole("link", { name: "Attachment: image" })), "the picture shows as a link in the pane");
   });
 
   await scenario("a full disk is reported and nothing is half-written", async ({ context, page }) => {
