@@ -409,10 +409,22 @@ function messageItem(m) {
       report.title = why;
       report.tabIndex = 0;
       report.append(el("span", { class: "why", text: ` — ${m.failure.reason}` }), el("span", { class: "tooltip", role: "tooltip", text: why }));
+      report.addEventListener("mouseenter", () => placeTooltip(report));
+      report.addEventListener("focus", () => placeTooltip(report));
     }
     li.append(report);
   }
   return li;
+}
+
+/** Places a failure's tooltip over the page (position: fixed), below its report or above
+ * when the window has no room below, so the scrolling message list never cuts it off. */
+function placeTooltip(report) {
+  const tip = report.querySelector(".tooltip");
+  const at = report.getBoundingClientRect();
+  tip.style.left = `${Math.max(4, Math.min(at.left, innerWidth - tip.offsetWidth - 4))}px`;
+  tip.style.top = `${at.bottom + 2}px`;
+  if (at.bottom + 2 + tip.offsetHeight > innerHeight) tip.style.top = `${Math.max(4, at.top - tip.offsetHeight - 2)}px`;
 }
 
 async function dispatch(input) {
@@ -493,8 +505,9 @@ async function setUpPush() {
 
 async function renderPhone() {
   const number = $("phone-from").value.replace(/[^\d+]/g, "");
-  const r = await api(`/demo/phone/messages?number=${encodeURIComponent(number)}`);
-  if (r.ok) $("phone-inbox").replaceChildren(...r.body.slice(-10).map((m) => el("li", { text: `${m.from}: ${m.body}` })));
+  // Offline, the poll fails: the panel keeps what it showed (no uncaught rejection).
+  const r = await api(`/demo/phone/messages?number=${encodeURIComponent(number)}`).catch(() => null);
+  if (r?.ok) $("phone-inbox").replaceChildren(...r.body.slice(-10).map((m) => el("li", { text: `${m.from}: ${m.body}` })));
 }
 
 async function main() {
@@ -567,6 +580,11 @@ async function main() {
   $("pane-from").addEventListener("change", () => dispatch({ type: "from_chosen", number: $("pane-from").value }));
   $("pane-to").addEventListener("change", () => dispatch({ type: "to_chosen", number: $("pane-to").value }));
   $("load-older").addEventListener("click", () => dispatch({ type: "load_older" }));
+  // A failure's tooltip follows its report while the list scrolls.
+  $("messages").addEventListener("scroll", () => {
+    const open = document.querySelector(".report.failed:hover, .report.failed:focus");
+    if (open) placeTooltip(open);
+  });
   let loadingOlder = false;
   $("messages").addEventListener("scroll", async () => {
     if (loadingOlder || $("messages").scrollTop > 60 || !client.paneView()?.has_more) return;
