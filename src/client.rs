@@ -308,19 +308,17 @@ impl Client {
             return driver.request_move(request).await;
         }
         let Some(f) = &self.move_transport else {
-            return Err("no_relay".into());
+            return Err("move_unavailable".into());
         };
         let answer = match f.call1(&JsValue::NULL, request) {
             Ok(p) => JsFuture::from(js_sys::Promise::resolve(&p)).await,
             Err(e) => Err(e),
         };
+        // The pane keeps a code (E5): the rejection's `code`, else `move_refused`.
         answer.map(|_| ()).map_err(|e| {
-            e.as_string()
-                .or_else(|| {
-                    js_sys::Reflect::get(&e, &"message".into())
-                        .ok()
-                        .and_then(|m| m.as_string())
-                })
+            js_sys::Reflect::get(&e, &"code".into())
+                .ok()
+                .and_then(|c| c.as_string())
                 .unwrap_or_else(|| "move_refused".into())
         })
     }

@@ -307,10 +307,27 @@ export type PaneInput =
 export interface RecordRef { id: string; kind: CrmRecord["kind"]; name: string; owner: Owner | null }
 /** A move of the conversation between records (M2, B1). */
 export interface MoveEntry { by: string; at: string; from_record: string; to_record: string }
-/** A failed send explained for the seller (B5). */
+/** What went wrong with a failed send (B5, E5): the page words `code` and `fix` in its language. */
+export type FailureCode = "invalid_sending_parameters" | "not_mobile_number" | "region_not_enabled"
+  | "recipient_unsubscribed" | "invalid_sender" | "body_too_long" | "unreachable_handset" | "message_blocked"
+  | "unknown_destination" | "landline_or_unreachable_carrier" | "carrier_filtering" | "unknown_error"
+  | "rate_limited" | "provider_error" | "delivery_failed";
+/** What the seller can do about a failed send. */
+export type FixCode = "fix_number" | "use_mobile" | "enable_country" | "do_not_text" | "choose_sender" | "shorten"
+  | "try_later" | "other_channel" | "check_number" | "rephrase" | "try_later_support" | "wait_retry"
+  | "contact_support" | "check_and_retry";
+/** A failed send explained for the seller as codes (B5, E5); `reason` is the provider-style name. */
 export interface FailureReason {
-  reason: string; error_code: number | null; explanation: string; fix: string; suggested_number: string | null;
+  reason: string; code: FailureCode; error_code: number | null; fix: FixCode; suggested_number: string | null;
 }
+/** Why the conversation is on its record (B1, E5): the move that brought it here, else the routing rule. */
+export type RouteReason =
+  | { code: "only_match" | "recent_conversation" | "new_lead"; number: string }
+  | { code: "addressed_seller"; seller: string | null }
+  | { code: "team_member"; team: string | null }
+  | { code: "record_type"; kind: CrmRecord["kind"] }
+  | { code: "active" | "recently_updated" | "id" }
+  | { code: "moved_here"; by: string; at: string; from_record: string };
 /** One message as the pane shows it. */
 export interface MessageView {
   id: string; client_ref: string | null; provider_id: string | null; direction: "inbound" | "outbound";
@@ -333,7 +350,8 @@ export interface PaneView {
   source: OpenVia;
   conversation: { record_id: string; org_number: string; customer_number: string };
   record: RecordRef; related: RecordRef[]; from_choices: string[]; to_choices: string[];
-  route_rule: RouteRule | null; route_text: string | null; moves: MoveEntry[];
+  route_rule: RouteRule | null; route: RouteReason | null; moves: MoveEntry[];
+  /** `move_error`: a code, the relay's (`not_visible`, `same_record`, ...), `move_refused` or `move_unavailable`. */
   pending_move: RecordRef | null; move_error: string | null; consent: "opted_in" | "opted_out";
   messages: MessageView[]; has_more: boolean; loading: boolean; composer: ComposerView;
 }

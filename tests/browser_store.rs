@@ -1176,7 +1176,7 @@ async fn the_pane_runs_against_the_store_and_updates_live() {
     let view = client.dispatch(input.into()).await.unwrap();
     assert_eq!(
         get(&view, "move_error").as_string().as_deref(),
-        Some("no_relay")
+        Some("move_unavailable")
     );
     client
         .ingest(json(
@@ -1198,6 +1198,12 @@ async fn the_pane_runs_against_the_store_and_updates_live() {
         Some("account:sharma")
     );
     assert_eq!(js_sys::Array::from(&get(&view, "moves")).length(), 1);
+    // B1: who moved it here and when, instead of the original rule.
+    assert_eq!(
+        get(&view, "route.code").as_string().as_deref(),
+        Some("moved_here")
+    );
+    assert_eq!(get(&view, "route.by").as_string().as_deref(), Some("asha"));
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
     drop(transport);

@@ -2,13 +2,13 @@
 // decision (routing, visibility, templates, segments, the pane) lives in the WASM core.
 // Untrusted text reaches the DOM only through textContent.
 import init, { SmsClient } from "./pkg/sms_module.js";
-import { STRINGS } from "./i18n.js";
+import { known, rememberLanguage, translate } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 // Set while this browser holds a session (any tab): only then is `/me` asked at start.
 const SIGNED_IN = "signed-in";
 let lang = localStorage.getItem("lang") || "en";
-const t = (key) => STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+const t = (key, params) => translate(lang, key, params);
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
@@ -25,6 +25,8 @@ function applyLanguage() {
   document.documentElement.lang = lang;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
+  document.title = t("doc_title");
+  rememberLanguage(lang); // for the service worker's notifications
   renderStatus();
 }
 
@@ -174,7 +176,7 @@ function renderGrid(rows) {
     const tr = el("tr", { tabindex: "0", "data-id": c.id, ondblclick: open, onkeydown: (e) => e.key === "Enter" && open() },
       el("td", { text: c.record_name || c.record_id }),
       el("td", { text: c.customer_number }),
-      el("td", {}, c.unread ? el("span", { class: "badge", text: String(c.unread), "aria-label": `${c.unread} unread` }) : "", " ", el("span", { text: c.preview })),
+      el("td", {}, c.unread ? el("span", { class: "badge", text: String(c.unread), "aria-label": t("unread_badge", { n: c.unread }) }) : "", " ", el("span", { text: c.preview })),
       el("td", { text: time(c.last_ms) }));
     if (c.unread) tr.classList.add("unread");
     return tr;
@@ -225,12 +227,18 @@ async function showPane(open) {
 async function loadTemplates(view) {
   const templates = await client.templates(view.record.kind, lang);
   $("template").replaceChildren(el("option", { value: "", text: t("no_template") }),
-    ...templates.map((tp) => el("option", { value: tp.body, text: `${tp.name} (${tp.language})` })));
+    ...templates.map((tp) => el("option", { value: tp.body, text: `${tp.name} (${languageName(tp.language)})` })));
+}
+
+/** A template's language in the page's language: the catalogue's word, else the browser's. */
+function languageName(code) {
+  if (known(`lang_${code}`)) return t(`lang_${code}`);
+  try { return new Intl.DisplayNames([lang], { type: "language" }).of(code) ?? code; } catch { return code; }
 }
 
 /** Errors from the module carry a stable code; say them in words, never silently. */
 function showError(e) {
-  const text = t(`error_${e.code}`) !== `error_${e.code}` ? t(`error_${e.code}`) : `${e.code ?? "error"}: ${e.message}`;
+  const text = errorText(e);
   $("page-error").textContent = text;
   setTimeout(() => { if ($("page-error").textContent === text) $("page-error").textContent = ""; }, 8000);
 }
@@ -251,7 +259,7 @@ function renderPane(view) {
   $("pane-related-label").hidden = view.related.length === 0;
   $("pane-related").replaceChildren(el("option", { value: "", text: `${view.record.name} (${t(view.record.kind)})` }),
     ...view.related.map((r) => el("option", { value: r.id, text: `${r.name} (${t(r.kind)})` })));
-  $("pane-route").textContent = view.route_text ? `${t("routed_by")}: ${view.route_text}` : "";
+  $("pane-route").textContent = routeText(view.route);
   $("pane-moves").replaceChildren(...view.moves.map((m) => el("li", { text: `${t("moved")}: ${recordName(m.from_record)} → ${recordName(m.to_record)} (${m.by}, ${time(Date.parse(m.at))})` })));
   $("pane-consent").textContent = t(view.consent);
   $("pane-consent").className = `badge ${view.consent}`;
@@ -271,13 +279,37 @@ function renderPane(view) {
   $("counter").textContent = `${s.encoding} · ${s.units} ${t("units")} · ${s.segments} ${t("segments")} · ${s.remaining} ${t("left")}`
     + (s.ucs2_chars.length ? ` · ${t("ucs2_because")} ${s.ucs2_chars.slice(0, 8).join(" ")}${s.ucs2_chars.length > 8 ? " …" : ""}` : "") + (s.too_long ? ` · ${t("too_long")}` : "")
     + (c.limit_left != null && c.limit_left >= 0 ? ` · ${c.limit_left} ${t("limit_left")}` : "");
-  $("missing").textContent = c.missing.length ? `${t("missing")}: ${c.missing.join(", ")}` : (c.template_error ? `${c.template_error.code}: ${c.template_error.message}` : "");
+  const syntax = c.template_error && `${t("template_error", { offset: c.template_error.offset + 1 })} ${t(`template_${c.template_error.code}`)}`;
+  $("missing").textContent = c.missing.length ? `${t("missing")}: ${c.missing.join(", ")}` : (syntax || "");
   $("send").disabled = Boolean(c.blocked && c.blocked !== "missing_fields");
   // Why Send is disabled, in words (the empty composer needs no explanation).
   const why = c.blocked && !["missing_fields", "empty_message", "template_syntax", "too_long"].includes(c.blocked) ? t(`blocked_${c.blocked}`) : "";
   $("send-blocked").textContent = why;
   $("send").title = why;
-  $("move-status").textContent = view.pending_move ? `… ${view.pending_move.name}` : (view.move_error ?? "");
+  $("move-status").textContent = view.pending_move ? `… ${view.pending_move.name}`
+    : view.move_error ? t(known(`move_error_${view.move_error}`) ? `move_error_${view.move_error}` : "move_error_move_refused") : "";
+}
+
+/** Why the conversation is on its record (B1): the move that brought it here, else the rule. */
+function routeText(route) {
+  if (!route) return "";
+  if (route.code === "moved_here") return t("route_moved_here", { by: route.by, from: recordName(route.from_record), at: time(Date.parse(route.at)) });
+  const unknown = (route.code === "addressed_seller" && !route.seller) || (route.code === "team_member" && !route.team);
+  const reason = t(`route_${route.code}${unknown ? "_unknown" : ""}`, { ...route, kind: route.kind && t(route.kind) });
+  return `${t("routed_by")} ${reason}`;
+}
+
+/** A failed send in words (B5): what went wrong, the fix, the number to use instead. */
+function failureText(f) {
+  const code = f.error_code != null ? `${f.reason} (${f.error_code})` : f.reason;
+  return `${code}: ${t(`failure_${f.code}`)} ${t(`fix_${f.fix}`)}` + (f.suggested_number ? ` ${t("suggested_number", { number: f.suggested_number })}` : "");
+}
+
+/** An error from the module in words: its code's entry in the catalogue, never its English message. */
+function errorText(e) {
+  for (const key of [`error_${e?.code}`, `blocked_${e?.code}`]) if (known(key)) return t(key);
+  console.warn(e);
+  return t("error_other");
 }
 
 function messageItem(m) {
@@ -288,24 +320,37 @@ function messageItem(m) {
   // B8: media as links; images of this origin also as thumbnails (the page's policy
   // loads nothing from other origins).
   for (const media of m.media ?? []) {
-    const link = el("a", { href: media.url, rel: "noopener noreferrer", target: "_blank", text: `${t("attachment")}: ${media.content_type}` });
+    const major = media.content_type.split("/")[0];
+    const link = el("a", { href: media.url, rel: "noopener noreferrer", target: "_blank", text: `${t("attachment")}: ${t(known(`media_${major}`) ? `media_${major}` : "media_file")}` });
     const local = new URL(media.url, location.href).origin === location.origin;
     if (media.content_type.startsWith("image/") && local) link.prepend(el("img", { src: media.url, alt: "", class: "thumb" }));
     li.append(link);
   }
   if (m.direction === "outbound") {
-    const state = m.delivery?.status ?? (m.local ? t(m.local) : "");
+    const state = m.delivery ? t(`delivery_${m.delivery.status}`) : (m.local ? t(m.local) : "");
     const report = el("p", { class: "report", text: m.local === "queued_offline" ? t("queued_offline") : state });
     if (m.failure) {
-      const why = `${m.failure.reason}: ${m.failure.explanation} ${m.failure.fix}` + (m.failure.suggested_number ? ` → ${m.failure.suggested_number}` : "");
+      const why = failureText(m.failure);
       report.classList.add("failed");
       report.title = why;
       report.tabIndex = 0;
       report.append(el("span", { class: "why", text: ` — ${m.failure.reason}` }), el("span", { class: "tooltip", role: "tooltip", text: why }));
+      report.addEventListener("mouseenter", () => placeTooltip(report));
+      report.addEventListener("focus", () => placeTooltip(report));
     }
     li.append(report);
   }
   return li;
+}
+
+/** Places a failure's tooltip over the page (position: fixed), below its report or above
+ * when the window has no room below, so the scrolling message list never cuts it off. */
+function placeTooltip(report) {
+  const tip = report.querySelector(".tooltip");
+  const at = report.getBoundingClientRect();
+  tip.style.left = `${Math.max(4, Math.min(at.left, innerWidth - tip.offsetWidth - 4))}px`;
+  tip.style.top = `${at.bottom + 2}px`;
+  if (at.bottom + 2 + tip.offsetHeight > innerHeight) tip.style.top = `${Math.max(4, at.top - tip.offsetHeight - 2)}px`;
 }
 
 async function dispatch(input) {
@@ -313,7 +358,7 @@ async function dispatch(input) {
     renderPane(await client.dispatch(input));
     $("send-error").textContent = "";
   } catch (e) {
-    $("send-error").textContent = `${e.code ?? "error"}: ${e.message}`;
+    $("send-error").textContent = errorText(e);
   }
 }
 
@@ -382,20 +427,27 @@ async function setUpPush() {
 
 async function renderPhone() {
   const number = $("phone-from").value.replace(/[^\d+]/g, "");
-  const r = await api(`/demo/phone/messages?number=${encodeURIComponent(number)}`);
-  if (r.ok) $("phone-inbox").replaceChildren(...r.body.slice(-10).map((m) => el("li", { text: `${m.from}: ${m.body}` })));
+  // Offline, the poll fails: the panel keeps what it showed (no uncaught rejection).
+  const r = await api(`/demo/phone/messages?number=${encodeURIComponent(number)}`).catch(() => null);
+  if (r?.ok) $("phone-inbox").replaceChildren(...r.body.slice(-10).map((m) => el("li", { text: `${m.from}: ${m.body}` })));
 }
 
 async function main() {
   applyLanguage();
   $("lang").value = lang;
-  $("lang").addEventListener("change", () => { lang = $("lang").value; localStorage.setItem("lang", lang); applyLanguage(); if (client) refresh(); });
+  $("lang").addEventListener("change", () => {
+    lang = $("lang").value; localStorage.setItem("lang", lang); applyLanguage();
+    if (!client) return;
+    refresh();
+    const view = client.paneView();
+    if (view) loadTemplates(view).catch(console.warn);
+  });
   await init();
   const sellers = await api("/demo/sellers");
   $("seller").replaceChildren(...(sellers.body ?? []).map((s) => el("option", { value: s.token, text: `${s.name} (${s.id})` })));
   $("signin-btn").addEventListener("click", async () => {
     const r = await api("/session", { method: "POST", body: JSON.stringify({ token: $("seller").value }) });
-    if (!r.ok) { $("signin-error").textContent = r.body?.message ?? "sign-in failed"; return; }
+    if (!r.ok) { $("signin-error").textContent = t("signin_failed"); return; }
     localStorage.setItem(SIGNED_IN, "1");
     start((await api("/me")).body);
   });
@@ -423,7 +475,7 @@ async function main() {
       $("template-name").value = "";
       await loadTemplates(view);
     } catch (e) {
-      $("template-status").textContent = `${e.code ?? "error"}: ${e.message}`;
+      $("template-status").textContent = errorText(e);
     }
   });
   $("pane-export").addEventListener("click", async () => {
@@ -450,6 +502,11 @@ async function main() {
   $("pane-from").addEventListener("change", () => dispatch({ type: "from_chosen", number: $("pane-from").value }));
   $("pane-to").addEventListener("change", () => dispatch({ type: "to_chosen", number: $("pane-to").value }));
   $("load-older").addEventListener("click", () => dispatch({ type: "load_older" }));
+  // A failure's tooltip follows its report while the list scrolls.
+  $("messages").addEventListener("scroll", () => {
+    const open = document.querySelector(".report.failed:hover, .report.failed:focus");
+    if (open) placeTooltip(open);
+  });
   let loadingOlder = false;
   $("messages").addEventListener("scroll", async () => {
     if (loadingOlder || $("messages").scrollTop > 60 || !client.paneView()?.has_more) return;
@@ -466,7 +523,7 @@ async function main() {
   $("move-query").addEventListener("input", async () => {
     const q = $("move-query").value;
     const found = q.length < 2 ? [] : await client.lookup(q, 8);
-    $("move-results").replaceChildren(...found.map((r) => el("li", {}, el("button", { type: "button", text: `${r.name} (${r.kind})`,
+    $("move-results").replaceChildren(...found.map((r) => el("li", {}, el("button", { type: "button", text: `${r.name} (${t(r.kind)})`,
       onclick: () => { $("move-results").replaceChildren(); $("move-query").value = ""; dispatch({ type: "move_requested", target: { id: r.id, kind: r.kind, name: r.name, owner: r.owner } }); } }))));
   });
   $("phone-send").addEventListener("click", async () => {

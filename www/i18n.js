@@ -1,4 +1,7 @@
-// UI strings in English and Hindi. Untrusted text never goes through here.
+// The one catalogue of the page and the service worker (E5), English and Hindi: UI
+// strings, and the words for every code the core and the relay hand out (delivery
+// statuses, routing reasons, failures and fixes, blocked sends, errors), with
+// `{name}` parameters. Untrusted text never goes through here as a key.
 export const STRINGS = {
   en: {
     app_title: "Acme CRM", enable_notifications: "Enable notifications", language: "Language", notifications: "Notifications", sign_out: "Sign out",
@@ -9,7 +12,7 @@ export const STRINGS = {
     close: "Close", send_from: "From", send_to: "To", move_to: "Change record", load_older: "Load older messages",
     template: "Template", no_template: "—", send: "Send", inbound: "Customer", outbound: "You",
     connected: "Live", reconnecting: "Relay unreachable — reconnecting at", offline_db: "Local database unavailable",
-    connecting: "Connecting…", catching_up: "Catching up…", offline: "Offline — messages go out when the network is back",
+    signin_failed: "Sign-in failed: check the seller and try again.", connecting: "Connecting…", catching_up: "Catching up…", offline: "Offline — messages go out when the network is back",
     signed_out: "Signed out — sign in again", progress_directory: "Importing the directory", progress_catch_up: "Catching up with new messages",
     notif_blocked: "Browser notifications are blocked: new messages show only in the bell.",
     storage_refused: "The browser may clear local data (persistent storage refused).",
@@ -40,6 +43,81 @@ export const STRINGS = {
     template_saved: "Saved", template_needs: "Write the message and give the template a name first.",
     storage_full: "Storage full — new messages wait on the relay until space is freed.",
     error_write_refused: "The browser refused to save new messages — is the storage full? Nothing was half-written; retrying.",
+
+    // ---- chrome: title, navigation, badges, languages ----
+    doc_title: "Acme CRM — text messages", nav_label: "CRM sections", unread_badge: "{n} unread",
+    lang_en: "English", lang_hi: "Hindi",
+    // ---- the service worker's notifications ----
+    notif_title_new: "New text message", notif_title_privilege: "Text message (privilege missing)",
+    notif_body_default: "Open the CRM to read new messages.",
+    // ---- delivery statuses (DeliveryStatus codes) ----
+    delivery_accepted: "Accepted", delivery_scheduled: "Scheduled", delivery_queued: "Queued", delivery_sending: "Sending",
+    delivery_sent: "Sent", delivery_delivered: "Delivered", delivery_undelivered: "Not delivered", delivery_failed: "Failed",
+    delivery_canceled: "Canceled", delivery_read: "Read",
+    // ---- why a conversation is on its record (RouteReason codes; routed_by comes first) ----
+    route_only_match: "it is the only record with {number}.",
+    route_recent_conversation: "it holds the most recent conversation with {number}.",
+    route_addressed_seller: "it belongs to {seller}, who owns the number texted.",
+    route_addressed_seller_unknown: "it belongs to the seller who owns the number texted.",
+    route_team_member: "it belongs to team {team} (or one of its members), which owns the number texted.",
+    route_team_member_unknown: "it belongs to the team that owns the number texted, or one of its members.",
+    route_record_type: "it is a {kind}: contacts come before accounts, opportunities and leads.",
+    route_active: "active records come before inactive ones.",
+    route_recently_updated: "it is the most recently updated record.",
+    route_id: "the records were otherwise equal; the first by id was chosen.",
+    route_new_lead: "no record had {number}, so a new lead was created.",
+    route_moved_here: "Moved here from {from} by {by} ({at}).",
+    // ---- failed sends (FailureReason code, fix) ----
+    failure_invalid_sending_parameters: "The destination number is not a valid phone number.",
+    failure_not_mobile_number: "The destination is not a mobile number, so it cannot receive texts.",
+    failure_region_not_enabled: "Sending to this country is not enabled for the account.",
+    failure_recipient_unsubscribed: "The customer replied STOP: they opted out of texts from this number.",
+    failure_invalid_sender: "The number you sent from cannot send texts.",
+    failure_body_too_long: "The message is longer than 1,600 characters.",
+    failure_unreachable_handset: "The customer's phone is off or out of coverage.",
+    failure_message_blocked: "The message was blocked, for example because the customer blocks texts.",
+    failure_unknown_destination: "The number does not exist or is no longer in service.",
+    failure_landline_or_unreachable_carrier: "The number is a landline or its carrier cannot receive texts.",
+    failure_carrier_filtering: "The carrier filtered the message as possible spam.",
+    failure_unknown_error: "The carrier reported an unknown error.",
+    failure_rate_limited: "Too many messages were sent at once.",
+    failure_provider_error: "The SMS provider could not send the message.",
+    failure_delivery_failed: "The message could not be delivered.",
+    fix_fix_number: "Fix the number to valid E.164: + country code and number, e.g. +919812345678.",
+    fix_use_mobile: "Use the customer's mobile number.",
+    fix_enable_country: "Ask an administrator to enable the destination country in the provider's settings.",
+    fix_do_not_text: "Do not text them; they can reply START to opt back in.",
+    fix_choose_sender: "Choose another of your numbers to send from.",
+    fix_shorten: "Shorten the message or split it in two.",
+    fix_try_later: "Try again later.",
+    fix_other_channel: "Reach the customer another way.",
+    fix_check_number: "Check the number with the customer.",
+    fix_rephrase: "Rephrase the message (avoid link shorteners and all-caps) and try again.",
+    fix_try_later_support: "Try again later; if it keeps failing, contact support.",
+    fix_wait_retry: "The message will be retried; wait a moment.",
+    fix_contact_support: "Try again later; if it keeps failing, contact support with the error code.",
+    fix_check_and_retry: "Check the number and try again.",
+    suggested_number: "Suggested number: {number}",
+    // ---- moves (move_error codes) ----
+    move_error_move_refused: "The relay refused the move.", move_error_move_unavailable: "Moving needs the relay connection.",
+    move_error_not_visible: "You may not move this conversation.", move_error_no_such_conversation: "The relay does not know this conversation yet.",
+    move_error_no_such_record: "That record does not exist.", move_error_same_record: "The conversation is already on that record.",
+    move_error_record_without_owner: "That record has no owner to move the conversation to.",
+    // ---- template syntax (TemplateErrorView code, offset) ----
+    template_error: "Template error at character {offset}:",
+    template_unclosed_expression: "“{{” without its closing “}}”.", template_empty_expression: "“{{ }}” with nothing inside.",
+    template_unexpected_character: "a character that does not belong there.", template_unknown_filter: "a filter that does not exist.",
+    template_missing_argument: "a filter without its value.", template_unexpected_argument: "a value for a filter that takes none.",
+    template_unterminated_string: "a quoted text without its closing quote.", template_unsupported_tag: "“{% %}” tags are not supported, only “{{ }}”.",
+    // ---- other pane errors (PaneError codes) ----
+    error_missing_fields: "Not sent: some fields have no value. Confirm to send anyway.",
+    error_template_syntax: "Not sent: the template has an error.", error_empty_message: "Write a message first.",
+    error_too_long: "Over the 1,600-character limit.", error_unknown_number: "That number is not one of the choices.",
+    error_not_open: "No conversation is open.", error_other: "Something went wrong; please try again.",
+    blocked_invalid_client_ref: "The message could not be queued; please try again.",
+    blocked_no_record: "Choose the record the conversation belongs to.", blocked_no_such_record: "That record does not exist or is not yours.",
+    error_db_unavailable: "The browser's local database is unavailable; reload the page.", error_storage: "The browser's local database failed; reload the page.",
+    media_image: "image", media_video: "video", media_audio: "audio", media_file: "file",
   },
   hi: {
     app_title: "एक्मे सीआरएम", enable_notifications: "सूचनाएँ चालू करें", language: "भाषा", notifications: "सूचनाएँ", sign_out: "साइन आउट",
@@ -50,7 +128,7 @@ export const STRINGS = {
     close: "बंद करें", send_from: "से", send_to: "को", move_to: "रिकॉर्ड बदलें", load_older: "पुराने संदेश लोड करें",
     template: "टेम्पलेट", no_template: "—", send: "भेजें", inbound: "ग्राहक", outbound: "आप",
     connected: "लाइव", reconnecting: "रिले उपलब्ध नहीं — फिर से जोड़ेंगे:",
-    connecting: "जोड़ रहे हैं…", catching_up: "नए संदेश ला रहे हैं…", offline: "ऑफ़लाइन — नेटवर्क लौटने पर संदेश जाएँगे",
+    signin_failed: "साइन इन नहीं हो सका: विक्रेता जाँचें और फिर से कोशिश करें।", connecting: "जोड़ रहे हैं…", catching_up: "नए संदेश ला रहे हैं…", offline: "ऑफ़लाइन — नेटवर्क लौटने पर संदेश जाएँगे",
     signed_out: "साइन आउट हो गया — फिर से साइन इन करें", progress_directory: "निर्देशिका आयात हो रही है", progress_catch_up: "नए संदेश आ रहे हैं", offline_db: "स्थानीय डेटाबेस उपलब्ध नहीं",
     notif_blocked: "ब्राउज़र सूचनाएँ अवरुद्ध हैं: नए संदेश केवल घंटी में दिखेंगे।",
     storage_refused: "ब्राउज़र स्थानीय डेटा हटा सकता है (स्थायी संग्रहण अस्वीकृत)।",
@@ -81,5 +159,98 @@ export const STRINGS = {
     template_saved: "सहेजा गया", template_needs: "पहले संदेश लिखें और टेम्पलेट को नाम दें।",
     storage_full: "संग्रहण भरा है — जगह खाली होने तक नए संदेश रिले पर प्रतीक्षा करेंगे।",
     error_write_refused: "ब्राउज़र ने नए संदेश सहेजने से मना किया — क्या संग्रहण भरा है? कुछ भी आधा नहीं लिखा गया; फिर से कोशिश हो रही है।",
+
+    // ---- chrome: title, navigation, badges, languages ----
+    doc_title: "एक्मे सीआरएम — टेक्स्ट संदेश", nav_label: "सीआरएम विभाग", unread_badge: "{n} अपठित",
+    lang_en: "अंग्रेज़ी", lang_hi: "हिन्दी",
+    // ---- the service worker's notifications ----
+    notif_title_new: "नया टेक्स्ट संदेश", notif_title_privilege: "टेक्स्ट संदेश (अधिकार नहीं है)",
+    notif_body_default: "नए संदेश पढ़ने के लिए सीआरएम खोलें।",
+    // ---- delivery statuses (DeliveryStatus codes) ----
+    delivery_accepted: "स्वीकृत", delivery_scheduled: "निर्धारित", delivery_queued: "कतार में", delivery_sending: "भेजा जा रहा है",
+    delivery_sent: "भेजा गया", delivery_delivered: "पहुँच गया", delivery_undelivered: "नहीं पहुँचा", delivery_failed: "विफल",
+    delivery_canceled: "रद्द", delivery_read: "पढ़ा गया",
+    // ---- why a conversation is on its record (RouteReason codes; routed_by comes first) ----
+    route_only_match: "{number} वाला यही एकमात्र रिकॉर्ड है।",
+    route_recent_conversation: "{number} के साथ सबसे हाल की बातचीत इसी रिकॉर्ड पर है।",
+    route_addressed_seller: "यह {seller} का है, जिनके नंबर पर ग्राहक ने टेक्स्ट भेजा।",
+    route_addressed_seller_unknown: "यह उस विक्रेता का है जिसके नंबर पर ग्राहक ने टेक्स्ट भेजा।",
+    route_team_member: "यह टीम {team} (या उसके किसी सदस्य) का है, जिसके नंबर पर ग्राहक ने टेक्स्ट भेजा।",
+    route_team_member_unknown: "यह उस टीम (या उसके किसी सदस्य) का है जिसके नंबर पर ग्राहक ने टेक्स्ट भेजा।",
+    route_record_type: "यह {kind} है: संपर्क को खाते, अवसर और लीड से पहले चुना जाता है।",
+    route_active: "सक्रिय रिकॉर्ड निष्क्रिय रिकॉर्ड से पहले चुने जाते हैं।",
+    route_recently_updated: "यह सबसे हाल में अपडेट हुआ रिकॉर्ड है।",
+    route_id: "बाकी सब बराबर था, इसलिए आईडी के क्रम में पहला रिकॉर्ड चुना गया।",
+    route_new_lead: "किसी रिकॉर्ड में {number} नहीं था, इसलिए नई लीड बनाई गई।",
+    route_moved_here: "{by} ने इसे {from} से यहाँ स्थानांतरित किया ({at})।",
+    // ---- failed sends (FailureReason code, fix) ----
+    failure_invalid_sending_parameters: "गंतव्य नंबर मान्य फ़ोन नंबर नहीं है।",
+    failure_not_mobile_number: "गंतव्य मोबाइल नंबर नहीं है, इसलिए इस पर टेक्स्ट नहीं आ सकते।",
+    failure_region_not_enabled: "इस खाते से इस देश में भेजना चालू नहीं है।",
+    failure_recipient_unsubscribed: "ग्राहक ने STOP भेजा है: उन्होंने इस नंबर से टेक्स्ट लेना बंद कर दिया है।",
+    failure_invalid_sender: "जिस नंबर से आपने भेजा, वह टेक्स्ट नहीं भेज सकता।",
+    failure_body_too_long: "संदेश 1,600 अक्षरों से लंबा है।",
+    failure_unreachable_handset: "ग्राहक का फ़ोन बंद है या नेटवर्क क्षेत्र से बाहर है।",
+    failure_message_blocked: "संदेश रोक दिया गया, उदाहरण के लिए क्योंकि ग्राहक टेक्स्ट रोकते हैं।",
+    failure_unknown_destination: "यह नंबर मौजूद नहीं है या अब सेवा में नहीं है।",
+    failure_landline_or_unreachable_carrier: "यह नंबर लैंडलाइन है या इसका ऑपरेटर टेक्स्ट नहीं ले सकता।",
+    failure_carrier_filtering: "ऑपरेटर ने संदेश को संभावित स्पैम मानकर रोक दिया।",
+    failure_unknown_error: "ऑपरेटर ने एक अज्ञात त्रुटि बताई।",
+    failure_rate_limited: "एक साथ बहुत अधिक संदेश भेजे गए।",
+    failure_provider_error: "एसएमएस प्रदाता संदेश नहीं भेज सका।",
+    failure_delivery_failed: "संदेश पहुँचाया नहीं जा सका।",
+    fix_fix_number: "नंबर को मान्य E.164 रूप में ठीक करें: + देश कोड और नंबर, जैसे +919812345678।",
+    fix_use_mobile: "ग्राहक का मोबाइल नंबर उपयोग करें।",
+    fix_enable_country: "व्यवस्थापक से प्रदाता की सेटिंग में इस देश को चालू करने को कहें।",
+    fix_do_not_text: "उन्हें टेक्स्ट न करें; वे START भेजकर फिर से टेक्स्ट पा सकते हैं।",
+    fix_choose_sender: "भेजने के लिए अपना कोई दूसरा नंबर चुनें।",
+    fix_shorten: "संदेश छोटा करें या उसे दो भागों में बाँटें।",
+    fix_try_later: "बाद में फिर कोशिश करें।",
+    fix_other_channel: "ग्राहक से किसी और तरीके से संपर्क करें।",
+    fix_check_number: "ग्राहक से नंबर की पुष्टि करें।",
+    fix_rephrase: "संदेश को दूसरे शब्दों में लिखें (छोटे किए गए लिंक और पूरे बड़े अक्षरों से बचें) और फिर कोशिश करें।",
+    fix_try_later_support: "बाद में फिर कोशिश करें; बार-बार विफल हो तो सहायता टीम से संपर्क करें।",
+    fix_wait_retry: "संदेश फिर से भेजा जाएगा; थोड़ी देर रुकें।",
+    fix_contact_support: "बाद में फिर कोशिश करें; बार-बार विफल हो तो त्रुटि कोड के साथ सहायता टीम से संपर्क करें।",
+    fix_check_and_retry: "नंबर जाँचें और फिर कोशिश करें।",
+    suggested_number: "सुझाया गया नंबर: {number}",
+    // ---- moves (move_error codes) ----
+    move_error_move_refused: "रिले ने स्थानांतरण अस्वीकार कर दिया।", move_error_move_unavailable: "स्थानांतरण के लिए रिले से जुड़ाव चाहिए।",
+    move_error_not_visible: "आप यह बातचीत स्थानांतरित नहीं कर सकते।", move_error_no_such_conversation: "रिले को यह बातचीत अभी ज्ञात नहीं है।",
+    move_error_no_such_record: "वह रिकॉर्ड मौजूद नहीं है।", move_error_same_record: "बातचीत पहले से उसी रिकॉर्ड पर है।",
+    move_error_record_without_owner: "उस रिकॉर्ड का कोई स्वामी नहीं है, इसलिए बातचीत वहाँ नहीं जा सकती।",
+    // ---- template syntax (TemplateErrorView code, offset) ----
+    template_error: "टेम्पलेट में त्रुटि, अक्षर {offset} पर:",
+    template_unclosed_expression: "“{{” का समापन “}}” नहीं है।", template_empty_expression: "“{{ }}” के अंदर कुछ नहीं है।",
+    template_unexpected_character: "यहाँ एक अनपेक्षित अक्षर है।", template_unknown_filter: "ऐसा कोई फ़िल्टर नहीं है।",
+    template_missing_argument: "फ़िल्टर का मान नहीं दिया गया।", template_unexpected_argument: "यह फ़िल्टर कोई मान नहीं लेता।",
+    template_unterminated_string: "उद्धरण चिह्न बंद नहीं हुआ।", template_unsupported_tag: "“{% %}” टैग समर्थित नहीं हैं, केवल “{{ }}”।",
+    // ---- other pane errors (PaneError codes) ----
+    error_missing_fields: "नहीं भेजा गया: कुछ फ़ील्ड का मान नहीं है। फिर भी भेजने के लिए पुष्टि करें।",
+    error_template_syntax: "नहीं भेजा गया: टेम्पलेट में त्रुटि है।", error_empty_message: "पहले संदेश लिखें।",
+    error_too_long: "1,600 अक्षरों की सीमा से अधिक।", error_unknown_number: "यह नंबर विकल्पों में नहीं है।",
+    error_not_open: "कोई बातचीत खुली नहीं है।", error_other: "कुछ गड़बड़ हुई; कृपया फिर कोशिश करें।",
+    blocked_invalid_client_ref: "संदेश कतार में नहीं जुड़ सका; कृपया फिर कोशिश करें।",
+    blocked_no_record: "बातचीत किस रिकॉर्ड की है, वह चुनें।", blocked_no_such_record: "वह रिकॉर्ड मौजूद नहीं है या आपका नहीं है।",
+    error_db_unavailable: "ब्राउज़र का स्थानीय डेटाबेस उपलब्ध नहीं है; पेज रीलोड करें।", error_storage: "ब्राउज़र के स्थानीय डेटाबेस में त्रुटि हुई; पेज रीलोड करें।",
+    media_image: "चित्र", media_video: "वीडियो", media_audio: "ऑडियो", media_file: "फ़ाइल",
   },
 };
+
+/** The words for `key` in `lang` (English when Hindi lacks it, else the key), `{name}` filled from `params`. */
+export function translate(lang, key, params = {}) {
+  const text = STRINGS[lang]?.[key] ?? STRINGS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (all, name) => (name in params ? String(params[name]) : all));
+}
+
+/** Whether the catalogue has `key` (to fall back from a code nobody worded). */
+export const known = (key) => key in STRINGS.en;
+
+// The seller's language, where the service worker can read it too (it has no localStorage).
+const LANG_URL = "/.well-known/sms-module/lang";
+export async function rememberLanguage(lang) {
+  try { await (await caches.open("sms-settings")).put(LANG_URL, new Response(lang)); } catch { /* no Cache API: English */ }
+}
+export async function rememberedLanguage() {
+  try { const r = await caches.match(LANG_URL); const lang = r ? await r.text() : "en"; return lang in STRINGS ? lang : "en"; } catch { return "en"; }
+}

@@ -3,6 +3,7 @@
 // them (IndexedDB, runs of events per transaction), and shows a system
 // notification; a click focuses or opens the page on that conversation (O3).
 import init, { SmsClient } from "./pkg/sms_module.js";
+import { rememberedLanguage, translate } from "./i18n.js";
 
 let ready;
 const wasm = () => (ready ??= init());
@@ -33,10 +34,12 @@ self.addEventListener("push", (event) => {
     for (const page of await self.clients.matchAll({ type: "window", includeUncontrolled: true })) {
       page.postMessage({ type: "changed" });
     }
-    // Chrome requires every push to show a notification.
-    const title = newest?.kind === "missing_privilege" ? "Text message (privilege missing)" : "New text message";
+    // Chrome requires every push to show a notification, in the language the page chose (E5).
+    const lang = await rememberedLanguage();
+    const title = translate(lang, newest?.kind === "missing_privilege" ? "notif_title_privilege" : "notif_title_new");
     await self.registration.showNotification(title, {
-      body: newest?.text ?? "Open the CRM to read new messages.",
+      lang,
+      body: newest?.text ?? translate(lang, "notif_body_default"),
       tag: newest?.conversation_id ?? "sms",
       data: { conversation: newest?.conversation_id ?? null },
     });

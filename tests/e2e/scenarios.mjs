@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { STRINGS } from "../../www/i18n.js";
 
 const port = Number(process.argv[2] ?? 18182);
 const only = process.argv[3];
@@ -93,11 +94,60 @@ async function openFromGrid(page, text) {
   await page.keyboard.press("Enter");
   await pane(page).waitFor({ timeout: 10000 });
 }
+/** The page's service worker registration, as the DevTools protocol sees it (to deliver pushes). */
+async function workerRegistration(context, page) {
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  const cdp = await context.newCDPSession(page);
+  const registrations = [];
+  cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
+  await cdp.send("ServiceWorker.enable");
+  await until(page, () => true);
+  return { cdp, registration: registrations.find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted) };
+}
 async function axe(page) {
   await page.evaluate(axeSource); // through the DevTools protocol: the CSP forbids inline scripts
   const result = await page.evaluate(() => window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] }));
   for (const v of result.violations) console.log(`   axe: ${v.id} (${v.impact}): ${v.nodes.length} node(s) — ${v.help}`);
   return result.violations.filter((v) => v.impact === "critical" || v.impact === "serious");
+}
+
+// ---- the Hindi walk (E5) ----
+const HI = STRINGS.hi;
+/** Runs in the page: Latin-script words in visible text, `aria-label`s, `title`s and the
+ * document's title, once `data` (names, ids, bodies, templates) and the allowed list are
+ * taken out: provider reason names, GSM-7, UCS-2, E.164, STOP / START, the browser's
+ * own date format, a language's own name in the language picker. */
+function latinLeftovers({ data }) {
+  const shown = (e) => e.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true });
+  const texts = [[document.title, "title"]];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n; (n = walker.nextNode());) {
+    const p = n.parentElement;
+    // What the seller types is data; options are read per select below.
+    if (!p || p.closest("textarea, script, style, option") || !shown(p)) continue;
+    texts.push([n.textContent, p.id || p.className || p.tagName]);
+  }
+  for (const sel of document.querySelectorAll("select")) {
+    if (!shown(sel) || sel.id === "lang") continue; // the picker names each language in its own script
+    for (const o of sel.options) texts.push([o.textContent, `#${sel.id} option`]);
+  }
+  for (const e of document.querySelectorAll("[aria-label], [title]")) {
+    if (!shown(e)) continue;
+    for (const a of ["aria-label", "title"]) if (e.hasAttribute(a)) texts.push([e.getAttribute(a), `${e.id || e.tagName}[${a}]`]);
+  }
+  // The browser's own date format (e.g. "am" / "pm" in hi-IN).
+  const dates = [new Date(2026, 0, 1, 9), new Date(2026, 0, 1, 21)].map((d) => d.toLocaleString("hi-IN", { dateStyle: "short", timeStyle: "short" }));
+  const allowed = new Set(["GSM", "UCS", "E", "STOP", "START", ...dates.flatMap((d) => d.match(/[A-Za-z]+/g) ?? [])]);
+  const reasons = /\b(?:InvalidSendingParameters|NotMobileNumber|RegionNotEnabled|RecipientUnsubscribed|InvalidSender|BodyTooLong|UnreachableHandset|MessageBlocked|UnknownDestination|LandlineOrUnreachableCarrier|CarrierFiltering|UnknownError|RateLimited|ProviderError|DeliveryFailed)\b/g;
+  const known = [...data].sort((a, b) => b.length - a.length);
+  const out = [];
+  for (const [text, where] of texts) {
+    let rest = text.replace(reasons, " ");
+    for (const d of known) rest = rest.split(d).join(" ");
+    const words = (rest.match(/[A-Za-z]+/g) ?? []).filter((w) => !allowed.has(w));
+    if (words.length) out.push(`${where}: ${words.join(" ")} (in "${text.trim().slice(0, 80)}")`);
+  }
+  return out;
 }
 
 await startRelay();
@@ -154,9 +204,11 @@ try {
     await openFromGrid(page, "Globex Traders");
     check((await paneTitle(page)).includes("Globex Traders (Account)"), "the first message is on the account");
     await pane(page).getByRole("searchbox", { name: "Change record" }).fill("Meena");
-    await pane(page).getByRole("button", { name: "Meena Joshi (contact)" }).click();
+    await pane(page).getByRole("button", { name: "Meena Joshi (Contact)" }).click();
     check(await until(page, () => document.getElementById("pane-record").textContent.includes("Meena Joshi")), "after the relay confirms, the pane is on the contact");
     check(await until(page, () => document.getElementById("pane-moves").textContent.includes("Globex Traders → Meena Joshi")), "the move is in the audit trail, by name");
+    check(await until(page, () => /^Moved here from Globex Traders by asha \(.+\)\.$/.test(document.getElementById("pane-route").textContent)),
+      "the pane says who moved it here and when, instead of the original routing rule (B1)");
     await customerTexts("+91 97000 12345", "+14155550100", "Following up");
     check(await visible(page.getByRole("row").filter({ hasText: "Meena Joshi" }).filter({ hasText: "Following up" })), "the reply lands on the contact");
     check(await page.getByRole("row").filter({ hasText: "Globex Traders" }).count() === 0, "the account no longer lists the conversation");
@@ -189,7 +241,7 @@ try {
     await pane(page).getByRole("button", { name: "Save template" }).click();
     check(await visible(pane(page).getByText("Saved: Slot confirmed")), "a new template is saved from the composer");
     await composer.fill("");
-    await pane(page).getByRole("combobox", { name: "Template" }).selectOption({ label: "Slot confirmed (en)" });
+    await pane(page).getByRole("combobox", { name: "Template" }).selectOption({ label: "Slot confirmed (English)" });
     check(await until(page, () => document.getElementById("preview").textContent === "Hi Priya, your delivery slot is confirmed."), "choosing it previews the text with the record's values");
     await composer.fill("");
     const related = page.getByRole("combobox", { name: "Related record" });
@@ -275,7 +327,7 @@ try {
     const r = await fetch(`${base}demo/phone/send`, { method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ from: "+91 95555 00004", to: "+14155550100", body: "photo", media: [{ url: "https://media.example/cat.jpg", content_type: "image/jpeg" }] }) });
     check(r.ok, "the phone sends an MMS");
-    check(await visible(pane(page).getByRole("link", { name: "Attachment: image/jpeg" })), "the picture shows as a link in the pane");
+    check(await visible(pane(page).getByRole("link", { name: "Attachment: image" })), "the picture shows as a link in the pane");
   });
 
   await scenario("a full disk is reported and nothing is half-written", async ({ context, page }) => {
@@ -318,13 +370,7 @@ try {
   await scenario("a push with no page open stores the message, notifies, and a click opens its conversation", async ({ context, page }) => {
     await context.grantPermissions(["notifications"], { origin });
     await signIn(page);
-    await page.evaluate(() => navigator.serviceWorker.ready);
-    const cdp = await context.newCDPSession(page);
-    const registrations = [];
-    cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
-    await cdp.send("ServiceWorker.enable");
-    await until(page, () => true);
-    const registration = registrations.find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
+    const { registration } = await workerRegistration(context, page);
     check(Boolean(registration), "the page registered its service worker");
     // Only a blank tab stays: no page of the app is open.
     const blank = await context.newPage();
@@ -383,6 +429,108 @@ try {
     await until(page, () => document.documentElement.lang === "hi");
     const hi = await axe(page);
     check(hi.length === 0, `Hindi: no serious axe violations (${hi.map((v) => v.id)})`);
+  });
+
+  await scenario("in Hindi, nothing but data and the allowed list is in Latin script (E5)", async ({ context, page }) => {
+    await context.grantPermissions(["notifications"], { origin });
+    await signIn(page);
+    const directory = (await (await page.request.get(`${base}directory`)).json()).directory;
+    await page.getByRole("combobox", { name: "Language" }).selectOption("hi");
+    await until(page, () => document.documentElement.lang === "hi");
+    // Data: what the CRM, the customer or the seller wrote (names, ids, templates, bodies).
+    const bodies = ["Where is my parcel?", "Checking your number"];
+    const data = [...bodies, ...(directory.records ?? []).flatMap((r) => [r.name, r.id]), ...(directory.sellers ?? []).flatMap((s) => [s.name, s.id]),
+      ...(directory.teams ?? []).map((t) => t.id), ...(directory.templates ?? []).flatMap((t) => [t.name, t.body])].filter(Boolean);
+    const leftovers = [];
+    // Message bodies (and the grid's 80-character previews of them) as stored, whoever sent them.
+    const stored = () => page.evaluate(() => new Promise((ok) => {
+      const open = indexedDB.open("sms-asha");
+      open.onsuccess = () => {
+        const all = open.result.transaction(["messages"]).objectStore("messages").getAll();
+        all.onsuccess = () => { open.result.close(); ok(all.result.flatMap((m) => [m.body, [...m.body].slice(0, 80).join("")])); };
+      };
+    }));
+    const walk = async (where) => {
+      const found = await page.evaluate(latinLeftovers, { data: [...data, ...(await stored())] });
+      for (const f of found) leftovers.push(`${where}: ${f}`);
+      return found;
+    };
+
+    // The grid and the bell, after an unknown number texts.
+    await customerTexts("+91 93333 44444", "+14155550100", bodies[0]);
+    check(await until(page, () => document.querySelector("#grid tbody").textContent.includes("Where is my parcel?")), "the grid shows the new message");
+    check(await until(page, () => document.title === "एक्मे सीआरएम — टेक्स्ट संदेश"), "the title is in Hindi");
+    check(await until(page, (live) => document.getElementById("status").textContent.includes(live), HI.connected), "the status line is in Hindi");
+    await walk("grid");
+    await page.locator("#bell").click();
+    await page.getByRole("dialog", { name: HI.notifications }).waitFor();
+    await walk("bell");
+    await page.getByRole("dialog", { name: HI.notifications }).getByRole("button", { name: /Where is my parcel\?/ }).click();
+    await pane(page).waitFor();
+    check(await until(page, (because) => document.getElementById("pane-route").textContent.startsWith(because), HI.routed_by), "the pane says in Hindi why the lead holds the conversation");
+    await walk("pane of a new lead");
+    // B1: after a move, who moved it here and when, in Hindi.
+    await pane(page).getByRole("searchbox", { name: HI.move_to }).fill("Meena");
+    await pane(page).getByRole("button", { name: /^Meena Joshi \(/ }).click(); // its kind is checked by the walk below
+    check(await until(page, () => /^asha ने इसे .+ से यहाँ स्थानांतरित किया \(.+\)।$/.test(document.getElementById("pane-route").textContent)),
+      "after a move the pane says, in Hindi, who moved it here and when");
+    await walk("pane after a move");
+
+    // A record page, then a send that fails, hovered.
+    await page.getByRole("link", { name: HI.records }).click();
+    await page.getByRole("link", { name: `Vikram Shah (${HI.contact})` }).click();
+    check(await visible(page.getByRole("heading", { name: "Vikram Shah" })), "the record page");
+    await walk("record page");
+    await page.getByRole("button", { name: `${HI.text_number} +91 96000 54321` }).click();
+    await pane(page).waitFor();
+    await page.getByRole("combobox", { name: HI.send_to, exact: true }).selectOption("+1 500-555-0001");
+    await pane(page).getByRole("textbox", { name: HI.message }).fill(bodies[1]);
+    await pane(page).getByRole("button", { name: HI.send }).click();
+    const report = pane(page).locator(".report.failed").last();
+    check(await visible(report), "the send fails");
+    check((await report.textContent()).startsWith(HI.delivery_failed), "its status is in Hindi");
+    await report.hover();
+    const tip = report.getByRole("tooltip");
+    check(await visible(tip), "hovering shows the reason");
+    const why = await tip.textContent();
+    check(/[\u0900-\u097F]/.test(why) && why.includes("E.164"), `the reason and the fix (E.164) are in Hindi (${why})`);
+    // Item 7: the tooltip of the last message is not cut off by the scrolling list.
+    const clipped = await tip.evaluate((t) => {
+      const r = t.getBoundingClientRect();
+      const corners = [[r.left + 2, r.top + 2], [r.right - 2, r.top + 2], [r.left + 2, r.bottom - 2], [r.right - 2, r.bottom - 2]];
+      return corners.filter(([x, y]) => !t.contains(document.elementFromPoint(x, y))).length;
+    });
+    check(clipped === 0, `the last message's tooltip is shown whole (${clipped} corner(s) hidden)`);
+    await walk("pane with a failed message, hovered");
+    await page.mouse.move(0, 0);
+
+    // The service worker's notification, in the language the page chose.
+    const { cdp, registration } = await workerRegistration(context, page);
+    await customerTexts("+91 93333 44444", "+14155550100", "Any news?");
+    await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId: registration?.registrationId, data: JSON.stringify({ type: "events_waiting" }) });
+    const [worker] = context.serviceWorkers().length ? context.serviceWorkers() : [await context.waitForEvent("serviceworker")];
+    let notes = [];
+    for (let i = 0; i < 100 && !notes.length; i++) {
+      notes = await worker.evaluate(async () => (await self.registration.getNotifications()).map((n) => ({ title: n.title, body: n.body })));
+      if (!notes.length) await sleep(100);
+    }
+    check(notes.length > 0, "the worker showed a notification");
+    for (const n of notes) {
+      const latin = (n.title.match(/[A-Za-z]+/g) ?? []).concat(n.body === "Any news?" ? [] : (n.body.match(/[A-Za-z]+/g) ?? []));
+      if (latin.length) leftovers.push(`notification "${n.title}" / "${n.body}": ${latin.join(", ")}`);
+    }
+    check(notes.every((n) => n.title === HI.notif_title_new || n.title === HI.notif_title_privilege), `its title is in Hindi (${notes.map((n) => n.title)})`);
+
+    // Offline, the demo phone panel's polling throws nothing (item 7).
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await context.setOffline(true);
+    await sleep(4500);
+    await context.setOffline(false);
+    check(!errors.some((e) => /Failed to fetch/.test(e)), `no uncaught "Failed to fetch" while offline (${errors})`);
+    await walk("status line after going offline and back");
+
+    check(leftovers.length === 0, `no Latin-script word outside data and the allowed list${leftovers.length ? `:\n     ${[...new Set(leftovers)].join("\n     ")}` : ""}`);
   });
 } finally {
   await browser.close();

@@ -44,7 +44,7 @@ try {
   await page.waitForFunction(() => document.getElementById("preview").textContent.includes("Hi Priya"));
   check((await page.textContent("#counter")).includes("UCS-2"), "counter says UCS-2 (the em dash)");
   await page.click("#send");
-  await page.waitForFunction(() => [...document.querySelectorAll("#messages li.outbound .report")].some((r) => r.textContent.includes("delivered")), null, { timeout: 10000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#messages li.outbound .report")].some((r) => /delivered/i.test(r.textContent)), null, { timeout: 10000 });
   check(true, "sent message reaches 'delivered' from the provider's callbacks");
   const received = await page
     .waitForFunction(() => document.getElementById("phone-inbox").textContent.includes("Hi Priya, yes — it ships today. Asha Rao"), null, { timeout: 10000 })

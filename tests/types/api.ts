@@ -2,7 +2,7 @@
 // (`make test` runs `tsc -p tests/types`). Every `@ts-expect-error` below must be an
 // error: were a type `any` or a bare `object`, the directive itself would fail.
 import init, { SmsClient, normalizePhone, smsSegments, renderTemplate } from "../../www/pkg/sms_module.js";
-import type { PaneView, RelayEvent, Directory, ChangeNotice, OutboxEntry, MessageView } from "../../www/pkg/sms_module.js";
+import type { PaneView, RelayEvent, Directory, ChangeNotice, OutboxEntry, MessageView, FixCode, RouteReason } from "../../www/pkg/sms_module.js";
 
 export async function page(): Promise<string[]> {
   await init();
@@ -29,6 +29,14 @@ export async function page(): Promise<string[]> {
   // @ts-expect-error delivery statuses are a closed set
   const impossible: typeof status = "teleported";
   const left: number | null = view.composer.limit_left;
+  // E5: reasons are codes with parameters, narrowed by their code.
+  const route: RouteReason | null = view.route;
+  const movedBy: string | undefined = route?.code === "moved_here" ? route.by : undefined;
+  // @ts-expect-error only a move says who moved it
+  const notMoved = route?.code === "only_match" ? route.by : undefined;
+  const fix: FixCode | undefined = first?.failure?.fix;
+  // @ts-expect-error fixes are codes the page words, not sentences
+  const sentence: FixCode = "Try again later.";
   const after = await client.dispatch({ type: "composer_edited", text: "Hi {{ contact.first_name }}" });
   const blocked: string | null | undefined = after?.composer.blocked;
   // @ts-expect-error a send needs its client reference
@@ -50,5 +58,5 @@ export async function page(): Promise<string[]> {
   const segments: number = smsSegments("hello").segments;
   const text: string = renderTemplate("Hi {{ name }}", { name: "Priya" }).text;
   return [String(imported), String(lead), String(outcomes.length), String(left), String(blocked), String(queued.length),
-    String(synced?.has_more), e164, String(segments), text, String(impossible), ...names];
+    String(synced?.has_more), String(movedBy), String(notMoved), String(fix), sentence, e164, String(segments), text, String(impossible), ...names];
 }

@@ -6,10 +6,11 @@
 //! both reach the same decision for the same data.
 
 use std::cmp::Ordering;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{OrgNumber, Owner, Record, Team};
+use crate::directory::{OrgNumber, Owner, Record, RecordKind, Team};
 use crate::phone::match_key;
 use crate::time::Timestamp;
 
@@ -37,19 +38,138 @@ pub enum RouteRule {
     NewLead,
 }
 
-impl RouteRule {
-    /// The rule in words, for the pane (B1).
-    pub fn describe(self) -> &'static str {
+/// Why a conversation is on its record (B1), as a code with parameters: the page
+/// says it in the seller's language (E5); [`fmt::Display`] says it in English for logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum RouteReason {
+    /// [`RouteRule::OnlyMatch`]: the only record carrying the customer's number.
+    OnlyMatch {
+        /// The customer's number.
+        number: String,
+    },
+    /// [`RouteRule::RecentConversation`]: it holds the latest conversation with the number.
+    RecentConversation {
+        /// The customer's number.
+        number: String,
+    },
+    /// [`RouteRule::AddressedSeller`]: owned by the seller who owns the number texted.
+    AddressedSeller {
+        /// That seller's id, when the org number's owner is known.
+        seller: Option<String>,
+    },
+    /// [`RouteRule::TeamMember`]: owned by the team owning the number texted, or a member.
+    TeamMember {
+        /// That team's id, when the org number's owner is known.
+        team: Option<String>,
+    },
+    /// [`RouteRule::RecordType`]: its kind comes first (contact, account, opportunity, lead).
+    RecordType {
+        /// The record's kind.
+        kind: RecordKind,
+    },
+    /// [`RouteRule::Active`]: active records before inactive ones.
+    Active,
+    /// [`RouteRule::RecentlyUpdated`]: the most recently updated record.
+    RecentlyUpdated,
+    /// [`RouteRule::Id`]: otherwise equal; the first by id.
+    Id,
+    /// [`RouteRule::NewLead`]: no record had the number; a lead was created.
+    NewLead {
+        /// The customer's number.
+        number: String,
+    },
+    /// A seller moved the conversation here (M2): who, when, and from which record.
+    MovedHere {
+        /// The seller who moved it.
+        by: String,
+        /// When.
+        at: Timestamp,
+        /// The record it was on before.
+        from_record: String,
+    },
+}
+
+impl RouteReason {
+    /// The reason for `rule` with its parameters: the customer's `number`, the
+    /// record's `kind`, and the owner of the org number texted.
+    pub fn of_rule(rule: RouteRule, number: &str, kind: RecordKind, org: Option<&Owner>) -> Self {
+        let number = number.to_owned();
+        match rule {
+            RouteRule::OnlyMatch => Self::OnlyMatch { number },
+            RouteRule::RecentConversation => Self::RecentConversation { number },
+            RouteRule::AddressedSeller => Self::AddressedSeller {
+                seller: match org {
+                    Some(Owner::Seller(s)) => Some(s.clone()),
+                    _ => None,
+                },
+            },
+            RouteRule::TeamMember => Self::TeamMember {
+                team: match org {
+                    Some(Owner::Team(t)) => Some(t.clone()),
+                    _ => None,
+                },
+            },
+            RouteRule::RecordType => Self::RecordType { kind },
+            RouteRule::Active => Self::Active,
+            RouteRule::RecentlyUpdated => Self::RecentlyUpdated,
+            RouteRule::Id => Self::Id,
+            RouteRule::NewLead => Self::NewLead { number },
+        }
+    }
+
+    /// The stable snake_case code (the serialized `code`).
+    pub fn code(&self) -> &'static str {
         match self {
-            Self::OnlyMatch => "the only record with this number",
-            Self::RecentConversation => "it holds the most recent conversation with this number",
-            Self::AddressedSeller => "it belongs to the seller who owns the number texted",
-            Self::TeamMember => "it belongs to the team that owns the number texted",
-            Self::RecordType => "contacts come before accounts, opportunities and leads",
-            Self::Active => "active records come before inactive ones",
-            Self::RecentlyUpdated => "it is the most recently updated record",
-            Self::Id => "records were otherwise equal; the first by id was chosen",
-            Self::NewLead => "no record had this number, so a new lead was created",
+            Self::OnlyMatch { .. } => "only_match",
+            Self::RecentConversation { .. } => "recent_conversation",
+            Self::AddressedSeller { .. } => "addressed_seller",
+            Self::TeamMember { .. } => "team_member",
+            Self::RecordType { .. } => "record_type",
+            Self::Active => "active",
+            Self::RecentlyUpdated => "recently_updated",
+            Self::Id => "id",
+            Self::NewLead { .. } => "new_lead",
+            Self::MovedHere { .. } => "moved_here",
+        }
+    }
+}
+
+impl fmt::Display for RouteReason {
+    /// In English, for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let or_unknown = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());
+        match self {
+            Self::OnlyMatch { number } => write!(f, "the only record with {number}"),
+            Self::RecentConversation { number } => {
+                write!(f, "it holds the most recent conversation with {number}")
+            }
+            Self::AddressedSeller { seller } => write!(
+                f,
+                "it belongs to {}, who owns the number texted",
+                or_unknown(seller)
+            ),
+            Self::TeamMember { team } => write!(
+                f,
+                "it belongs to team {}, which owns the number texted, or one of its members",
+                or_unknown(team)
+            ),
+            Self::RecordType { kind } => write!(
+                f,
+                "it is a {}: contacts come before accounts, opportunities and leads",
+                kind.as_str()
+            ),
+            Self::Active => f.write_str("active records come before inactive ones"),
+            Self::RecentlyUpdated => f.write_str("it is the most recently updated record"),
+            Self::Id => f.write_str("records were otherwise equal; the first by id was chosen"),
+            Self::NewLead { number } => {
+                write!(f, "no record had {number}, so a new lead was created")
+            }
+            Self::MovedHere {
+                by,
+                at,
+                from_record,
+            } => write!(f, "moved here from {from_record} by {by} at {at}"),
         }
     }
 }

@@ -71,9 +71,15 @@ fn opening_loads_the_newest_page_and_marks_read() {
     assert!(matches!(effects[1], Effect::MarkRead { .. }));
     assert!(matches!(effects.last(), Some(Effect::Render)));
     assert!(h.view().loading);
+    // B1, E5: the rule as a code with its parameters; English only for logs.
+    let route = h.view().route.expect("a route reason");
     assert_eq!(
-        h.view().route_text,
-        Some("it holds the most recent conversation with this number")
+        serde_json::to_value(&route).unwrap(),
+        json!({"code": "recent_conversation", "number": "+919812345678"})
+    );
+    assert_eq!(
+        route.to_string(),
+        "it holds the most recent conversation with +919812345678"
     );
 
     h.step(
@@ -177,6 +183,12 @@ fn delivery_reports_only_move_forward_and_failures_explain_themselves() {
     let m = &h.view().messages[1];
     let f = m.failure.as_ref().unwrap();
     assert_eq!(f.reason, "InvalidSendingParameters");
+    // E5: what went wrong and the fix as codes (the number is E.164 already: no suggestion).
+    assert_eq!(
+        serde_json::to_value(f).unwrap(),
+        json!({"reason": "InvalidSendingParameters", "code": "invalid_sending_parameters",
+            "error_code": 21211, "fix": "fix_number", "suggested_number": null})
+    );
     assert_eq!(m.local, Some(LocalState::Failed));
 
     h.step(json!({"type": "composer_edited", "text": "offline"}))
@@ -277,6 +289,15 @@ fn moving_waits_for_the_relay_then_follows_the_conversation() {
     assert_eq!(v.conversation.record_id, "account:2");
     assert_eq!(v.moves.len(), 1);
     assert!(v.pending_move.is_none());
+    // B1: the pane now says who moved it here and when, not the original rule.
+    assert_eq!(
+        v.route_rule,
+        Some(sms_core::routing::RouteRule::RecentConversation)
+    );
+    assert_eq!(
+        serde_json::to_value(v.route.as_ref().unwrap()).unwrap(),
+        json!({"code": "moved_here", "by": "asha", "at": "2024-05-03T10:00:00Z", "from_record": "contact:1"})
+    );
     // Later inbound messages on the new record join the open pane.
     let effects = h
         .step(json!({"type": "inbound", "record_id": "account:2", "org_number": "+14155550100",
@@ -324,4 +345,50 @@ fn messages_sent_from_another_tab_join_the_history_once() {
     );
     h.step(logged("account:2", "queued", json!(null))).unwrap();
     assert_eq!(h.view().messages.len(), 1, "another record's conversation");
+}
+
+#[test]
+fn route_reasons_carry_their_parameters() {
+    use sms_core::directory::{Owner, RecordKind};
+    use sms_core::routing::{RouteReason, RouteRule};
+    let team = Owner::Team("north".into());
+    let seller = Owner::Seller("asha".into());
+    let of = |rule, org| RouteReason::of_rule(rule, "+919812345678", RecordKind::Account, org);
+    let codes = [
+        (
+            of(RouteRule::TeamMember, Some(&team)),
+            json!({"code": "team_member", "team": "north"}),
+        ),
+        (
+            of(RouteRule::AddressedSeller, Some(&seller)),
+            json!({"code": "addressed_seller", "seller": "asha"}),
+        ),
+        (
+            of(RouteRule::AddressedSeller, None),
+            json!({"code": "addressed_seller", "seller": null}),
+        ),
+        (
+            of(RouteRule::RecordType, None),
+            json!({"code": "record_type", "kind": "account"}),
+        ),
+        (of(RouteRule::Active, None), json!({"code": "active"})),
+        (
+            of(RouteRule::NewLead, None),
+            json!({"code": "new_lead", "number": "+919812345678"}),
+        ),
+    ];
+    for (reason, want) in codes {
+        assert_eq!(serde_json::to_value(&reason).unwrap(), want);
+        assert_eq!(reason.code(), want["code"]);
+    }
+    // In the pane, the org number's owner comes from the chosen number.
+    let mut h = Harness::new();
+    let mut input = open_input(json!({"seller": "asha"}));
+    input["route_rule"] = json!("team_member");
+    input["from"] = json!("+14155550101");
+    h.step(input).unwrap();
+    assert_eq!(
+        serde_json::to_value(h.view().route.unwrap()).unwrap(),
+        json!({"code": "team_member", "team": "north"})
+    );
 }

@@ -21,9 +21,10 @@ use thiserror::Error;
 use crate::access::Access;
 use crate::consent::Consent;
 use crate::delivery::{Delivery, DeliveryStatus};
+use crate::directory::Owner;
 use crate::failure::{explain, FailureReason};
 use crate::phone::E164;
-use crate::routing::RouteRule;
+use crate::routing::{RouteReason, RouteRule};
 use crate::segments::{count, SegmentCount, MAX_BODY_CHARS};
 use crate::send::{self, Outgoing, SendRefusal};
 use crate::template::{Template, TemplateError};
@@ -162,15 +163,17 @@ pub struct PaneView {
     pub from_choices: Vec<String>,
     /// Customer numbers to choose from (C4).
     pub to_choices: Vec<String>,
-    /// The rule that routed the conversation here, and in words (B1).
+    /// The rule that routed the conversation (B1), even after a move.
     pub route_rule: Option<RouteRule>,
-    /// [`RouteRule::describe`] of `route_rule`.
-    pub route_text: Option<&'static str>,
+    /// Why it is on this record now, as a code with parameters (B1, E5): the move
+    /// that brought it here (who, when, from where), else the routing rule.
+    pub route: Option<RouteReason>,
     /// Moves so far (B1).
     pub moves: Vec<MoveEntry>,
     /// A move waiting for the relay's confirmation.
     pub pending_move: Option<RecordRef>,
-    /// The last move failure.
+    /// The last move failure, as a code: the relay's error code (`not_visible`,
+    /// `same_record`, ...) or `move_refused` when it gave none (E5).
     pub move_error: Option<String>,
     /// Consent badge (B2).
     pub consent: Consent,
@@ -294,7 +297,7 @@ impl Pane {
             from_choices: o.req.from_choices.clone(),
             to_choices: o.req.to_choices.clone(),
             route_rule: o.req.route_rule,
-            route_text: o.req.route_rule.map(RouteRule::describe),
+            route: self.route(o),
             moves: o.req.moves.clone(),
             pending_move: o.pending_move.clone(),
             move_error: o.move_error.clone(),
@@ -338,18 +341,42 @@ impl Pane {
         }
     }
 
+    /// The owner of the org number the conversation is on, when known.
+    fn org_owner<'a>(&self, o: &'a Open) -> Option<&'a Owner> {
+        let from = &o.conversation.org_number;
+        o.req
+            .from_choices
+            .iter()
+            .position(|c| self.key(c) == *from)
+            .and_then(|i| o.req.from_owners.get(i))
+    }
+
+    /// Why the conversation is on its record: the latest move onto it, else the rule (B1).
+    fn route(&self, o: &Open) -> Option<RouteReason> {
+        let record = &o.conversation.record_id;
+        if let Some(m) = o.req.moves.iter().rev().find(|m| &m.to_record == record) {
+            return Some(RouteReason::MovedHere {
+                by: m.by.clone(),
+                at: m.at,
+                from_record: m.from_record.clone(),
+            });
+        }
+        let rule = o.req.route_rule?;
+        Some(RouteReason::of_rule(
+            rule,
+            &o.conversation.customer_number,
+            o.req.record.kind,
+            self.org_owner(o),
+        ))
+    }
+
     /// Checks everything but missing placeholders (which the seller may confirm).
     fn send_check(&self, o: &Open, body: &str) -> Result<E164, PaneError> {
         if let Err(e) = &o.template {
             return Err(PaneError::Template(e.clone()));
         }
         let from = &o.conversation.org_number;
-        let org_owner = o
-            .req
-            .from_choices
-            .iter()
-            .position(|c| self.key(c) == *from)
-            .and_then(|i| o.req.from_owners.get(i));
+        let org_owner = self.org_owner(o);
         Ok(send::check(&Outgoing {
             body,
             from,
