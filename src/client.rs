@@ -198,7 +198,18 @@ impl Client {
             }
         }
         if let Some(driver) = self.relay.borrow().clone() {
-            driver.emit("conversation", &change);
+            #[derive(serde::Serialize)]
+            struct Changed<'a> {
+                kind: &'a str,
+                conversation_id: Option<&'a str>,
+            }
+            driver.emit(
+                "conversation",
+                &Changed {
+                    kind,
+                    conversation_id,
+                },
+            );
         }
     }
 

@@ -212,7 +212,12 @@ fn template_data(record: Option<&Record>, seller: &str, seller_name: &str, org: 
     Value::object(fields)
 }
 
-fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenRequest, PaneConfig) {
+fn open_request(
+    seed: PaneSeed,
+    seller: &str,
+    region: Option<&str>,
+    source: OpenSource,
+) -> (OpenRequest, PaneConfig) {
     let access = sms_core::access::Access::new(seller, &seed.teams, true);
     let conv = &seed.conversation;
     // The conversation's own number first, then the numbers the seller sends from (C4).
@@ -227,14 +232,19 @@ fn open_request(seed: PaneSeed, seller: &str, source: OpenSource) -> (OpenReques
             .into_iter()
             .filter(|o| o.number != conv.org_number),
     );
+    // The conversation's number first, then the record's other numbers: a phone that is
+    // the same number written another way is not offered twice.
     let mut to_choices = vec![conv.customer_number.clone()];
     if let Some(r) = &seed.record {
-        to_choices.extend(
-            r.phones
+        for p in &r.phones {
+            let key = sms_core::phone::match_key(p, region);
+            if !to_choices
                 .iter()
-                .filter(|p| **p != conv.customer_number)
-                .cloned(),
-        );
+                .any(|c| sms_core::phone::match_key(c, region) == key)
+            {
+                to_choices.push(p.clone());
+            }
+        }
     }
     let seller_name = seed.me.as_ref().map_or(seller, |m| m.name.as_str());
     let record = seed.record.as_ref().map(record_ref).unwrap_or(RecordRef {
@@ -453,7 +463,8 @@ impl crate::client::Client {
             unread: seed.conversation.unread,
         };
         let seller = self.store.context().seller.clone();
-        let (req, mut config) = open_request(seed, &seller, source);
+        let region = self.store.context().default_region.clone();
+        let (req, mut config) = open_request(seed, &seller, region.as_deref(), source);
         config.default_region = self.store.context().default_region.clone();
         let mut pane = Pane::new(config);
         pane.handle(PaneInput::Open(Box::new(req)), now())

@@ -227,6 +227,8 @@ try {
     await pane(page).waitFor();
     check((await paneTitle(page)).includes("Priya Sharma (Contact)"), "the mobile-phone icon opens the contact's conversation");
     check((await page.getByRole("combobox", { name: "To", exact: true }).inputValue()) === "+919812300000", "on the number beside the icon");
+    const toNumbers = await page.locator("#pane-to option").evaluateAll((os) => os.map((o) => o.value.replace(/[^\d]/g, "")));
+    check(toNumbers.length > 0 && new Set(toNumbers).size === toNumbers.length, `no number offered twice in To (${toNumbers.join(", ")})`);
     // B7: the 1,600-character limit is counted down before it is hit, then refused.
     const composer = pane(page).getByRole("textbox", { name: "Message" });
     await composer.fill("a".repeat(1450));

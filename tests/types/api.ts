@@ -2,7 +2,7 @@
 // (`make test` runs `tsc -p tests/types`). Every `@ts-expect-error` below must be an
 // error: were a type `any` or a bare `object`, the directive itself would fail.
 import init, { SmsClient, normalizePhone, smsSegments, renderTemplate } from "../../www/pkg/sms_module.js";
-import type { PaneView, RelayEvent, Directory, ChangeNotice, OutboxEntry, MessageView, FixCode, RouteReason } from "../../www/pkg/sms_module.js";
+import type { PaneView, RelayEvent, Directory, ChangeNotice, OutboxEntry, MessageView, FixCode, RouteReason, SyncEvent, SyncStatus } from "../../www/pkg/sms_module.js";
 
 export async function page(): Promise<string[]> {
   await init();
@@ -53,10 +53,25 @@ export async function page(): Promise<string[]> {
   client.subscribe((n: number) => n);
   sub.close();
   const synced: PaneView | null = await client.syncPane();
+  // E1: the SDK owns the connection; the page only listens.
+  const connection = await client.connect({ signIn: async () => fetch("/session", { method: "POST" }) });
+  let retryAt = 0;
+  connection.subscribe((e: SyncEvent) => {
+    if (e.type === "status" && e.status === "reconnecting") retryAt = e.retry_at;
+    if (e.type === "progress") retryAt = e.total ?? e.done;
+    // @ts-expect-error only a storage problem carries a code
+    if (e.type === "status" && e.status === "live") retryAt = e.code;
+  });
+  const now: SyncStatus = connection.status();
+  // @ts-expect-error the relay is a base URL, not a number
+  await client.connect({ relay: 8080 });
+  connection.disconnect();
+  const caught = await client.catchUp({ head: "e1:7" });
+  const endedSignedOut: boolean = caught.end === "signed_out";
   const names = (await client.conversations()).map((c) => c.record_name);
   const e164: string = normalizePhone("98123 45678", "IN").e164;
   const segments: number = smsSegments("hello").segments;
   const text: string = renderTemplate("Hi {{ name }}", { name: "Priya" }).text;
   return [String(imported), String(lead), String(outcomes.length), String(left), String(blocked), String(queued.length),
-    String(synced?.has_more), String(movedBy), String(notMoved), String(fix), sentence, e164, String(segments), text, String(impossible), ...names];
+    String(synced?.has_more), String(retryAt), now.status, String(endedSignedOut), String(movedBy), String(notMoved), String(fix), sentence, e164, String(segments), text, String(impossible), ...names];
 }

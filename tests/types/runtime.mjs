@@ -124,7 +124,32 @@ try {
     client.close();
     return { result, sent: sent.length, failed: Boolean(failedView) };
   });
+  // The relay connection's events, against the demo relay serving this page.
+  const connected = await page.evaluate(async () => {
+    const m = await import("/pkg/sms_module.js");
+    const sellers = await (await fetch("/demo/sellers")).json();
+    await fetch("/session", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: sellers.find((x) => x.id === "asha").token }) });
+    const client = await m.SmsClient.open({ dbName: `types-sync-${Date.now()}`, seller: "asha", defaultRegion: "IN" });
+    const events = [];
+    const connection = await client.connect({});
+    connection.subscribe((e) => events.push(e));
+    const until = async (f) => { for (let i = 0; i < 150 && !f(); i++) await new Promise((r) => setTimeout(r, 100)); };
+    await until(() => events.some((e) => e.type === "status" && e.status === "live"));
+    await fetch("/demo/phone/send", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ from: "+91 95557 00001", to: "+14155550100", body: "types check" }) });
+    await until(() => events.some((e) => e.type === "notification"));
+    const status = connection.status();
+    connection.disconnect();
+    const caughtUp = await client.catchUp({});
+    await client.signOut(true);
+    client.close();
+    return { SyncEvent: events, SyncStatus: [status], CatchUpResult: [caughtUp] };
+  });
+  Object.assign(samples.result, connected);
   const check = (ok, what) => { console.log(`${ok ? "ok  " : "FAIL"} ${what}`); if (ok) passed++; else failures.push(what); };
+  const kinds = new Set(connected.SyncEvent.map((e) => e.type));
+  check(["status", "progress", "conversation", "notification"].every((k) => kinds.has(k)), `the connection reported every kind of event (${[...kinds].join(", ")})`);
   check(samples.sent === 1 && samples.failed, "the sample run sent once and got a failure report to explain");
   for (const [name, values] of Object.entries(samples.result)) {
     const type = name.endsWith(" | null") ? null : declared.get(name);
