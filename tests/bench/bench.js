@@ -121,7 +121,7 @@ async function run() {
   // the same reads (all of a run's at once) and the same puts in one transaction per
   // run, and blind plain puts one transaction per event, one after the other (what a
   // catch-up without runs feels like).
-  const RUN = 200;
+  const RUN = Number(new URLSearchParams(location.search).get("run") ?? 200); // bench.html?run=N
   const plainRun = async (run) => {
     const tx = db.transaction(STORES, "readwrite");
     await Promise.all(run.flatMap((e) => [req(tx.objectStore("meta").get("position")),
