@@ -197,7 +197,9 @@ impl Client {
                 let _ = channel.post_message(&msg);
             }
         }
-        if let Some(driver) = self.relay.borrow().clone() {
+        // Not borrowed while listeners run: one may disconnect or close.
+        let driver = self.relay.borrow().clone();
+        if let Some(driver) = driver {
             #[derive(serde::Serialize)]
             struct Changed<'a> {
                 kind: &'a str,
@@ -921,12 +923,26 @@ impl SmsClient {
     /// `outbox_not_empty` unless `discardOutbox` is true (the client stays usable then).
     #[wasm_bindgen(js_name = signOut)]
     pub async fn sign_out(&self, discard_outbox: bool) -> JsResult<()> {
-        self.store.wipe(discard_outbox).await.map_err(store_error)
+        let queued = self.store.outbox().await.map_err(store_error)?.len();
+        if queued > 0 && !discard_outbox {
+            return Err(js_error(
+                "outbox_not_empty",
+                &format!("{queued} message(s) are still waiting to be sent"),
+                &[],
+            ));
+        }
+        // The connection ends first: nothing is fetched, stored or signed in again after.
+        let driver = self.relay.borrow_mut().take();
+        if let Some(driver) = driver {
+            driver.stop();
+        }
+        self.store.wipe(true).await.map_err(store_error)
     }
 
     /// Ends the relay connection, if any, and closes the database connection.
     pub fn close(self) {
-        if let Some(driver) = self.relay.borrow_mut().take() {
+        let driver = self.relay.borrow_mut().take();
+        if let Some(driver) = driver {
             driver.stop();
         }
         if let Some(c) = &self.changes {

@@ -3,8 +3,8 @@
 //! when the outbox goes out); this file only carries its actions out — the event
 //! stream (`EventSource`), fetches (`gloo-net`), timers (`gloo-timers`), `online` /
 //! `offline` (`gloo-events`) — and tells the page what happened as typed events.
-//! Every callback holds the driver weakly: `disconnect()` or dropping the connection
-//! ends it all.
+//! The client owns its connection (a page may drop the handle); every callback holds the
+//! driver weakly, and `disconnect()`, `client.close()` or `signOut()` end it all.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -115,6 +115,8 @@ pub(crate) struct Driver {
     listeners: RefCell<Vec<js_sys::Function>>,
     status: RefCell<Status>,
     pumping: Cell<bool>,
+    /// Which stream is current: a failed one's late news must not close the next.
+    generation: Cell<u32>,
 }
 
 fn now() -> u64 {
@@ -220,9 +222,11 @@ impl Driver {
             listeners: Default::default(),
             status: RefCell::new(Status::Connecting),
             pumping: Cell::new(false),
+            generation: Cell::new(0),
         });
         // The previous connection, if any, ends: one per client.
-        if let Some(old) = client.relay.borrow_mut().replace(driver.clone()) {
+        let old = client.relay.borrow_mut().replace(driver.clone());
+        if let Some(old) = old {
             old.stop();
         }
         driver.listen_to_network();
@@ -312,8 +316,8 @@ impl Driver {
                 }),
                 Action::FlushOutbox => self.spawn(|me| async move { me.flush().await }),
                 Action::Status(status) => {
+                    *self.status.borrow_mut() = status.clone();
                     self.emit("status", &status);
-                    *self.status.borrow_mut() = status;
                 }
                 Action::Progress(progress) => self.emit("progress", &progress),
             }
@@ -382,6 +386,7 @@ impl Driver {
     }
 
     fn open_stream(self: &Rc<Self>, since: Option<String>) {
+        self.generation.set(self.generation.get().wrapping_add(1));
         let url = match since {
             Some(s) => format!(
                 "{}/events?since={}",
@@ -448,10 +453,15 @@ impl Driver {
         if self.stream.borrow_mut().take().is_none() {
             return;
         }
-        self.spawn(|me| async move {
+        let generation = self.generation.get();
+        let me = self.clone();
+        spawn_local(async move {
             let probe = call(Method::GET, &format!("{}/me", me.base), None).await;
-            let status = probe.status.filter(|s| *s == 401);
-            Input::StreamFailed { status }
+            // Another stream opened meanwhile (a resync): this news is not about it.
+            if me.generation.get() == generation {
+                let status = probe.status.filter(|s| *s == 401);
+                me.handle(Input::StreamFailed { status });
+            }
         });
     }
 
@@ -460,9 +470,8 @@ impl Driver {
     async fn flush(self: &Rc<Self>) -> Input {
         let store = &self.client.store;
         let queued = store.outbox().await.unwrap_or_default();
-        let total = queued.len() as u32;
         let url = format!("{}/messages", self.base);
-        for (i, entry) in queued.iter().enumerate() {
+        for entry in &queued {
             let request = to_js(&entry.request).ok();
             let answer = call(Method::POST, &url, request.as_ref()).await;
             let ok: Option<SendAnswer> = decode(&answer.body);
@@ -495,7 +504,7 @@ impl Driver {
                         let _ = store.send_unreachable(client_ref).await;
                     }
                     return Input::Flushed {
-                        remaining: total - i as u32,
+                        remaining: self.waiting().await,
                         not_before,
                     };
                 }
@@ -505,9 +514,19 @@ impl Driver {
             }
         }
         Input::Flushed {
-            remaining: 0,
+            remaining: self.waiting().await,
             not_before: None,
         }
+    }
+
+    /// How many sends wait now, read again: counts a send queued during a flush (and
+    /// one whose answer could not be stored).
+    async fn waiting(&self) -> u32 {
+        self.client
+            .store
+            .outbox()
+            .await
+            .map_or(1, |o| o.len() as u32)
     }
 
     /// Asks the relay to move a conversation (`POST /conversations/move`); the refusal's
@@ -529,10 +548,21 @@ impl Driver {
         }
     }
 
-    /// Imports the relay's directory (`GET /directory`), reporting progress; a failure
-    /// leaves the device's directory as it was (the next connection tries again).
+    /// Imports the relay's directory (`GET /directory`), reporting progress, and tells the
+    /// machine the log's head (a total for the catch-up's progress). A failure leaves the
+    /// device's directory as it was; on a device without a position the next connection
+    /// tries again.
     async fn import_directory(self: &Rc<Self>) {
         let answer = call(Method::GET, &format!("{}/directory", self.base), None).await;
+        let head = answer
+            .body
+            .as_ref()
+            .and_then(|b| js_sys::Reflect::get(b, &"head".into()).ok())
+            .and_then(|h| h.as_string())
+            .and_then(|h| Position::parse(&h));
+        if let Some(head) = head {
+            self.machine.borrow_mut().handle(Input::Head(head), now());
+        }
         let directory = answer
             .body
             .filter(|_| answer.status == Some(200))

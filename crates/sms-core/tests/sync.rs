@@ -839,6 +839,11 @@ fn send_answers_settle_retry_or_fail() {
             error_code: None
         }
     );
+    // A 4xx page without the relay's error body (a proxy's, a firewall's): keep it.
+    assert_eq!(
+        send_verdict(Some(404), None, None, None, now),
+        retry(RetryCause::Unavailable)
+    );
     // A 200 without an outcome says nothing: keep it.
     assert_eq!(
         send_verdict(Some(200), None, None, None, now),
@@ -1010,4 +1015,33 @@ fn statuses_and_progress_serialise_with_stable_codes() {
     // A notice is not a logged event: it never reads as one.
     let notice = r#"{"kind":"caught_up","epoch":"e1","head":"e1:4","id":4}"#;
     assert!(serde_json::from_str::<LoggedEvent>(notice).is_err());
+}
+
+#[test]
+fn stop_is_final_whatever_comes_after() {
+    let mut h = Harness::connected(None);
+    h.step(Input::OutboxWaiting { count: 1 });
+    h.step(Input::Stop);
+    // A start still on its way (a slow directory import), a flush that ends late.
+    assert!(h.step(Input::Start { position: None }).is_empty());
+    assert!(h
+        .step(Input::Flushed {
+            remaining: 1,
+            not_before: None
+        })
+        .is_empty());
+    assert_eq!(h.sync.poll_timeout(), None, "no timer revives it");
+    assert!(h.step(Input::Online).is_empty());
+}
+
+#[test]
+fn a_sign_in_that_gives_no_session_is_not_asked_again_in_a_loop() {
+    let mut h = Harness::connected(None);
+    let asked = |a: &[Action]| a.iter().filter(|x| **x == Action::SignIn).count();
+    assert_eq!(asked(&h.step(Input::StreamFailed { status: Some(401) })), 1);
+    assert_eq!(opens(&h.step(Input::SignedIn)).len(), 1, "reopens at once");
+    h.step(Input::StreamOpened);
+    let actions = h.step(Input::StreamFailed { status: Some(401) });
+    assert_eq!(asked(&actions), 0, "the fresh session was refused: stop");
+    assert!(statuses(&actions).contains(&Status::SignedOut));
 }

@@ -20,7 +20,7 @@ async function render(client) {
   const { conversations } = await client.inbox();
   $("inbox").replaceChildren(...conversations.map((c) => {
     const li = document.createElement("li");
-    li.textContent = `${c.record_name}: ${c.preview}`;
+    li.textContent = `${c.record_name}: ${c.preview} (${c.unread})`;
     return li;
   }));
 }

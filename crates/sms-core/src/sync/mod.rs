@@ -223,6 +223,11 @@ pub struct SyncMachine {
     backoff: Backoff,
     /// Between `Start` and `Stop`.
     started: bool,
+    /// `disconnect()`: nothing more happens, whatever comes in later.
+    stopped: bool,
+    /// Signed in again since the stream was last live: a 401 now means the sign-in did
+    /// not give a session, and asking again would loop.
+    fresh_session: bool,
     conn: Conn,
     /// The store's position as far as this machine knows (never ahead of it).
     position: Option<Position>,
@@ -262,6 +267,8 @@ impl SyncMachine {
             backoff: Backoff::new(config.backoff_min_ms, config.backoff_max_ms, config.seed),
             config,
             started: false,
+            stopped: false,
+            fresh_session: false,
             conn: Conn::Idle,
             position: None,
             reset_needed: false,
@@ -304,6 +311,9 @@ impl SyncMachine {
 
     /// When to call `handle(Input::Timeout, now)` next (ms), if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.stopped {
+            return None;
+        }
         let reconnect = match self.conn {
             Conn::Waiting { until } if self.in_flight.is_none() => Some(until),
             _ => None,
@@ -317,6 +327,9 @@ impl SyncMachine {
 
     /// Takes one input at time `now` (ms).
     pub fn handle(&mut self, input: Input, now: u64) {
+        if self.stopped {
+            return;
+        }
         match input {
             Input::Start { position } => {
                 self.started = true;
@@ -325,6 +338,7 @@ impl SyncMachine {
             }
             Input::Stop => {
                 self.close();
+                self.stopped = true;
                 self.started = false;
                 self.conn = Conn::Idle;
                 self.flush_at = None;
@@ -359,7 +373,11 @@ impl SyncMachine {
             Input::StreamFailed { status } => {
                 if self.connected() {
                     self.close();
-                    if status == Some(401) {
+                    if status == Some(401) && self.fresh_session {
+                        // The sign-in just made gave no session: stop asking.
+                        self.signed_out = true;
+                        self.conn = Conn::Idle;
+                    } else if status == Some(401) {
                         self.conn = Conn::SigningIn;
                         self.actions.push_back(Action::SignIn);
                     } else {
@@ -378,6 +396,7 @@ impl SyncMachine {
             }
             Input::SignedIn => {
                 self.signed_out = false;
+                self.fresh_session = true;
                 if matches!(self.conn, Conn::SigningIn | Conn::Idle) && self.started() {
                     self.conn = Conn::Waiting { until: now };
                 }
@@ -553,6 +572,7 @@ impl SyncMachine {
             if let Some(after) = self.caught_up_after {
                 if self.ingested >= after {
                     self.live = true;
+                    self.fresh_session = false;
                     self.storage_problem = None;
                     self.backoff.reset();
                 }

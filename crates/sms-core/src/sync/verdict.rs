@@ -26,7 +26,7 @@ pub enum Verdict {
     /// The relay refused it for good: mark it failed with this code.
     Fail {
         /// The refusal's stable code (`opted_out`, `too_long`, `not_your_number`, ...;
-        /// `http_<status>` when the relay gave none).
+        /// `http_413` for a body too large).
         code: String,
         /// The provider-style reason, for refusals the provider would make too.
         reason: Option<String>,
@@ -84,10 +84,21 @@ pub fn send_verdict(
         _ => match answer {
             Some(a) if a.outcome == SendOutcome::Pending => retry(RetryCause::Pending),
             Some(a) => Verdict::Settle { answer: a.clone() },
-            None if (400..500).contains(&status) => Verdict::Fail {
-                code: error.map_or_else(|| format!("http_{status}"), |e| e.code.clone()),
-                reason: error.and_then(|e| e.reason.clone()),
-                error_code: error.and_then(|e| e.error_code),
+            // A refusal says why (`ErrorBody.code`); a 4xx without one is a proxy's or
+            // a firewall's page, not the relay's answer: keep the send, except a body
+            // too large, which no retry fixes.
+            None if (400..500).contains(&status) => match error {
+                Some(e) => Verdict::Fail {
+                    code: e.code.clone(),
+                    reason: e.reason.clone(),
+                    error_code: e.error_code,
+                },
+                None if status == 413 => Verdict::Fail {
+                    code: "http_413".into(),
+                    reason: None,
+                    error_code: None,
+                },
+                None => retry(RetryCause::Unavailable),
             },
             // A 2xx without an outcome, or anything else: the relay did not say.
             None => retry(RetryCause::Unavailable),
