@@ -275,13 +275,14 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .map_err(|e| e.to_string())?;
         // Several nodes: this node's streams are fed from the shared log, and the
         // sends whose node died are taken over when their lease expires.
-        tokio::spawn(crate::store::pg::tail(
+        crate::store::pg::spawn_tail(
             url,
             app.seq.clone(),
             app.closing.clone(),
             std::time::Duration::from_millis(500),
             from,
-        ));
+        )
+        .map_err(|e| e.to_string())?;
         tokio::spawn(take_over_sends(app.clone()));
     }
     crate::metrics::handle();
@@ -529,6 +530,7 @@ async fn inbound_webhook(
         app.seq.inbound(sms).await
     }
     .await;
+    crate::profile::since("handler_total", started);
     let events = counted("inbound", started, result)?;
     tracing::info!(events = events.len(), "inbound webhook logged");
     Ok(twiml())

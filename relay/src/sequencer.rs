@@ -41,8 +41,34 @@ pub struct Published {
 /// see it (a single shared channel would wake every stream for every event).
 #[derive(Default)]
 pub struct Fanout {
-    channels:
-        std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>>,
+    inner: std::sync::Mutex<Channels>,
+}
+
+#[derive(Default)]
+struct Channels {
+    sellers: std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>,
+    /// A shared log's position published last on this node: `(epoch, id)`.
+    feed: (String, i64),
+}
+
+impl Channels {
+    fn send(&mut self, p: &Arc<Published>) {
+        self.sellers.retain(|_, tx| tx.receiver_count() > 0);
+        match &p.audience {
+            Audience::All => {
+                for tx in self.sellers.values() {
+                    let _ = tx.send(p.clone());
+                }
+            }
+            Audience::Sellers(sellers) => {
+                for s in sellers {
+                    if let Some(tx) = self.sellers.get(s) {
+                        let _ = tx.send(p.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Events a seller's channel buffers; a stream that falls further behind is
@@ -50,18 +76,14 @@ pub struct Fanout {
 const SELLER_BUFFER: usize = 4096;
 
 impl Fanout {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>,
-    > {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Subscribes to the events `seller` may see.
     pub fn subscribe(&self, seller: &str) -> broadcast::Receiver<Arc<Published>> {
         self.lock()
+            .sellers
             .entry(seller.to_owned())
             .or_insert_with(|| broadcast::channel(SELLER_BUFFER).0)
             .subscribe()
@@ -69,22 +91,47 @@ impl Fanout {
 
     /// Hands an event to the streams of the sellers who may see it.
     pub fn publish(&self, p: &Arc<Published>) {
-        let mut channels = self.lock();
-        channels.retain(|_, tx| tx.receiver_count() > 0);
-        match &p.audience {
-            Audience::All => {
-                for tx in channels.values() {
-                    let _ = tx.send(p.clone());
-                }
-            }
-            Audience::Sellers(sellers) => {
-                for s in sellers {
-                    if let Some(tx) = channels.get(s) {
-                        let _ = tx.send(p.clone());
-                    }
-                }
-            }
+        self.lock().send(p);
+    }
+
+    /// A shared log: publishes `p` if it is the event after the last one published
+    /// (same epoch, next id; ids are allocated without gaps under the append lock).
+    /// `true` when published now or before; `false` when events before it are not
+    /// published yet (the log's tail publishes it after them).
+    pub fn publish_next(&self, p: &Arc<Published>) -> bool {
+        let mut c = self.lock();
+        if c.feed.0 != p.event.epoch {
+            return false;
         }
+        if p.event.id <= c.feed.1 {
+            return true;
+        }
+        if p.event.id != c.feed.1 + 1 {
+            return false;
+        }
+        c.feed.1 = p.event.id;
+        c.send(p);
+        true
+    }
+
+    /// A shared log's tail: publishes `p`, read back from the log after the
+    /// position published last, unless it was published already.
+    pub fn publish_read(&self, p: &Arc<Published>) {
+        let mut c = self.lock();
+        if c.feed.0 == p.event.epoch && p.event.id <= c.feed.1 {
+            return;
+        }
+        c.feed = (p.event.epoch.clone(), p.event.id);
+        c.send(p);
+    }
+
+    /// A shared log's tail: where publication stands, or starts (a new epoch).
+    pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
+        let mut c = self.lock();
+        if let Some(p) = position {
+            c.feed = p;
+        }
+        c.feed.clone()
     }
 }
 
@@ -102,7 +149,7 @@ pub struct Outcome {
 }
 
 enum Job {
-    Decide(Box<Command>, Reply<Outcome>),
+    Decide(Box<Command>, Reply<Outcome>, std::time::Instant),
     Query(Box<dyn FnOnce(&State) + Send>),
     Reset(Reply<String>),
 }
@@ -173,9 +220,15 @@ impl Sequencer {
     }
 
     /// Publishes an event read back from a shared log ([`crate::store::pg::tail`]) to
-    /// this node's live subscribers.
+    /// this node's live subscribers, unless this node published it already.
     pub fn publish(&self, p: Published) {
-        self.bus.publish(&Arc::new(p));
+        self.bus.publish_read(&Arc::new(p));
+    }
+
+    /// A shared log's position published last on this node (`(epoch, id)`); with
+    /// `Some`, publication starts there (the tail's start, a new epoch).
+    pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
+        self.bus.feed(position)
     }
 
     /// Tells this node's streams the log's epoch (a reset seen in a shared log).
@@ -204,7 +257,11 @@ impl Sequencer {
     pub async fn run(&self, command: Command) -> Result<Outcome, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Decide(Box::new(command), reply))
+            .send(Job::Decide(
+                Box::new(command),
+                reply,
+                std::time::Instant::now(),
+            ))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -329,7 +386,7 @@ impl Worker {
         self.log.replay(&mut |e| state.apply(&e))?;
         // Under the batch's lock (several nodes may start at once on an empty log:
         // the first seeds the directory, the others catch up with it).
-        self.log.begin()?;
+        self.log.begin(&[])?;
         self.catch_up()?;
         if self.state.directory() == &Directory::default() {
             self.seed_directory()?;
@@ -406,7 +463,26 @@ impl Worker {
 
     fn run_batch(&mut self, jobs: Vec<Job>) {
         let mut deferred: Vec<Deferred> = Vec::with_capacity(jobs.len());
-        self.begin_batch();
+        let batch_start = std::time::Instant::now();
+        crate::profile::record("batch_jobs", jobs.len() as u64);
+        let mut enqueued = Vec::new();
+        for j in &jobs {
+            if let Job::Decide(_, _, at) = j {
+                crate::profile::record("queue_wait", (batch_start - *at).as_micros() as u64);
+                enqueued.push(*at);
+            }
+        }
+        // The idempotency keys the batch asks about, looked up as it begins.
+        let keys: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Decide(command, ..) => command.dedupe_key(),
+                _ => None,
+            })
+            .collect();
+        self.begin_batch(&keys);
+        crate::profile::since("begin+catch_up", batch_start);
+        let exec_start = std::time::Instant::now();
         for job in jobs {
             match job {
                 Job::Query(f) => f(&self.state),
@@ -414,15 +490,24 @@ impl Worker {
                     // Commit what came before, then reset outside any batch.
                     self.finish(&mut deferred);
                     let _ = reply.send(self.reset().map_err(ApiError::from));
-                    self.begin_batch();
+                    self.begin_batch(&keys);
                 }
-                Job::Decide(command, reply) => {
+                Job::Decide(command, reply, _) => {
+                    let t = std::time::Instant::now();
                     let result = self.execute(*command);
+                    crate::profile::since("execute_one", t);
                     deferred.push(defer(reply, result));
                 }
             }
         }
+        crate::profile::since("execute_all", exec_start);
+        let t = std::time::Instant::now();
         self.finish(&mut deferred);
+        crate::profile::since("commit+reply+publish", t);
+        crate::profile::since("batch_total", batch_start);
+        for at in enqueued {
+            crate::profile::since("enqueue_to_reply", at);
+        }
     }
 
     /// Carries out one command: a repeated callback is answered with nothing; else the
@@ -472,8 +557,14 @@ impl Worker {
         Ok(out)
     }
 
-    fn begin_batch(&mut self) {
-        if let Err(e) = self.log.begin().and_then(|()| self.catch_up()) {
+    fn begin_batch(&mut self, keys: &[String]) {
+        let t = std::time::Instant::now();
+        let r = self.log.begin(keys);
+        crate::profile::since("begin", t);
+        let t = std::time::Instant::now();
+        let r = r.and_then(|()| self.catch_up());
+        crate::profile::since("catch_up", t);
+        if let Err(e) = r {
             // The commit will fail too, and the state is rebuilt from the log then.
             tracing::error!(error = %e, "cannot begin a batch");
         }
@@ -481,7 +572,10 @@ impl Worker {
 
     /// Commits the batch, answers its commands, publishes its events.
     fn finish(&mut self, deferred: &mut Vec<Deferred>) {
-        let committed = match self.log.commit() {
+        let t = std::time::Instant::now();
+        let c = self.log.commit();
+        crate::profile::since("commit", t);
+        let committed = match c {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "batch commit failed; rebuilding state from the log");
@@ -501,6 +595,7 @@ impl Worker {
         for reply in deferred.drain(..) {
             reply(committed);
         }
+        let mut in_order = true;
         for published in self.batch.drain(..) {
             crate::metrics::event_appended(published.event.body.kind());
             if let Audience::Sellers(sellers) = &published.audience {
@@ -516,10 +611,18 @@ impl Worker {
                     }
                 }
             }
-            // A shared log is read back by every node's tail, in log order
-            // across nodes; one node's own log is published as committed.
+            // One node's own log is published as committed. A shared log is
+            // published in id order across nodes: this batch's events go out now
+            // when they follow what this node published last (its tail read the
+            // other nodes' events before them); else the tail publishes them after
+            // those, reading them back from the log.
             if !self.log.shared() {
                 self.bus.publish(&published);
+            } else if in_order {
+                in_order = self.bus.publish_next(&published);
+                if !in_order {
+                    crate::profile::record("own_publish_fallback", 1);
+                }
             }
         }
     }
@@ -530,7 +633,7 @@ impl Worker {
         // Sends still queued or calling survive the reset (their rows are kept): a
         // retry while the provider has one must get `pending`, not a second send.
         self.rebuild_in_flight()?;
-        self.log.begin()?;
+        self.log.begin(&[])?;
         self.catch_up()?;
         self.seed_directory()?;
         self.log.commit()?;

@@ -65,8 +65,10 @@ pub use sms_core::relay::{PendingSend, SendStage};
 pub trait LogWriter: Send {
     /// The current epoch.
     fn epoch(&self) -> String;
-    /// Starts a batch (one transaction, one sync to disk).
-    fn begin(&mut self) -> StoreResult<()>;
+    /// Starts a batch (one transaction, one sync to disk). `keys`: the idempotency
+    /// keys the batch's commands carry; a backend across a network looks them up in
+    /// the round trip that starts the batch, so [`Self::seen`] answers them without one.
+    fn begin(&mut self, keys: &[String]) -> StoreResult<()>;
     /// Makes the batch durable.
     fn commit(&mut self) -> StoreResult<()>;
     /// Drops the batch.
@@ -310,7 +312,7 @@ impl LogWriter for SqliteWriter {
         self.epoch.clone()
     }
 
-    fn begin(&mut self) -> StoreResult<()> {
+    fn begin(&mut self, _keys: &[String]) -> StoreResult<()> {
         Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
     }
 

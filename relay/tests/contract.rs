@@ -197,7 +197,7 @@ async fn messaging_service_and_api_key_requests_match_the_published_api() {
     // A send whose call started before a stop: the restart lists the messages.
     {
         let mut w = common::open_writer(&db);
-        w.begin().unwrap();
+        w.begin(&[]).unwrap();
         w.add_pending(&PendingSend {
             client_ref: "ms-3".into(),
             seller: "asha".into(),

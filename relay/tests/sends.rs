@@ -174,7 +174,7 @@ async fn a_restart_sends_queued_rows_once_and_reconciles_calling_ones_never_rese
     let lost = pending("c-2", "Maybe with the provider", now - 40_000);
     {
         let mut w = common::open_writer(&db);
-        w.begin().unwrap();
+        w.begin(&[]).unwrap();
         for p in [&queued, &found, &lost] {
             w.add_pending(p).unwrap();
         }

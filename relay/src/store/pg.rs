@@ -17,7 +17,7 @@
 //! seam is synchronous (the sequencer is a thread of its own), so the driver runs on
 //! a small runtime of its own and the seam's calls wait for it ([`Bridge`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,11 +118,19 @@ impl Bridge {
     /// Runs `fut` on the driver's runtime and waits for it (from any thread).
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let t0 = std::time::Instant::now();
         self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
+            let t1 = std::time::Instant::now();
+            let r = fut.await;
+            let t2 = std::time::Instant::now();
+            let _ = tx.send((r, t1, t2));
         });
-        rx.recv()
-            .expect("the driver's runtime runs while a store handle lives")
+        let (r, t1, t2) = rx
+            .recv()
+            .expect("the driver's runtime runs while a store handle lives");
+        crate::profile::record("bridge_to", (t1 - t0).as_micros() as u64);
+        crate::profile::since("bridge_back", t2);
+        r
     }
 }
 
@@ -203,6 +211,8 @@ pub fn open(url: &str, node: &str, size: u32, lease_ms: u64) -> StoreResult<(PgW
         head: 0,
         rows: Vec::new(),
         keys: HashSet::new(),
+        known: HashMap::new(),
+        read: None,
         node: node.to_owned(),
         lease_ms,
     };
@@ -237,7 +247,13 @@ pub struct PgWriter {
     /// The last id allocated in the open batch.
     head: i64,
     rows: Vec<Row>,
+    /// Idempotency keys appended in the open batch.
     keys: HashSet<String>,
+    /// Idempotency keys looked up as the batch began (under the lock): in the log?
+    known: HashMap<String, bool>,
+    /// What the batch's first round trip read for `catch_up`: the epoch and the
+    /// events after `applied`.
+    read: Option<(String, Vec<tokio_postgres::Row>)>,
     node: String,
     lease_ms: i64,
 }
@@ -302,40 +318,87 @@ impl LogWriter for PgWriter {
         true
     }
 
-    fn begin(&mut self) -> StoreResult<()> {
+    fn begin(&mut self, keys: &[String]) -> StoreResult<()> {
         self.rows.clear();
         self.keys.clear();
+        self.known.clear();
+        self.read = None;
         self.head = self.applied;
         let pool = self.pool.clone();
-        let conn = self.bridge.run(async move {
+        let after = self.applied;
+        let asked = keys.to_vec();
+        let (conn, epoch, events, found) = self.bridge.run(async move {
+            let keys = asked;
+            let t = std::time::Instant::now();
             let conn = pool.get().await.map_err(pool_error)?;
-            // The lock first: under READ COMMITTED every later statement sees what
-            // the previous holder committed.
-            conn.batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK})"
-            ))
+            crate::profile::since("pg_pool_get", t);
+            let t = std::time::Instant::now();
+            // Prepared once per connection (cached): no round trip after the first.
+            let (lock, epoch, events, seen) = futures_util::future::try_join4(
+                conn.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
+                conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'"),
+                conn.prepare_cached("SELECT id, body FROM events WHERE id > $1 ORDER BY id"),
+                conn.prepare_cached("SELECT dedupe FROM events WHERE dedupe = ANY($1)"),
+            )
             .await?;
-            Ok::<_, StoreError>(conn)
+            // One round trip, pipelined in this order: the lock first; under READ
+            // COMMITTED every later statement sees what the previous holder
+            // committed: the epoch, the events to catch up on, and which of the
+            // batch's idempotency keys are logged.
+            let lock_p: [&(dyn ToSql + Sync); 1] = [&APPEND_LOCK];
+            let after_p: [&(dyn ToSql + Sync); 1] = [&after];
+            let keys_p: [&(dyn ToSql + Sync); 1] = [&keys];
+            let (begun, locked, epoch, events, found) = futures_util::join!(
+                conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                conn.execute(&lock, &lock_p),
+                conn.query_one(&epoch, &[]),
+                conn.query(&events, &after_p),
+                conn.query(&seen, &keys_p),
+            );
+            crate::profile::since("pg_begin_lock", t);
+            let read = begun
+                .and(locked)
+                .and_then(|_| Ok((epoch?, events?, found?)));
+            match read {
+                Ok((epoch, events, found)) => Ok((conn, epoch, events, found)),
+                Err(e) => {
+                    // A connection that cannot roll back is broken: not pooled again.
+                    if conn.batch_execute("ROLLBACK").await.is_err() {
+                        let _ = Object::take(conn);
+                    }
+                    Err(StoreError::from(e))
+                }
+            }
         })?;
+        self.known = keys.iter().map(|k| (k.clone(), false)).collect();
+        for r in &found {
+            self.known.insert(r.get(0), true);
+        }
+        self.read = Some((epoch.get(0), events));
         self.conn = Some(Arc::new(conn));
         Ok(())
     }
 
     fn catch_up(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
-        let conn = self.conn()?;
-        let after = self.applied;
-        let (epoch, rows) = self.bridge.run(async move {
-            let epoch = conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'");
-            let events =
-                conn.prepare_cached("SELECT id, body FROM events WHERE id > $1 ORDER BY id");
-            let (epoch, events) = futures_util::future::try_join(epoch, events).await?;
-            let (epoch, rows) = futures_util::future::try_join(
-                conn.query_one(&epoch, &[]),
-                conn.query(&events, &[&after]),
-            )
-            .await?;
-            Ok::<_, StoreError>((epoch.get::<_, String>(0), rows))
-        })?;
+        let (epoch, rows) = match self.read.take() {
+            Some(read) => read,
+            None => {
+                let conn = self.conn()?;
+                let after = self.applied;
+                self.bridge.run(async move {
+                    let epoch = conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'");
+                    let events = conn
+                        .prepare_cached("SELECT id, body FROM events WHERE id > $1 ORDER BY id");
+                    let (epoch, events) = futures_util::future::try_join(epoch, events).await?;
+                    let (epoch, rows) = futures_util::future::try_join(
+                        conn.query_one(&epoch, &[]),
+                        conn.query(&events, &[&after]),
+                    )
+                    .await?;
+                    Ok::<_, StoreError>((epoch.get::<_, String>(0), rows))
+                })?
+            }
+        };
         if epoch != self.epoch {
             // Reset by another node: the caller starts over from an empty state.
             self.epoch = epoch.clone();
@@ -357,57 +420,69 @@ impl LogWriter for PgWriter {
         let conn = self.conn.take();
         let rows = std::mem::take(&mut self.rows);
         self.keys.clear();
+        self.known.clear();
+        self.read = None;
         let Some(conn) = conn else {
             return Err(StoreError::PgPool("no batch is open".into()));
         };
         let head = self.head;
         self.bridge.run(async move {
-            if !rows.is_empty() {
-                let mut ids = Vec::with_capacity(rows.len());
-                let mut dedupes = Vec::with_capacity(rows.len());
-                let mut kinds = Vec::with_capacity(rows.len());
-                let mut publics = Vec::with_capacity(rows.len());
-                let mut bodies = Vec::with_capacity(rows.len());
-                let (mut a_ids, mut a_sellers) = (Vec::new(), Vec::new());
-                for r in rows {
-                    for s in r.sellers {
-                        a_ids.push(r.id);
-                        a_sellers.push(s);
-                    }
-                    ids.push(r.id);
-                    dedupes.push(r.dedupe);
-                    kinds.push(r.kind);
-                    publics.push(r.public);
-                    bodies.push(r.body);
-                }
-                let ins_events = conn
-                    .prepare_cached(
-                        "INSERT INTO events (id, dedupe, kind, public, body)
-                         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[])",
-                    )
-                    .await?;
-                let ins_audience = conn
-                    .prepare_cached(
-                        "INSERT INTO event_audience (event_id, seller)
-                         SELECT * FROM UNNEST($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-                    )
-                    .await?;
-                let notify = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
-                let head = head.to_string();
-                // Pipelined: one round trip. Each result is checked before the commit
-                // is believed (COMMIT after a failed statement rolls back quietly).
-                let (a, b, c) = futures_util::future::join3(
-                    conn.execute(&ins_events, &[&ids, &dedupes, &kinds, &publics, &bodies]),
-                    conn.execute(&ins_audience, &[&a_ids, &a_sellers]),
-                    conn.execute(&notify, &[&CHANNEL, &head]),
-                )
-                .await;
-                if let Err(e) = a.and(b).and(c) {
-                    let _ = conn.batch_execute("ROLLBACK").await;
-                    return Err(e.into());
-                }
+            if rows.is_empty() {
+                let t = std::time::Instant::now();
+                conn.batch_execute("COMMIT").await?;
+                crate::profile::since("pg_commit_stmt", t);
+                return Ok(());
             }
-            conn.batch_execute("COMMIT").await?;
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut dedupes = Vec::with_capacity(rows.len());
+            let mut kinds = Vec::with_capacity(rows.len());
+            let mut publics = Vec::with_capacity(rows.len());
+            let mut bodies = Vec::with_capacity(rows.len());
+            let (mut a_ids, mut a_sellers) = (Vec::new(), Vec::new());
+            for r in rows {
+                for s in r.sellers {
+                    a_ids.push(r.id);
+                    a_sellers.push(s);
+                }
+                ids.push(r.id);
+                dedupes.push(r.dedupe);
+                kinds.push(r.kind);
+                publics.push(r.public);
+                bodies.push(r.body);
+            }
+            let (ins_events, ins_audience, notify) = futures_util::future::try_join3(
+                conn.prepare_cached(
+                    "INSERT INTO events (id, dedupe, kind, public, body)
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[])",
+                ),
+                conn.prepare_cached(
+                    "INSERT INTO event_audience (event_id, seller)
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+                ),
+                conn.prepare_cached("SELECT pg_notify($1, $2)"),
+            )
+            .await?;
+            let head = if crate::profile::on() {
+                format!("{head}:{}", crate::profile::wall_us())
+            } else {
+                head.to_string()
+            };
+            let t = std::time::Instant::now();
+            // One round trip: the inserts, the doorbell to every node's tail and the
+            // commit, pipelined. After a failed statement the server answers COMMIT
+            // by rolling back (no error): every result is checked before the commit
+            // is believed.
+            let events_p: [&(dyn ToSql + Sync); 5] = [&ids, &dedupes, &kinds, &publics, &bodies];
+            let audience_p: [&(dyn ToSql + Sync); 2] = [&a_ids, &a_sellers];
+            let notify_p: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &head];
+            let (a, b, c, commit) = futures_util::join!(
+                conn.execute(&ins_events, &events_p),
+                conn.execute(&ins_audience, &audience_p),
+                conn.execute(&notify, &notify_p),
+                conn.batch_execute("COMMIT"),
+            );
+            crate::profile::since("pg_inserts_commit", t);
+            a.and(b).and(c).and(commit)?;
             Ok::<_, StoreError>(())
         })?;
         self.applied = self.head;
@@ -417,6 +492,8 @@ impl LogWriter for PgWriter {
     fn rollback(&mut self) -> StoreResult<()> {
         self.rows.clear();
         self.keys.clear();
+        self.known.clear();
+        self.read = None;
         self.head = self.applied;
         if let Some(conn) = self.conn.take() {
             self.bridge.run(async move {
@@ -435,8 +512,12 @@ impl LogWriter for PgWriter {
         if self.keys.contains(dedupe) {
             return Ok(true);
         }
+        if let Some(&logged) = self.known.get(dedupe) {
+            return Ok(logged);
+        }
         let conn = self.conn()?;
         let key = dedupe.to_owned();
+        crate::profile::record("pg_seen_rt", 1);
         self.bridge.run(async move {
             let stmt = conn
                 .prepare_cached("SELECT 1 FROM events WHERE dedupe = $1")
@@ -894,18 +975,40 @@ impl LogReader for PgReader {
     }
 }
 
+/// Starts [`tail`] on a thread of its own (its own small runtime): waking on a
+/// notification and reading the log do not queue behind the node's HTTP and SSE
+/// tasks.
+pub fn spawn_tail(
+    url: String,
+    seq: crate::sequencer::Sequencer,
+    closing: tokio::sync::watch::Receiver<bool>,
+    poll: Duration,
+    from: (String, i64),
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("pg-tail".into())
+        .spawn(move || rt.block_on(tail(url, seq, closing, poll, from)))?;
+    Ok(())
+}
+
 /// Feeds this node's live subscribers from the shared log: every event once, in id
-/// order, whichever node appended it. Wakes on `NOTIFY` (a connection of its own,
-/// outside the pool), re-reads after every reconnect, and polls every `poll` as a
-/// fallback. Starts after `(epoch, after)`, read before the node serves (a stream
-/// reads what came before from the log). Ends when `closing` turns true.
+/// order, whichever node appended it (this node's sequencer publishes its own
+/// batches itself when they follow what was published last: those are skipped).
+/// Wakes on `NOTIFY` (a connection of its own, outside the pool), re-reads after
+/// every reconnect, and polls every `poll` as a fallback. Starts after
+/// `(epoch, after)`, read before the node serves (a stream reads what came before
+/// from the log). Ends when `closing` turns true.
 pub async fn tail(
     url: String,
     seq: crate::sequencer::Sequencer,
     mut closing: tokio::sync::watch::Receiver<bool>,
     poll: Duration,
-    (mut epoch, mut last): (String, i64),
+    from: (String, i64),
 ) {
+    let (mut epoch, mut last) = seq.feed(Some(from));
     let mut backoff = Duration::from_millis(50);
     while !*closing.borrow() {
         let connected = tokio_postgres::connect(&url, NoTls).await;
@@ -925,29 +1028,54 @@ pub async fn tail(
         // The connection's messages: notifications wake the reader; its end (an
         // error or a closed socket) makes the reader reconnect.
         let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+        let woken: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
+        let woken2 = woken.clone();
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(Ok(m)) = messages.next().await {
-                if matches!(m, tokio_postgres::AsyncMessage::Notification(_)) {
+                if let tokio_postgres::AsyncMessage::Notification(n) = &m {
+                    if let Some((_, w)) = n.payload().split_once(':') {
+                        if let Ok(w) = w.parse::<u64>() {
+                            crate::profile::record(
+                                "notify_delay",
+                                crate::profile::wall_us().saturating_sub(w),
+                            );
+                        }
+                    }
+                    woken2
+                        .lock()
+                        .unwrap()
+                        .get_or_insert(std::time::Instant::now());
                     let _ = wake_tx.try_send(());
                 }
             }
         });
         let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
-        if listening.is_ok() {
+        let read = match listening {
+            Ok(()) => client.prepare(TAIL_READ).await,
+            Err(e) => Err(e),
+        };
+        if let Ok(read) = read {
             loop {
                 // Read everything after `last` (after every reconnect too).
-                match read_new(&client, &seq, &mut epoch, &mut last).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "log tail: read failed; reconnecting");
-                        break;
-                    }
+                let t = std::time::Instant::now();
+                if let Some(w) = woken.lock().unwrap().take() {
+                    crate::profile::record("tail_wake_wait", (t - w).as_micros() as u64);
+                }
+                let r = read_new(&client, &read, &seq, &mut epoch, &mut last).await;
+                crate::profile::since("tail_read_publish", t);
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "log tail: read failed; reconnecting");
+                    break;
                 }
                 tokio::select! {
                     w = wake.recv() => if w.is_none() { break },
                     () = tokio::time::sleep(poll) => {}
-                    _ = closing.changed() => break,
+                    // Closing, or the relay is gone (this runs on a thread of its own).
+                    _ = closing.changed() => {
+                        driver.abort();
+                        return;
+                    }
                 }
             }
         }
@@ -957,39 +1085,48 @@ pub async fn tail(
 
 const TAIL_PAGE: i64 = 2000;
 
+/// The epoch and a page of events after `$1` with their audiences, in one
+/// statement (one snapshot: the events are of the epoch read with them).
+const TAIL_READ: &str = "SELECT m.value, e.id, e.public, e.body,
+        ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id)
+   FROM meta m LEFT JOIN LATERAL
+        (SELECT id, public, body FROM events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
+  WHERE m.key = 'epoch' ORDER BY e.id";
+
 async fn read_new(
     client: &tokio_postgres::Client,
+    read: &tokio_postgres::Statement,
     seq: &crate::sequencer::Sequencer,
     epoch: &mut String,
     last: &mut i64,
 ) -> StoreResult<()> {
-    let now_epoch: String = client
-        .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
-        .await?
-        .get(0);
-    if now_epoch != *epoch {
-        // Reset by some node: the new epoch's events are read from its start.
-        *last = 0;
-        *epoch = now_epoch.clone();
-        seq.set_epoch(now_epoch);
-    }
-    let after = *last;
-    let stmt = client
-        .prepare(
-            "SELECT e.id, e.public, e.body,
-                    ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id)
-             FROM events e WHERE e.id > $1 ORDER BY e.id LIMIT $2",
-        )
-        .await?;
-    let mut after = after;
     loop {
-        let rows = client.query(&stmt, &[&after, &TAIL_PAGE]).await?;
-        let n = rows.len() as i64;
+        // What this node's sequencer published itself needs no reading.
+        let (fed_epoch, fed) = seq.feed(None);
+        if fed_epoch == *epoch {
+            *last = (*last).max(fed);
+        }
+        let rows = client.query(read, &[&*last, &TAIL_PAGE]).await?;
+        let mut n = 0;
         for r in rows {
-            let id: i64 = r.get(0);
-            let public: bool = r.get(1);
-            let body: &str = r.get(2);
-            let sellers: Vec<String> = r.get(3);
+            let now_epoch: &str = r.get(0);
+            if now_epoch != epoch.as_str() {
+                // Reset by some node: the new epoch's events are read from its start.
+                *last = 0;
+                *epoch = now_epoch.to_owned();
+                seq.feed(Some((epoch.clone(), 0)));
+                seq.set_epoch(epoch.clone());
+                // This page was read after the old epoch's position: read again.
+                n = TAIL_PAGE;
+                break;
+            }
+            let Some(id) = r.get::<_, Option<i64>>(1) else {
+                break;
+            };
+            n += 1;
+            let public: bool = r.get(2);
+            let body: &str = r.get(3);
+            let sellers: Vec<String> = r.get(4);
             let event = parse_event(epoch, id, body)?;
             let json = format!("{{\"epoch\":\"{epoch}\",\"id\":{id},{}", &body[1..]);
             seq.publish(crate::sequencer::Published {
@@ -1001,7 +1138,6 @@ async fn read_new(
                     Audience::Sellers(sellers)
                 },
             });
-            after = id;
             *last = id;
         }
         if n < TAIL_PAGE {
