@@ -118,6 +118,16 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.done.await;
+        // The sends this node holds go to another node at once (a shared database),
+        // not when their lease runs out, once no provider call is under way here.
+        if self.app.sends.stop(std::time::Duration::from_secs(5)).await {
+            let reader = self.app.reader.clone();
+            match tokio::task::spawn_blocking(move || reader.release_leases()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot hand this node's sends over"),
+                Err(_) => {}
+            }
+        }
     }
 }
 

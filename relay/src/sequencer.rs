@@ -461,7 +461,37 @@ impl Worker {
         }
     }
 
+    /// Reads only: answered over the state caught up without the append lock (a
+    /// shared log), outside any batch.
+    fn run_reads(&mut self, jobs: Vec<Job>) {
+        let state = &mut self.state;
+        let refreshed = match self.log.refresh(&mut |e| state.apply(&e)) {
+            Ok(Some(epoch)) => {
+                tracing::warn!(%epoch, "the shared event log was reset: a new epoch starts");
+                self.state = State::new(self.default_region.clone());
+                let state = &mut self.state;
+                let r = self.log.refresh(&mut |e| state.apply(&e));
+                self.epoch.send_replace(epoch);
+                r.map(|_| ())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refreshed {
+            // Answered over the state as it is; the next batch catches up under the lock.
+            tracing::warn!(error = %e, "cannot read the shared log's new events");
+        }
+        for job in jobs {
+            if let Job::Query(f) = job {
+                f(&self.state);
+            }
+        }
+    }
+
     fn run_batch(&mut self, jobs: Vec<Job>) {
+        if jobs.iter().all(|j| matches!(j, Job::Query(_))) {
+            return self.run_reads(jobs);
+        }
         let mut deferred: Vec<Deferred> = Vec::with_capacity(jobs.len());
         let batch_start = std::time::Instant::now();
         crate::profile::record("batch_jobs", jobs.len() as u64);

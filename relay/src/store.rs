@@ -79,6 +79,12 @@ pub trait LogWriter: Send {
     /// empty state and catches up again. A backend only one node writes has nothing
     /// to catch up.
     fn catch_up(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>>;
+    /// Outside a batch, without the append lock: like [`Self::catch_up`], the events
+    /// other nodes committed since (a committed prefix of the log), for answering
+    /// reads. A backend only one node writes has nothing to catch up.
+    fn refresh(&mut self, _f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
     /// Whether other nodes append to this log too: then every node publishes what
     /// it reads back from the log ([`pg::tail`]), not what it appended itself.
     fn shared(&self) -> bool {
@@ -169,6 +175,12 @@ pub trait LogReader: Send + Sync {
     /// Nothing for a backend only one node uses.
     fn renew_and_claim(&self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
         Ok(Vec::new())
+    }
+    /// A graceful stop, no provider call under way: the sends this node holds are
+    /// free for another node to take at once. Nothing for a backend only one node
+    /// uses (they stay for its next start).
+    fn release_leases(&self) -> StoreResult<()> {
+        Ok(())
     }
 }
 

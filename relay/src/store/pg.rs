@@ -416,6 +416,40 @@ impl LogWriter for PgWriter {
         Ok(None)
     }
 
+    fn refresh(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
+        let pool = self.pool.clone();
+        let after = self.applied;
+        let rows = self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            // One statement: the events are of the epoch read with them.
+            let read = conn
+                .prepare_cached(
+                    "SELECT m.value, e.id, e.body FROM meta m LEFT JOIN LATERAL
+                       (SELECT id, body FROM events WHERE id > $1 ORDER BY id) e ON true
+                     WHERE m.key = 'epoch' ORDER BY e.id",
+                )
+                .await?;
+            Ok::<_, StoreError>(conn.query(&read, &[&after]).await?)
+        })?;
+        let epoch: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        if epoch != self.epoch {
+            self.epoch = epoch.clone();
+            self.applied = 0;
+            self.head = 0;
+            return Ok(Some(epoch));
+        }
+        for r in rows {
+            let Some(id) = r.get::<_, Option<i64>>(1) else {
+                break;
+            };
+            let body: String = r.get(2);
+            f(parse_event(&self.epoch, id, &body)?.body);
+            self.applied = id;
+        }
+        self.head = self.applied;
+        Ok(None)
+    }
+
     fn commit(&mut self) -> StoreResult<()> {
         let conn = self.conn.take();
         let rows = std::mem::take(&mut self.rows);
@@ -954,6 +988,14 @@ impl LogReader for PgReader {
             "INSERT INTO meta (key, value) VALUES ('ready_probe', $1)
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             vec![boxed(now_ms().to_string())],
+        )?;
+        Ok(())
+    }
+
+    fn release_leases(&self) -> StoreResult<()> {
+        self.exec(
+            "UPDATE sends SET lease_until_ms = 0 WHERE owner = $1",
+            vec![boxed(self.node.clone())],
         )?;
         Ok(())
     }
