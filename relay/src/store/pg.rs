@@ -5,10 +5,15 @@
 //!   catches its state up to the log head (the events other nodes appended), decides,
 //!   allocates ids after the head (no sequence: a rollback leaves no gap), appends
 //!   and commits; the lock is released only after the commit is visible, so commits
-//!   happen in id order and a reader that reads `id > last` never skips an id.
+//!   happen in id order and a reader that reads `id > last` never skips an id. The
+//!   lock is held for two round trips, each a pipeline of statements on the batch's
+//!   connection: lock + epoch + events to catch up on + the batch's idempotency keys;
+//!   inserts + `NOTIFY` + `COMMIT`.
 //! - **Every node tails the log** ([`tail`]): `LISTEN` on a connection of its own
 //!   (outside the pool) wakes it, then it reads `id > last`; it re-reads after every
 //!   reconnect and polls as a fallback (notifications are lost while disconnected).
+//!   The node's sequencer publishes its own batches itself when they follow what was
+//!   published last; the tail publishes the rest, in id order.
 //! - **Cluster-safe work.** Idempotency keys are unique in the table and checked
 //!   under the lock; send rows carry their node and a lease the node renews; a node
 //!   claims only rows whose lease expired, with `FOR UPDATE SKIP LOCKED`.
