@@ -204,10 +204,23 @@ impl Sequencer {
             doorbell,
             batch: Vec::new(),
         };
-        let pending = worker.recover()?;
+        // The writer is driven from the sequencer's thread only (a shared log's
+        // driver runs there): recovery too, waited for here.
+        let (ready, recovered) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || match worker.recover() {
+                Ok(pending) => {
+                    let _ = ready.send(Ok(pending));
+                    worker.run(rx);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            })?;
+        let pending = recovered
+            .recv()
+            .map_err(|_| std::io::Error::other("the sequencer stopped while recovering"))??;
         Ok((
             Self {
                 tx,
