@@ -540,7 +540,6 @@ async fn inbound_webhook(
         app.seq.inbound(sms).await
     }
     .await;
-    crate::profile::since("handler_total", started);
     let events = counted("inbound", started, result)?;
     tracing::info!(events = events.len(), "inbound webhook logged");
     Ok(twiml())

@@ -18,7 +18,6 @@ pub mod jwt;
 pub mod limits;
 pub mod metrics;
 pub mod model;
-pub mod profile;
 pub mod provider;
 pub mod proxy;
 pub mod push;

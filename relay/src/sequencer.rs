@@ -149,7 +149,7 @@ pub struct Outcome {
 }
 
 enum Job {
-    Decide(Box<Command>, Reply<Outcome>, std::time::Instant),
+    Decide(Box<Command>, Reply<Outcome>),
     Query(Box<dyn FnOnce(&State) + Send>),
     Reset(Reply<String>),
 }
@@ -270,11 +270,7 @@ impl Sequencer {
     pub async fn run(&self, command: Command) -> Result<Outcome, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Decide(
-                Box::new(command),
-                reply,
-                std::time::Instant::now(),
-            ))
+            .send(Job::Decide(Box::new(command), reply))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -506,26 +502,15 @@ impl Worker {
             return self.run_reads(jobs);
         }
         let mut deferred: Vec<Deferred> = Vec::with_capacity(jobs.len());
-        let batch_start = std::time::Instant::now();
-        crate::profile::record("batch_jobs", jobs.len() as u64);
-        let mut enqueued = Vec::new();
-        for j in &jobs {
-            if let Job::Decide(_, _, at) = j {
-                crate::profile::record("queue_wait", (batch_start - *at).as_micros() as u64);
-                enqueued.push(*at);
-            }
-        }
         // The idempotency keys the batch asks about, looked up as it begins.
         let keys: Vec<String> = jobs
             .iter()
             .filter_map(|j| match j {
-                Job::Decide(command, ..) => command.dedupe_key(),
+                Job::Decide(command, _) => command.dedupe_key(),
                 _ => None,
             })
             .collect();
         self.begin_batch(&keys);
-        crate::profile::since("begin+catch_up", batch_start);
-        let exec_start = std::time::Instant::now();
         for job in jobs {
             match job {
                 Job::Query(f) => f(&self.state),
@@ -535,22 +520,13 @@ impl Worker {
                     let _ = reply.send(self.reset().map_err(ApiError::from));
                     self.begin_batch(&keys);
                 }
-                Job::Decide(command, reply, _) => {
-                    let t = std::time::Instant::now();
+                Job::Decide(command, reply) => {
                     let result = self.execute(*command);
-                    crate::profile::since("execute_one", t);
                     deferred.push(defer(reply, result));
                 }
             }
         }
-        crate::profile::since("execute_all", exec_start);
-        let t = std::time::Instant::now();
         self.finish(&mut deferred);
-        crate::profile::since("commit+reply+publish", t);
-        crate::profile::since("batch_total", batch_start);
-        for at in enqueued {
-            crate::profile::since("enqueue_to_reply", at);
-        }
     }
 
     /// Carries out one command: a repeated callback is answered with nothing; else the
@@ -601,13 +577,7 @@ impl Worker {
     }
 
     fn begin_batch(&mut self, keys: &[String]) {
-        let t = std::time::Instant::now();
-        let r = self.log.begin(keys);
-        crate::profile::since("begin", t);
-        let t = std::time::Instant::now();
-        let r = r.and_then(|()| self.catch_up());
-        crate::profile::since("catch_up", t);
-        if let Err(e) = r {
+        if let Err(e) = self.log.begin(keys).and_then(|()| self.catch_up()) {
             // The commit will fail too, and the state is rebuilt from the log then.
             tracing::error!(error = %e, "cannot begin a batch");
         }
@@ -615,10 +585,7 @@ impl Worker {
 
     /// Commits the batch, answers its commands, publishes its events.
     fn finish(&mut self, deferred: &mut Vec<Deferred>) {
-        let t = std::time::Instant::now();
-        let c = self.log.commit();
-        crate::profile::since("commit", t);
-        let committed = match c {
+        let committed = match self.log.commit() {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "batch commit failed; rebuilding state from the log");
@@ -663,9 +630,6 @@ impl Worker {
                 self.bus.publish(&published);
             } else if in_order {
                 in_order = self.bus.publish_next(&published);
-                if !in_order {
-                    crate::profile::record("own_publish_fallback", 1);
-                }
             }
         }
     }

@@ -18,9 +18,12 @@
 //!   under the lock; send rows carry their node and a lease the node renews; a node
 //!   claims only rows whose lease expired, with `FOR UPDATE SKIP LOCKED`.
 //!
-//! The driver is async (`tokio-postgres` with a `deadpool-postgres` pool); the store
-//! seam is synchronous (the sequencer is a thread of its own), so the driver runs on
-//! a small runtime of its own and the seam's calls wait for it ([`Bridge`]).
+//! The driver is async (`tokio-postgres` with `deadpool-postgres` pools); the store
+//! seam is synchronous (the sequencer is a thread of its own). The writer drives its
+//! connections from the sequencer's thread on a runtime of its own (`Local`: no
+//! hop to another thread per round trip while the lock is held); the readers'
+//! calls (blocking tasks of the handlers) wait for a small runtime of their own
+//! ([`Bridge`]); the tail runs on a thread of its own ([`spawn_tail`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -123,19 +126,11 @@ impl Bridge {
     /// Runs `fut` on the driver's runtime and waits for it (from any thread).
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let t0 = std::time::Instant::now();
         self.handle.spawn(async move {
-            let t1 = std::time::Instant::now();
-            let r = fut.await;
-            let t2 = std::time::Instant::now();
-            let _ = tx.send((r, t1, t2));
+            let _ = tx.send(fut.await);
         });
-        let (r, t1, t2) = rx
-            .recv()
-            .expect("the driver's runtime runs while a store handle lives");
-        crate::profile::record("bridge_to", (t1 - t0).as_micros() as u64);
-        crate::profile::since("bridge_back", t2);
-        r
+        rx.recv()
+            .expect("the driver's runtime runs while a store handle lives")
     }
 }
 
@@ -218,16 +213,19 @@ async fn migrate(pool: &Pool) -> StoreResult<String> {
     Ok(epoch)
 }
 
-/// The connection settings of `url`, every statement planned for its parameters.
-/// A prepared statement otherwise switches to a generic plan after five runs, made
-/// while the log was small: then `events WHERE id > $1` (the catch-up, the tail) is
-/// a sequential scan of the whole log on every batch, slower as the log grows
-/// (measured: 82 M rows read in a 15 s run of 15,000 events).
+/// The connection settings of `url`, with every statement planned for its
+/// parameters and no JIT compilation. A prepared statement otherwise switches to a
+/// generic plan after five runs, made while the log was small: then
+/// `events WHERE id > $1` (the catch-up) was a sequential scan of the whole log on
+/// every batch, slower as the log grew (measured: 82 M rows read in a 15 s run of
+/// 15,000 events). And before the tables are analysed the planner's estimates pass
+/// `jit_above_cost`: the tail's read then took 27 ms, 26 of them compiling.
 fn config(url: &str) -> StoreResult<tokio_postgres::Config> {
+    const OPTIONS: &str = "-c plan_cache_mode=force_custom_plan -c jit=off";
     let mut config: tokio_postgres::Config = url.parse()?;
     let options = match config.get_options() {
-        Some(o) => format!("{o} -c plan_cache_mode=force_custom_plan"),
-        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        Some(o) => format!("{o} {OPTIONS}"),
+        None => OPTIONS.to_owned(),
     };
     config.options(&options);
     Ok(config)
@@ -389,10 +387,7 @@ impl LogWriter for PgWriter {
         let asked = keys.to_vec();
         let (conn, epoch, events, found) = self.local.run(async move {
             let keys = asked;
-            let t = std::time::Instant::now();
             let conn = pool.get().await.map_err(pool_error)?;
-            crate::profile::since("pg_pool_get", t);
-            let t = std::time::Instant::now();
             // Prepared once per connection (cached): no round trip after the first.
             let (lock, epoch, events, seen) = futures_util::future::try_join4(
                 conn.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
@@ -415,7 +410,6 @@ impl LogWriter for PgWriter {
                 conn.query(&events, &after_p),
                 conn.query(&seen, &keys_p),
             );
-            crate::profile::since("pg_begin_lock", t);
             let read = begun
                 .and(locked)
                 .and_then(|_| Ok((epoch?, events?, found?)));
@@ -522,9 +516,7 @@ impl LogWriter for PgWriter {
         let head = self.head;
         self.local.run(async move {
             if rows.is_empty() {
-                let t = std::time::Instant::now();
                 conn.batch_execute("COMMIT").await?;
-                crate::profile::since("pg_commit_stmt", t);
                 return Ok(());
             }
             let mut ids = Vec::with_capacity(rows.len());
@@ -556,12 +548,7 @@ impl LogWriter for PgWriter {
                 conn.prepare_cached("SELECT pg_notify($1, $2)"),
             )
             .await?;
-            let head = if crate::profile::on() {
-                format!("{head}:{}", crate::profile::wall_us())
-            } else {
-                head.to_string()
-            };
-            let t = std::time::Instant::now();
+            let head = head.to_string();
             // One round trip: the inserts, the doorbell to every node's tail and the
             // commit, pipelined. After a failed statement the server answers COMMIT
             // by rolling back (no error): every result is checked before the commit
@@ -575,7 +562,6 @@ impl LogWriter for PgWriter {
                 conn.execute(&notify, &notify_p),
                 conn.batch_execute("COMMIT"),
             );
-            crate::profile::since("pg_inserts_commit", t);
             a.and(b).and(c).and(commit)?;
             Ok::<_, StoreError>(())
         })?;
@@ -611,7 +597,6 @@ impl LogWriter for PgWriter {
         }
         let conn = self.conn()?;
         let key = dedupe.to_owned();
-        crate::profile::record("pg_seen_rt", 1);
         self.local.run(async move {
             let stmt = conn
                 .prepare_cached("SELECT 1 FROM events WHERE dedupe = $1")
@@ -1133,24 +1118,10 @@ pub async fn tail(
         // The connection's messages: notifications wake the reader; its end (an
         // error or a closed socket) makes the reader reconnect.
         let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
-        let woken: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
-        let woken2 = woken.clone();
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(Ok(m)) = messages.next().await {
-                if let tokio_postgres::AsyncMessage::Notification(n) = &m {
-                    if let Some((_, w)) = n.payload().split_once(':') {
-                        if let Ok(w) = w.parse::<u64>() {
-                            crate::profile::record(
-                                "notify_delay",
-                                crate::profile::wall_us().saturating_sub(w),
-                            );
-                        }
-                    }
-                    woken2
-                        .lock()
-                        .unwrap()
-                        .get_or_insert(std::time::Instant::now());
+                if matches!(m, tokio_postgres::AsyncMessage::Notification(_)) {
                     let _ = wake_tx.try_send(());
                 }
             }
@@ -1163,13 +1134,7 @@ pub async fn tail(
         if let Ok(read) = read {
             loop {
                 // Read everything after `last` (after every reconnect too).
-                let t = std::time::Instant::now();
-                if let Some(w) = woken.lock().unwrap().take() {
-                    crate::profile::record("tail_wake_wait", (t - w).as_micros() as u64);
-                }
-                let r = read_new(&client, &read, &seq, &mut epoch, &mut last).await;
-                crate::profile::since("tail_read_publish", t);
-                if let Err(e) = r {
+                if let Err(e) = read_new(&client, &read, &seq, &mut epoch, &mut last).await {
                     tracing::warn!(error = %e, "log tail: read failed; reconnecting");
                     break;
                 }
