@@ -167,6 +167,8 @@ async fn post_webhook(http: &reqwest::Client, url: &str, params: &[(String, Stri
 #[derive(Default)]
 struct Received {
     latencies_us: Vec<u64>,
+    /// With several nodes: latencies of events posted to another node than the client's.
+    cross_us: Vec<u64>,
     seen: HashSet<u32>,
     duplicates: u64,
 }
@@ -228,8 +230,12 @@ async fn main() {
     let connected = Arc::new(AtomicU64::new(0));
     for (c, received) in results.iter().enumerate() {
         let seller = c % SELLERS;
+        // A seller's clients are spread over the nodes (client c on node (c / SELLERS)
+        // mod nodes), so each event reaches clients on every node: through the node
+        // it was posted to and through the others' tails.
+        let node = (c / SELLERS) % nodes;
         let (url, received, connected, since) = (
-            urls[c % nodes].clone(),
+            urls[node].clone(),
             received.clone(),
             connected.clone(),
             since.clone(),
@@ -265,7 +271,11 @@ async fn main() {
                     let now_us = t0.elapsed().as_micros() as u64;
                     let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
                     if r.seen.insert(sid) {
-                        r.latencies_us.push(now_us.saturating_sub(sent_us));
+                        let us = now_us.saturating_sub(sent_us);
+                        r.latencies_us.push(us);
+                        if sid as usize % nodes != node {
+                            r.cross_us.push(us);
+                        }
                     } else {
                         r.duplicates += 1;
                     }
@@ -281,16 +291,18 @@ async fn main() {
     let total = rate * seconds;
     let expected: Arc<Mutex<HashMap<usize, u64>>> = Arc::default();
     let failed = Arc::new(AtomicU64::new(0));
+    let answered: Arc<Mutex<Vec<u64>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut sends = Vec::with_capacity(total as usize);
     for i in 0..total {
         tick.tick().await;
         let c = (i as usize * 7919) % CUSTOMERS;
         let seller = c % SELLERS;
-        let (http, url, failed) = (
+        let (http, url, failed, answered) = (
             http.clone(),
             urls[i as usize % nodes].clone(),
             failed.clone(),
+            answered.clone(),
         );
         *expected
             .lock()
@@ -300,9 +312,12 @@ async fn main() {
         sends.push(tokio::spawn(async move {
             let body = format!("t={}", t0.elapsed().as_micros());
             let params = inbound_form(&format!("SMload{i}"), &customer(c), &org(seller), &body);
+            let posted = Instant::now();
             if !post_webhook(&http, &url, &params).await {
                 failed.fetch_add(1, Ordering::Relaxed);
             }
+            let us = posted.elapsed().as_micros() as u64;
+            answered.lock().unwrap_or_else(|e| e.into_inner()).push(us);
         }));
     }
     for s in sends {
@@ -312,10 +327,12 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss, hwm) = rss_kb(relay.child.id());
     let mut lat: Vec<u64> = Vec::new();
+    let mut cross: Vec<u64> = Vec::new();
     let mut duplicates = 0;
     for r in &results {
         let r = r.lock().unwrap_or_else(|e| e.into_inner());
         lat.extend(&r.latencies_us);
+        cross.extend(&r.cross_us);
         duplicates += r.duplicates;
     }
     let clients_per_seller = clients / SELLERS;
@@ -326,12 +343,16 @@ async fn main() {
         .sum::<u64>()
         * clients_per_seller as u64;
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+    cross.sort_unstable();
+    let mut answered = std::mem::take(&mut *answered.lock().unwrap_or_else(|e| e.into_inner()));
+    answered.sort_unstable();
+    let pct_of = |v: &[u64], p: f64| {
+        v.get(((v.len() as f64 - 1.0) * p) as usize)
             .copied()
             .unwrap_or(0) as f64
             / 1000.0
     };
+    let pct = |p: f64| pct_of(&lat, p);
     println!(
         "webhooks sent: {total} (failed {}), in {send_secs:.1} s",
         failed.load(Ordering::Relaxed)
@@ -347,6 +368,21 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+    println!(
+        "webhook answered (durable): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct_of(&answered, 0.5),
+        pct_of(&answered, 0.99),
+        pct_of(&answered, 1.0)
+    );
+    if nodes > 1 {
+        println!(
+            "  through another node's tail ({} deliveries): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            cross.len(),
+            pct_of(&cross, 0.5),
+            pct_of(&cross, 0.99),
+            pct_of(&cross, 1.0)
+        );
+    }
     println!(
         "relay memory: RSS {} MB now, peak {} MB",
         rss / 1024,

@@ -118,6 +118,16 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.done.await;
+        // The sends this node holds go to another node at once (a shared database),
+        // not when their lease runs out, once no provider call is under way here.
+        if self.app.sends.stop(std::time::Duration::from_secs(5)).await {
+            let reader = self.app.reader.clone();
+            match tokio::task::spawn_blocking(move || reader.release_leases()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot hand this node's sends over"),
+                Err(_) => {}
+            }
+        }
     }
 }
 
@@ -275,13 +285,14 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .map_err(|e| e.to_string())?;
         // Several nodes: this node's streams are fed from the shared log, and the
         // sends whose node died are taken over when their lease expires.
-        tokio::spawn(crate::store::pg::tail(
+        crate::store::pg::spawn_tail(
             url,
             app.seq.clone(),
             app.closing.clone(),
             std::time::Duration::from_millis(500),
             from,
-        ));
+        )
+        .map_err(|e| e.to_string())?;
         tokio::spawn(take_over_sends(app.clone()));
     }
     crate::metrics::handle();

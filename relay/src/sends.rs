@@ -26,6 +26,10 @@ pub struct Sends {
     seq: Sequencer,
     provider: Arc<dyn Provider>,
     calls: Arc<Semaphore>,
+    /// Permits of `calls`.
+    concurrency: u32,
+    /// Set by a graceful stop: no provider call starts any more.
+    stopping: std::sync::atomic::AtomicBool,
     waiters: Mutex<HashMap<Key, watch::Sender<Option<SendAnswer>>>>,
 }
 
@@ -112,6 +116,8 @@ impl Sends {
             seq,
             provider,
             calls: Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency: concurrency.clamp(1, u32::MAX as usize) as u32,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             waiters: Mutex::new(HashMap::new()),
         })
     }
@@ -151,8 +157,30 @@ impl Sends {
         tokio::spawn(async move { this.call(p).await });
     }
 
+    /// A permit for a provider call, unless the relay is stopping (the send's row
+    /// stays as it is, for another node or the next start).
+    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let permit = self.calls.acquire().await.ok()?;
+        (!self.stopping.load(std::sync::atomic::Ordering::SeqCst)).then_some(permit)
+    }
+
+    /// A graceful stop: no provider call starts from now on; waits (up to `wait`)
+    /// for the calls under way, whose outcomes are logged. `true` when none is
+    /// left: the sends this node holds may go to another node at once.
+    pub async fn stop(&self, wait: Duration) -> bool {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        match tokio::time::timeout(wait, self.calls.acquire_many(self.concurrency)).await {
+            Ok(Ok(all)) => {
+                all.forget();
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn call(&self, p: PendingSend) {
-        let Ok(_permit) = self.calls.acquire().await else {
+        let Some(_permit) = self.permit().await else {
             return;
         };
         let mut attempt = 0;
@@ -248,7 +276,7 @@ impl Sends {
     }
 
     async fn reconcile(&self, p: PendingSend) {
-        let Ok(_permit) = self.calls.acquire().await else {
+        let Some(_permit) = self.permit().await else {
             return;
         };
         let listed = match self.provider.list(&p.from, &p.to, p.at).await {

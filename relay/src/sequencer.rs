@@ -41,8 +41,34 @@ pub struct Published {
 /// see it (a single shared channel would wake every stream for every event).
 #[derive(Default)]
 pub struct Fanout {
-    channels:
-        std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>>,
+    inner: std::sync::Mutex<Channels>,
+}
+
+#[derive(Default)]
+struct Channels {
+    sellers: std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>,
+    /// A shared log's position published last on this node: `(epoch, id)`.
+    feed: (String, i64),
+}
+
+impl Channels {
+    fn send(&mut self, p: &Arc<Published>) {
+        self.sellers.retain(|_, tx| tx.receiver_count() > 0);
+        match &p.audience {
+            Audience::All => {
+                for tx in self.sellers.values() {
+                    let _ = tx.send(p.clone());
+                }
+            }
+            Audience::Sellers(sellers) => {
+                for s in sellers {
+                    if let Some(tx) = self.sellers.get(s) {
+                        let _ = tx.send(p.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Events a seller's channel buffers; a stream that falls further behind is
@@ -50,18 +76,14 @@ pub struct Fanout {
 const SELLER_BUFFER: usize = 4096;
 
 impl Fanout {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>,
-    > {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Subscribes to the events `seller` may see.
     pub fn subscribe(&self, seller: &str) -> broadcast::Receiver<Arc<Published>> {
         self.lock()
+            .sellers
             .entry(seller.to_owned())
             .or_insert_with(|| broadcast::channel(SELLER_BUFFER).0)
             .subscribe()
@@ -69,22 +91,47 @@ impl Fanout {
 
     /// Hands an event to the streams of the sellers who may see it.
     pub fn publish(&self, p: &Arc<Published>) {
-        let mut channels = self.lock();
-        channels.retain(|_, tx| tx.receiver_count() > 0);
-        match &p.audience {
-            Audience::All => {
-                for tx in channels.values() {
-                    let _ = tx.send(p.clone());
-                }
-            }
-            Audience::Sellers(sellers) => {
-                for s in sellers {
-                    if let Some(tx) = channels.get(s) {
-                        let _ = tx.send(p.clone());
-                    }
-                }
-            }
+        self.lock().send(p);
+    }
+
+    /// A shared log: publishes `p` if it is the event after the last one published
+    /// (same epoch, next id; ids are allocated without gaps under the append lock).
+    /// `true` when published now or before; `false` when events before it are not
+    /// published yet (the log's tail publishes it after them).
+    pub fn publish_next(&self, p: &Arc<Published>) -> bool {
+        let mut c = self.lock();
+        if c.feed.0 != p.event.epoch {
+            return false;
         }
+        if p.event.id <= c.feed.1 {
+            return true;
+        }
+        if p.event.id != c.feed.1 + 1 {
+            return false;
+        }
+        c.feed.1 = p.event.id;
+        c.send(p);
+        true
+    }
+
+    /// A shared log's tail: publishes `p`, read back from the log after the
+    /// position published last, unless it was published already.
+    pub fn publish_read(&self, p: &Arc<Published>) {
+        let mut c = self.lock();
+        if c.feed.0 == p.event.epoch && p.event.id <= c.feed.1 {
+            return;
+        }
+        c.feed = (p.event.epoch.clone(), p.event.id);
+        c.send(p);
+    }
+
+    /// A shared log's tail: where publication stands, or starts (a new epoch).
+    pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
+        let mut c = self.lock();
+        if let Some(p) = position {
+            c.feed = p;
+        }
+        c.feed.clone()
     }
 }
 
@@ -157,10 +204,23 @@ impl Sequencer {
             doorbell,
             batch: Vec::new(),
         };
-        let pending = worker.recover()?;
+        // The writer is driven from the sequencer's thread only (a shared log's
+        // driver runs there): recovery too, waited for here.
+        let (ready, recovered) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || match worker.recover() {
+                Ok(pending) => {
+                    let _ = ready.send(Ok(pending));
+                    worker.run(rx);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            })?;
+        let pending = recovered
+            .recv()
+            .map_err(|_| std::io::Error::other("the sequencer stopped while recovering"))??;
         Ok((
             Self {
                 tx,
@@ -173,9 +233,15 @@ impl Sequencer {
     }
 
     /// Publishes an event read back from a shared log ([`crate::store::pg::tail`]) to
-    /// this node's live subscribers.
+    /// this node's live subscribers, unless this node published it already.
     pub fn publish(&self, p: Published) {
-        self.bus.publish(&Arc::new(p));
+        self.bus.publish_read(&Arc::new(p));
+    }
+
+    /// A shared log's position published last on this node (`(epoch, id)`); with
+    /// `Some`, publication starts there (the tail's start, a new epoch).
+    pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
+        self.bus.feed(position)
     }
 
     /// Tells this node's streams the log's epoch (a reset seen in a shared log).
@@ -329,7 +395,7 @@ impl Worker {
         self.log.replay(&mut |e| state.apply(&e))?;
         // Under the batch's lock (several nodes may start at once on an empty log:
         // the first seeds the directory, the others catch up with it).
-        self.log.begin()?;
+        self.log.begin(&[])?;
         self.catch_up()?;
         if self.state.directory() == &Directory::default() {
             self.seed_directory()?;
@@ -404,9 +470,47 @@ impl Worker {
         }
     }
 
+    /// Reads only: answered over the state caught up without the append lock (a
+    /// shared log), outside any batch.
+    fn run_reads(&mut self, jobs: Vec<Job>) {
+        let state = &mut self.state;
+        let refreshed = match self.log.refresh(&mut |e| state.apply(&e)) {
+            Ok(Some(epoch)) => {
+                tracing::warn!(%epoch, "the shared event log was reset: a new epoch starts");
+                self.state = State::new(self.default_region.clone());
+                let state = &mut self.state;
+                let r = self.log.refresh(&mut |e| state.apply(&e));
+                self.epoch.send_replace(epoch);
+                r.map(|_| ())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refreshed {
+            // Answered over the state as it is; the next batch catches up under the lock.
+            tracing::warn!(error = %e, "cannot read the shared log's new events");
+        }
+        for job in jobs {
+            if let Job::Query(f) = job {
+                f(&self.state);
+            }
+        }
+    }
+
     fn run_batch(&mut self, jobs: Vec<Job>) {
+        if jobs.iter().all(|j| matches!(j, Job::Query(_))) {
+            return self.run_reads(jobs);
+        }
         let mut deferred: Vec<Deferred> = Vec::with_capacity(jobs.len());
-        self.begin_batch();
+        // The idempotency keys the batch asks about, looked up as it begins.
+        let keys: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Decide(command, _) => command.dedupe_key(),
+                _ => None,
+            })
+            .collect();
+        self.begin_batch(&keys);
         for job in jobs {
             match job {
                 Job::Query(f) => f(&self.state),
@@ -414,7 +518,7 @@ impl Worker {
                     // Commit what came before, then reset outside any batch.
                     self.finish(&mut deferred);
                     let _ = reply.send(self.reset().map_err(ApiError::from));
-                    self.begin_batch();
+                    self.begin_batch(&keys);
                 }
                 Job::Decide(command, reply) => {
                     let result = self.execute(*command);
@@ -472,8 +576,8 @@ impl Worker {
         Ok(out)
     }
 
-    fn begin_batch(&mut self) {
-        if let Err(e) = self.log.begin().and_then(|()| self.catch_up()) {
+    fn begin_batch(&mut self, keys: &[String]) {
+        if let Err(e) = self.log.begin(keys).and_then(|()| self.catch_up()) {
             // The commit will fail too, and the state is rebuilt from the log then.
             tracing::error!(error = %e, "cannot begin a batch");
         }
@@ -501,6 +605,7 @@ impl Worker {
         for reply in deferred.drain(..) {
             reply(committed);
         }
+        let mut in_order = true;
         for published in self.batch.drain(..) {
             crate::metrics::event_appended(published.event.body.kind());
             if let Audience::Sellers(sellers) = &published.audience {
@@ -516,10 +621,15 @@ impl Worker {
                     }
                 }
             }
-            // A shared log is read back by every node's tail, in log order
-            // across nodes; one node's own log is published as committed.
+            // One node's own log is published as committed. A shared log is
+            // published in id order across nodes: this batch's events go out now
+            // when they follow what this node published last (its tail read the
+            // other nodes' events before them); else the tail publishes them after
+            // those, reading them back from the log.
             if !self.log.shared() {
                 self.bus.publish(&published);
+            } else if in_order {
+                in_order = self.bus.publish_next(&published);
             }
         }
     }
@@ -530,7 +640,7 @@ impl Worker {
         // Sends still queued or calling survive the reset (their rows are kept): a
         // retry while the provider has one must get `pending`, not a second send.
         self.rebuild_in_flight()?;
-        self.log.begin()?;
+        self.log.begin(&[])?;
         self.catch_up()?;
         self.seed_directory()?;
         self.log.commit()?;

@@ -65,8 +65,10 @@ pub use sms_core::relay::{PendingSend, SendStage};
 pub trait LogWriter: Send {
     /// The current epoch.
     fn epoch(&self) -> String;
-    /// Starts a batch (one transaction, one sync to disk).
-    fn begin(&mut self) -> StoreResult<()>;
+    /// Starts a batch (one transaction, one sync to disk). `keys`: the idempotency
+    /// keys the batch's commands carry; a backend across a network looks them up in
+    /// the round trip that starts the batch, so [`Self::seen`] answers them without one.
+    fn begin(&mut self, keys: &[String]) -> StoreResult<()>;
     /// Makes the batch durable.
     fn commit(&mut self) -> StoreResult<()>;
     /// Drops the batch.
@@ -77,6 +79,12 @@ pub trait LogWriter: Send {
     /// empty state and catches up again. A backend only one node writes has nothing
     /// to catch up.
     fn catch_up(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>>;
+    /// Outside a batch, without the append lock: like [`Self::catch_up`], the events
+    /// other nodes committed since (a committed prefix of the log), for answering
+    /// reads. A backend only one node writes has nothing to catch up.
+    fn refresh(&mut self, _f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
     /// Whether other nodes append to this log too: then every node publishes what
     /// it reads back from the log ([`pg::tail`]), not what it appended itself.
     fn shared(&self) -> bool {
@@ -167,6 +175,12 @@ pub trait LogReader: Send + Sync {
     /// Nothing for a backend only one node uses.
     fn renew_and_claim(&self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
         Ok(Vec::new())
+    }
+    /// A graceful stop, no provider call under way: the sends this node holds are
+    /// free for another node to take at once. Nothing for a backend only one node
+    /// uses (they stay for its next start).
+    fn release_leases(&self) -> StoreResult<()> {
+        Ok(())
     }
 }
 
@@ -310,7 +324,7 @@ impl LogWriter for SqliteWriter {
         self.epoch.clone()
     }
 
-    fn begin(&mut self) -> StoreResult<()> {
+    fn begin(&mut self, _keys: &[String]) -> StoreResult<()> {
         Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
     }
 

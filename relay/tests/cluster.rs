@@ -422,3 +422,83 @@ async fn a_node_killed_during_a_send_leaves_it_to_another_node_which_reconciles_
     assert_eq!(outbound, vec!["SMtaken".to_owned()], "one outcome logged");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_gracefully_finishes_its_call_and_hands_its_queued_send_over_at_once() {
+    let Some((_dir, db)) = shared_db().await else {
+        return;
+    };
+    let fake = twilio::start().await;
+    fake.delay_ms
+        .store(1_000, std::sync::atomic::Ordering::Relaxed);
+    let config = |lease_ms: u64| {
+        let mut c = common::config(db.clone(), 0);
+        c.provider = Some(sms_relay::provider::TwilioConfig {
+            account_sid: "ACtest".into(),
+            auth_token: AUTH_TOKEN.into(),
+            base_url: fake.url.clone(),
+            ..Default::default()
+        });
+        c.limits.send_wait_ms = 0;
+        c.limits.send_lease_ms = lease_ms;
+        c
+    };
+    // `a` calls the provider once at a time and holds its sends for a minute unless
+    // it hands them over; `b` looks for sends to take over twice a second.
+    let mut a_config = config(60_000);
+    a_config.limits.provider_concurrency = 1;
+    let a = start(a_config, false).await.expect("a starts");
+    let b = start(config(1_500), false).await.expect("b starts");
+    let (a_url, b_url) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+    let http = reqwest::Client::new();
+    let post = |url: String, client_ref: &'static str| {
+        let http = http.clone();
+        async move {
+            let send = json!({"from": ASHA_ORG, "to": PRIYA, "body": client_ref,
+                              "client_ref": client_ref, "record_id": "contact:priya"});
+            let r = http
+                .post(format!("{url}/messages"))
+                .bearer_auth("asha-token")
+                .json(&send)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // The first send is with the provider; the second waits on `a` for its turn.
+    assert_eq!(post(a_url.clone(), "g-1").await["outcome"], "pending");
+    for _ in 0..200 {
+        if !fake.creates().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(post(a_url.clone(), "g-2").await["outcome"], "pending");
+    // A graceful stop: the call under way finishes, the waiting one is not started.
+    a.stop().await;
+    assert_eq!(fake.creates().len(), 1, "only the call under way was made");
+    // The browser asks `b`: the first send's outcome was logged; the second is
+    // taken over at once (well before `a`'s minute-long lease runs out) and sent.
+    assert_eq!(post(b_url.clone(), "g-1").await["outcome"], "accepted");
+    let mut answer = Value::Null;
+    for _ in 0..60 {
+        answer = post(b_url.clone(), "g-2").await;
+        if answer["outcome"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(answer["outcome"], "accepted", "{answer}");
+    let bodies: Vec<String> = fake
+        .creates()
+        .iter()
+        .filter_map(|c| c.form_value("Body").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["g-1".to_owned(), "g-2".to_owned()],
+        "each sent once"
+    );
+    b.stop().await;
+}

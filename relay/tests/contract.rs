@@ -195,22 +195,25 @@ async fn messaging_service_and_api_key_requests_match_the_published_api() {
     running.stop().await;
 
     // A send whose call started before a stop: the restart lists the messages.
-    {
-        let mut w = common::open_writer(&db);
-        w.begin().unwrap();
-        w.add_pending(&PendingSend {
-            client_ref: "ms-3".into(),
-            seller: "asha".into(),
-            from: ASHA_ORG.into(),
-            to: "+919812345678".into(),
-            body: "Interrupted".into(),
-            record_id: "contact:priya".into(),
-            at: sms_relay::sequencer::now(),
-        })
-        .unwrap();
-        w.mark_calling("asha", "ms-3").unwrap();
-        w.commit().unwrap();
-    }
+    // A writer is driven from a thread of its own (as the sequencer's).
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut w = common::open_writer(&db);
+            w.begin(&[]).unwrap();
+            w.add_pending(&PendingSend {
+                client_ref: "ms-3".into(),
+                seller: "asha".into(),
+                from: ASHA_ORG.into(),
+                to: "+919812345678".into(),
+                body: "Interrupted".into(),
+                record_id: "contact:priya".into(),
+                at: sms_relay::sequencer::now(),
+            })
+            .unwrap();
+            w.mark_calling("asha", "ms-3").unwrap();
+            w.commit().unwrap();
+        });
+    });
     let running = start(config, false).await.unwrap();
     for _ in 0..100 {
         if !fake.lists().is_empty() {

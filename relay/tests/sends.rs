@@ -172,16 +172,19 @@ async fn a_restart_sends_queued_rows_once_and_reconciles_calling_ones_never_rese
     let queued = pending("q-1", "Queued before the crash", now - 60_000);
     let found = pending("c-1", "With the provider", now - 50_000);
     let lost = pending("c-2", "Maybe with the provider", now - 40_000);
-    {
-        let mut w = common::open_writer(&db);
-        w.begin().unwrap();
-        for p in [&queued, &found, &lost] {
-            w.add_pending(p).unwrap();
-        }
-        w.mark_calling("asha", "c-1").unwrap();
-        w.mark_calling("asha", "c-2").unwrap();
-        w.commit().unwrap();
-    }
+    // A writer is driven from a thread of its own (as the sequencer's).
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut w = common::open_writer(&db);
+            w.begin(&[]).unwrap();
+            for p in [&queued, &found, &lost] {
+                w.add_pending(p).unwrap();
+            }
+            w.mark_calling("asha", "c-1").unwrap();
+            w.mark_calling("asha", "c-2").unwrap();
+            w.commit().unwrap();
+        });
+    });
     fake.listed.lock().unwrap().extend([
         json!({"sid": "SMother", "from": ASHA_ORG, "to": PRIYA, "body": "Something else",
                "status": "delivered", "error_code": null}),
