@@ -539,11 +539,11 @@ impl crate::client::Client {
         before_ms: Option<f64>,
         limit: usize,
     ) -> JsResult<(Vec<MessageView>, bool)> {
-        let page = self
-            .store
-            .history(conversation_id, before_ms, limit)
-            .await
-            .map_err(store_error)?;
+        let page = match before_ms {
+            Some(at) => self.store.history_through(conversation_id, at, limit).await,
+            None => self.store.history(conversation_id, None, limit).await,
+        }
+        .map_err(store_error)?;
         let queued: Vec<String> = self
             .store
             .outbox()
@@ -589,6 +589,7 @@ impl crate::client::Client {
                 Effect::LoadHistory {
                     conversation,
                     before,
+                    at_edge,
                     limit,
                 } => {
                     let conv = self
@@ -604,7 +605,7 @@ impl crate::client::Client {
                         Some(c) => {
                             conversation_id = Some(c.id.clone());
                             let before = before.map(|t| t.as_millis() as f64);
-                            self.read_page(&c.id, before, limit).await?
+                            self.read_page(&c.id, before, limit + at_edge).await?
                         }
                         None => (Vec::new(), false),
                     };

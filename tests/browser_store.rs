@@ -1791,3 +1791,60 @@ async fn an_inbound_message_to_the_open_conversation_costs_one_transaction() {
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
 }
+
+#[test]
+async fn load_older_keeps_messages_that_share_the_oldest_shown_time() {
+    use wasm_bindgen::prelude::*;
+    let name = db_name();
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let json = |s: &str| js_sys::JSON::parse(s).unwrap();
+    client
+        .import_directory(json(
+            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
+            "records":[{"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
+        ))
+        .await
+        .unwrap();
+    // 52 messages; the three oldest arrive in the same second (provider times are
+    // whole seconds): the first page (50) shows only one of them.
+    let events = js_sys::Array::new();
+    for i in 0..52 {
+        let at = if i < 3 { 0 } else { i };
+        events.push(&json(&format!(
+            r#"{{"epoch":"e1","id":{},"kind":"inbound","message_sid":"SM{i:02}","from":"+919812345678","to":"+14155550100",
+            "body":"m{i}","media":[],"at":"2026-11-27T10:00:{at:02}Z","record_id":"contact:priya","rule":"only_match"}}"#,
+            i + 1
+        )));
+    }
+    let outcomes = client.ingest_many(events).await.unwrap();
+    let conv = js_sys::Reflect::get(
+        &js_sys::Array::from(&outcomes).get(0),
+        &"conversation_id".into(),
+    )
+    .unwrap()
+    .as_string()
+    .unwrap();
+    let count = |v: &JsValue| {
+        js_sys::Array::from(&js_sys::Reflect::get(v, &"messages".into()).unwrap()).length()
+    };
+    let view = client
+        .open_conversation(conv, JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    assert_eq!(count(&view), 50);
+    let view = client
+        .dispatch(json(r#"{"type":"load_older"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&view),
+        52,
+        "the two others of that second come with the older page"
+    );
+    client.close();
+    let _ = indexed_db_futures::database::Database::delete_by_name(&name);
+}

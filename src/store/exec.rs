@@ -231,9 +231,12 @@ async fn page(
                 // edge's key are not lost.
                 more = true;
                 from = match from {
-                    IdbRange::Bound(_, _, upper, open) => IdbRange::Bound(edge, false, upper, open),
-                    IdbRange::UpperBound(upper, open) => IdbRange::Bound(edge, false, upper, open),
-                    _ => IdbRange::LowerBound(edge, false),
+                    IdbRange::Bound(_, _, upper, open) | IdbRange::UpperBound(upper, open) => {
+                        IdbRange::Bound(edge, false, upper, open)
+                    }
+                    // One key: the page is already that key's rows.
+                    IdbRange::Only(k) => IdbRange::Only(k),
+                    IdbRange::LowerBound(..) => IdbRange::LowerBound(edge, false),
                 };
             }
         }

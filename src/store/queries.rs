@@ -58,6 +58,19 @@ impl IdbStore {
         Ok(plan.page)
     }
 
+    /// A page of history at or before `at_ms`: the newest `limit` messages, oldest first
+    /// (an older page for the pane, which may show some of those at `at_ms` already).
+    pub async fn history_through(
+        &self,
+        conversation_id: &str,
+        at_ms: f64,
+        limit: usize,
+    ) -> StoreResult<HistoryPage> {
+        let mut plan = History::through(conversation_id, at_ms, limit as u32);
+        self.execute(&mut plan).await?;
+        Ok(plan.page)
+    }
+
     /// Notifications, newest first.
     pub async fn notifications(&self) -> StoreResult<Vec<StoredNotification>> {
         Ok(self.inbox().await?.1)

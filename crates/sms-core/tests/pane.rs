@@ -65,7 +65,7 @@ fn opening_loads_the_newest_page_and_marks_read() {
     let mut h = Harness::new();
     let effects = h.open();
     assert!(
-        matches!(&effects[0], Effect::LoadHistory { before: None, limit: 50, conversation }
+        matches!(&effects[0], Effect::LoadHistory { before: None, limit: 50, conversation, .. }
         if conversation.customer_number == "+919812345678" && conversation.org_number == "+14155550100")
     );
     assert!(matches!(effects[1], Effect::MarkRead { .. }));
@@ -101,9 +101,45 @@ fn opening_loads_the_newest_page_and_marks_read() {
 
     let effects = h.step(json!({"type": "load_older"})).unwrap();
     assert!(
-        matches!(&effects[0], Effect::LoadHistory { before: Some(t), .. }
+        matches!(&effects[0], Effect::LoadHistory { before: Some(t), at_edge: 1, .. }
         if *t == Timestamp::parse("2024-05-01T09:00:00Z").unwrap())
     );
+}
+
+#[test]
+fn older_pages_lose_no_message_that_shares_the_oldest_shown_time() {
+    let mut h = Harness::new();
+    h.open();
+    // Two of three messages sent in the same second are shown; the third is older in
+    // the store's order and must come with the next page.
+    h.step(
+        json!({"type": "history_loaded", "has_more": true, "messages": [
+            message("SMb", "inbound", "2024-05-01T09:00:00Z", "b"),
+            message("SMc", "inbound", "2024-05-01T09:00:00Z", "c"),
+        ]}),
+    )
+    .unwrap();
+    let effects = h.step(json!({"type": "load_older"})).unwrap();
+    assert!(matches!(
+        &effects[0],
+        Effect::LoadHistory {
+            at_edge: 2,
+            limit: 50,
+            ..
+        }
+    ));
+    // The page read at or before that time, messages shown included: each stays once.
+    h.step(
+        json!({"type": "history_loaded", "has_more": false, "messages": [
+            message("SMa", "inbound", "2024-05-01T09:00:00Z", "a"),
+            message("SMb", "inbound", "2024-05-01T09:00:00Z", "b"),
+            message("SMc", "inbound", "2024-05-01T09:00:00Z", "c"),
+        ]}),
+    )
+    .unwrap();
+    let bodies: Vec<String> = h.view().messages.iter().map(|m| m.body.clone()).collect();
+    assert_eq!(bodies.len(), 3);
+    assert!(bodies.contains(&"a".to_owned()));
 }
 
 #[test]

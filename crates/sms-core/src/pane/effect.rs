@@ -17,13 +17,18 @@ pub struct ConversationKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Effect {
-    /// Read a page of history, newest first, older than `before` (all when `None`).
+    /// Read a page of history: the newest `limit + at_edge` messages at or before
+    /// `before` (the newest when `None`). Messages at `before` are read again because
+    /// several may share that time and only `at_edge` of them are shown; the pane
+    /// keeps each message once.
     LoadHistory {
         /// The conversation.
         conversation: ConversationKey,
-        /// Only messages strictly older than this time.
+        /// The time of the oldest message shown, if any.
         before: Option<crate::time::Timestamp>,
-        /// Page size.
+        /// How many shown messages have exactly that time.
+        at_edge: usize,
+        /// Page size (new messages).
         limit: usize,
     },
     /// Mark the conversation's messages and notifications read.

@@ -429,9 +429,16 @@ impl Pane {
                     return Ok(());
                 }
                 o.loading = true;
+                let before = o.messages.first().map(|m| m.at);
+                let at_edge = o
+                    .messages
+                    .iter()
+                    .take_while(|m| Some(m.at) == before)
+                    .count();
                 let effect = Effect::LoadHistory {
                     conversation: o.conversation.clone(),
-                    before: o.messages.first().map(|m| m.at),
+                    before,
+                    at_edge,
                     limit: HISTORY_PAGE,
                 };
                 self.effects.push_back(effect);
@@ -669,6 +676,7 @@ impl Pane {
         self.effects.push_back(Effect::LoadHistory {
             conversation: conversation.clone(),
             before: None,
+            at_edge: 0,
             limit: HISTORY_PAGE,
         });
         self.effects.push_back(Effect::MarkRead { conversation });

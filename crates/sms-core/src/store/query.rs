@@ -109,13 +109,14 @@ fn one<T>(got: Option<Got>, f: fn(Row) -> Option<T>) -> Option<T> {
     got.and_then(Got::one).and_then(f)
 }
 
-/// The read of a history page: the newest `limit` messages older than `before_ms`.
-fn page_read(conversation_id: &str, before_ms: Option<f64>, limit: u32) -> Read {
+/// The read of a history page: the newest `limit` messages older than `before_ms`
+/// (at or before it when `through`).
+fn page_read(conversation_id: &str, before_ms: Option<f64>, through: bool, limit: u32) -> Read {
     let range = KeyRange {
         lower: Some((Key::pair(conversation_id, f64::MIN), false)),
         upper: Some((
             Key::pair(conversation_id, before_ms.unwrap_or(f64::MAX)),
-            true,
+            !through,
         )),
     };
     Read::Page(Index::MessagesByConversation, range, limit)
@@ -143,7 +144,16 @@ impl History {
     /// The page of `conversation_id` before `before_ms` (the newest without it).
     pub fn new(conversation_id: &str, before_ms: Option<f64>, limit: u32) -> Self {
         Self {
-            read: Some(page_read(conversation_id, before_ms, limit)),
+            read: Some(page_read(conversation_id, before_ms, false, limit)),
+            page: HistoryPage::default(),
+        }
+    }
+
+    /// The page of `conversation_id` at or before `at_ms` (messages may share a time:
+    /// the pane asks again for those it shows, so none at the edge is skipped).
+    pub fn through(conversation_id: &str, at_ms: f64, limit: u32) -> Self {
+        Self {
+            read: Some(page_read(conversation_id, Some(at_ms), true, limit)),
             page: HistoryPage::default(),
         }
     }
@@ -324,7 +334,7 @@ impl Plan for Seed<'_> {
                     Read::Get(Table::Sellers, Key::str(self.seller)),
                     Read::Get(Table::Drafts, Key::str(&*conversation.id)),
                     Read::Scan(Table::Outbox),
-                    page_read(&conversation.id, None, self.page),
+                    page_read(&conversation.id, None, false, self.page),
                 ];
                 self.stage = SeedStage::Rest(Box::new(PaneSeed {
                     conversation,
