@@ -28,8 +28,8 @@ const TS_CONNECTION: &'static str = r#"
 /** Options of `SmsClient.connect`. */
 export interface ConnectOptions {
   /** The relay's base URL; the page's own origin when omitted. The session cookie is
-   * `SameSite=Strict` and `EventSource` sends no headers: serve the page and the relay
-   * from the same site. */
+   * `SameSite=Strict`, `EventSource` sends no headers and the relay refuses cross-site
+   * writes: serve the page and the relay from the same origin. */
   relay?: string;
   /** Called when the relay says the session is gone (401): get a fresh one (e.g. post
    * the CRM's assertion to `/session`) and resolve; reject to stay signed out. */
