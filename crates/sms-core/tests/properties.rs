@@ -82,3 +82,21 @@ proptest! {
         let _ = Party::classify(&raw, Some(region));
     }
 }
+
+proptest! {
+    /// IndexedDB orders strings by UTF-16 code unit: the store's fast comparison agrees
+    /// with comparing the code units, on strings mixing ASCII, the BMP's top (U+E000 and
+    /// up) and supplementary characters, sharing prefixes.
+    #[test]
+    fn store_keys_order_as_utf16(
+        prefix in "[a-c\u{E000}-\u{E002}\u{FFFF}\u{10000}-\u{10002}😀]{0,3}",
+        a in "[a-c\u{7F}-\u{81}\u{D7FF}\u{E000}-\u{E002}\u{FFFF}\u{10000}-\u{10002}😀]{0,4}",
+        b in "[a-c\u{7F}-\u{81}\u{D7FF}\u{E000}-\u{E002}\u{FFFF}\u{10000}-\u{10002}😀]{0,4}",
+    ) {
+        let (a, b) = (format!("{prefix}{a}"), format!("{prefix}{b}"));
+        prop_assert_eq!(
+            sms_core::store::key::cmp_utf16(&a, &b),
+            a.encode_utf16().cmp(b.encode_utf16())
+        );
+    }
+}

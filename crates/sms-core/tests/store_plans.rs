@@ -382,3 +382,38 @@ fn templates_of_the_kind_and_language_come_first() {
     let names: Vec<_> = plan.list.iter().map(|t| &*t.name).collect();
     assert_eq!(names, ["c", "b", "a"]);
 }
+
+#[test]
+fn a_run_writes_the_position_once_at_its_last_event() {
+    use sms_core::protocol::LoggedEvent;
+    use sms_core::store::run::RunPlan;
+    use sms_core::store::{Next, Plan};
+    let (s, facts) = store();
+    let events: Vec<LoggedEvent> = (1..=3)
+        .map(|i| {
+            row(
+                json!({"epoch": "e1", "id": i, "kind": "inbound", "message_sid": format!("SM{i}"),
+                "from": "+15551110001", "to": "+15550000001", "body": format!("m{i}"), "media": [],
+                "at": "2026-11-30T10:00:00Z", "record_id": "contact:1", "rule": "only_match"}),
+            )
+        })
+        .collect();
+    let mut plan = RunPlan::new(&events, None, &facts, None);
+    let mut reads = plan.start();
+    let writes = loop {
+        let got = reads.iter().map(|r| s.read(r)).collect();
+        match plan.step(got) {
+            Next::Read(more) => reads = more,
+            Next::Write(writes) => break writes,
+        }
+    };
+    let positions: Vec<i64> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Put(Row::Position(p)) => Some(p.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(positions, [3]);
+    assert_eq!(plan.outcomes.len(), 3);
+}

@@ -55,8 +55,25 @@ impl From<f64> for Key {
 }
 
 /// Compares two strings by UTF-16 code unit, as IndexedDB does.
+///
+/// Byte order (UTF-8) is code point order, which differs from UTF-16 order only between
+/// a supplementary character (surrogates 0xD800–0xDBFF first) and one of U+E000–U+FFFF:
+/// the bytes find the first difference, and only those two characters are compared as
+/// UTF-16 (the overlay compares keys on every read and write of a run).
 pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
-    a.encode_utf16().cmp(b.encode_utf16())
+    let Some(i) = a.bytes().zip(b.bytes()).position(|(x, y)| x != y) else {
+        // One is a prefix of the other: fewer bytes, fewer code units.
+        return a.len().cmp(&b.len());
+    };
+    // The bytes before `i` are equal, so both strings have a character boundary here.
+    let start = (0..=i).rev().find(|&j| a.is_char_boundary(j)).unwrap_or(0);
+    let (ca, cb) = (a[start..].chars().next(), b[start..].chars().next());
+    let unit = |c: Option<char>| match c.map(u32::from) {
+        Some(c) if c >= 0x1_0000 => (0xD800 + ((c - 0x1_0000) >> 10), c),
+        Some(c) => (c, c),
+        None => (0, 0),
+    };
+    unit(ca).cmp(&unit(cb))
 }
 
 impl Ord for Key {
@@ -180,6 +197,45 @@ mod tests {
                 Key::pair("a", 1.0),
             ]
         );
+    }
+
+    #[test]
+    fn the_fast_comparison_agrees_with_utf16_units() {
+        let samples = [
+            "",
+            "a",
+            "ab",
+            "b",
+            "\u{7f}",
+            "\u{80}",
+            "é",
+            "ए",
+            "नमस्ते",
+            "\u{D7FF}",
+            "\u{E000}",
+            "\u{FF61}",
+            "\u{FFFF}",
+            "\u{10000}",
+            "😀",
+            "😁",
+            "\u{10FFFF}",
+            "a😀",
+            "a\u{FFFF}",
+            "a\u{E000}b",
+            "a\u{10437}",
+            "+919812345678",
+            "+91981234567",
+            "conv|+1|lead:😀",
+        ];
+        for a in samples {
+            for b in samples {
+                assert_eq!(
+                    cmp_utf16(a, b),
+                    a.encode_utf16().cmp(b.encode_utf16()),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Table {
 }
 
 /// An index of schema v2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Index {
     /// Records by phone match key (multi-entry).
     RecordsByPhone,
@@ -98,6 +98,18 @@ pub enum Index {
 }
 
 impl Index {
+    /// Every index, in order.
+    pub const ALL: [Self; 8] = [
+        Self::RecordsByPhone,
+        Self::RecordsByRelated,
+        Self::ConversationsByRecord,
+        Self::ConversationsByPair,
+        Self::ConversationsByLast,
+        Self::MessagesByConversation,
+        Self::MessagesByProvider,
+        Self::NotificationsByConversation,
+    ];
+
     /// The table it indexes.
     pub fn table(self) -> Table {
         match self {

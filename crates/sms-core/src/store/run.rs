@@ -7,8 +7,8 @@
 //! writes go out at the end, in order, and commit together.
 
 use super::ingest::{Facts, Ingest, IngestOutcome, Step};
-use super::key::Key;
-use super::ops::{Got, Read, Row, Table, Write};
+use super::key::{Key, KeyRange};
+use super::ops::{Got, Index, Read, Row, Table, Write};
 use super::plan::{Next, Plan};
 use crate::protocol::LoggedEvent;
 
@@ -41,6 +41,10 @@ pub struct Overlay {
     rows: Vec<(Table, Key, Option<Row>)>,
     /// Tables the run cleared (no row from before the run shows).
     cleared: Vec<Table>,
+    /// The index entries of the rows the run holds now, sorted by index, index key and
+    /// primary key: an index read finds the run's rows by bisection, not by a scan that
+    /// recomputes every row's keys (which made a run's cost grow with its square).
+    entries: Vec<(Index, Key, Key)>,
 }
 
 impl Overlay {
@@ -50,10 +54,52 @@ impl Overlay {
     }
 
     fn set(&mut self, table: Table, key: Key, row: Option<Row>) {
+        if let Ok(i) = self.find(table, &key) {
+            if let Some(old) = self.rows[i].2.take() {
+                self.index(&old, &key, false);
+            }
+        }
+        if let Some(new) = &row {
+            self.index(new, &key, true);
+        }
         match self.find(table, &key) {
             Ok(i) => self.rows[i].2 = row,
             Err(i) => self.rows.insert(i, (table, key, row)),
         }
+    }
+
+    /// Adds (or removes) `row`'s index entries.
+    fn index(&mut self, row: &Row, pk: &Key, add: bool) {
+        let table = row.table();
+        for index in Index::ALL.into_iter().filter(|i| i.table() == table) {
+            for k in row.index_keys(index) {
+                let entry = (index, k, pk.clone());
+                match (self.entries.binary_search(&entry), add) {
+                    (Err(at), true) => self.entries.insert(at, entry),
+                    (Ok(at), false) => drop(self.entries.remove(at)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The run's rows whose key in `index` lies in `range`, in index order.
+    fn in_index<'a>(
+        &'a self,
+        index: Index,
+        range: &'a KeyRange,
+    ) -> impl Iterator<Item = (&'a Key, &'a Row)> + 'a {
+        let start = self
+            .entries
+            .partition_point(|(i, k, _)| match &range.lower {
+                Some((lower, _)) => (*i, k) < (index, lower),
+                None => *i < index,
+            });
+        self.entries[start..]
+            .iter()
+            .take_while(move |(i, _, _)| *i == index)
+            .filter(move |(_, k, _)| range.contains(k))
+            .filter_map(move |(_, k, pk)| Some((k, self.state(index.table(), pk)??)))
     }
 
     /// Adds writes, in order.
@@ -64,6 +110,7 @@ impl Overlay {
                 Write::Delete(t, k) => self.set(*t, k.clone(), None),
                 Write::Clear(t) => {
                     self.rows.retain(|(table, _, _)| table != t);
+                    self.entries.retain(|(index, _, _)| index.table() != *t);
                     self.cleared.push(*t);
                 }
             }
@@ -134,12 +181,8 @@ impl Overlay {
                         }
                     }
                 }
-                for row in self.current(table) {
-                    for k in row.index_keys(*index) {
-                        if range.contains(&k) {
-                            add(k, row);
-                        }
-                    }
+                for (k, row) in self.in_index(*index, range) {
+                    add(k.clone(), row);
                 }
                 Got::Many(rows.into_iter().map(|(_, _, r)| r).collect())
             }
@@ -275,10 +318,25 @@ impl<'a> Run<'a> {
             }
         }
         RunStep::Done(
-            std::mem::take(&mut self.overlay.writes),
+            last_position_only(std::mem::take(&mut self.overlay.writes)),
             std::mem::take(&mut self.outcomes),
         )
     }
+}
+
+/// Each event of a run moves the stored position; only the last move needs writing (the
+/// position has no index, so nothing in between can depend on it): one put per run,
+/// not one per event.
+fn last_position_only(mut writes: Vec<Write>) -> Vec<Write> {
+    let is_position = |w: &Write| matches!(w, Write::Put(Row::Position(_)));
+    if let Some(last) = writes.iter().rposition(is_position) {
+        let mut at = 0;
+        writes.retain(|w| {
+            at += 1;
+            at - 1 == last || !is_position(w)
+        });
+    }
+    writes
 }
 
 /// A run of events as a [`Plan`]: one transaction over every store an event may touch.
