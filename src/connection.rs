@@ -39,7 +39,9 @@ export interface ConnectOptions {
 export type SyncStatus =
   | { status: "connecting" } | { status: "catching_up" } | { status: "live" }
   | { status: "reconnecting"; retry_at: number } | { status: "offline" }
-  | { status: "storage_problem"; code: string } | { status: "signed_out" };
+  | { status: "storage_problem"; code: string } | { status: "signed_out" }
+  /** The relay sent what this module cannot read: reload to get a newer version. */
+  | { status: "update_required" };
 /** How far long work is: the directory import (records) or the catch-up (log ids). */
 export interface SyncProgress { phase: "directory" | "catch_up"; done: number; total: number | null }
 /** What a connection tells its listeners. */
@@ -425,8 +427,12 @@ impl Driver {
                     };
                     match input {
                         Some(input) => me.handle(input),
-                        // Something this module cannot read: start again from the position.
-                        None => me.stream_failed(),
+                        // A kind this module does not know (a newer relay): reading it
+                        // again would fail again; the machine says an update is needed.
+                        None => {
+                            me.stream.borrow_mut().take();
+                            me.handle(Input::Unreadable);
+                        }
                     }
                 }),
             ),

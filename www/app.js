@@ -54,7 +54,7 @@ let client, me, changes, connection, sync = { status: "connecting" };
 // ---- the relay connection: the SDK owns it (stream, retries, epochs, outbox); the
 // page only shows what it reports ----
 const SYNC_NOTE = { connecting: "connecting", catching_up: "catching_up", live: "connected", reconnecting: "reconnecting",
-  offline: "offline", storage_problem: "storage_full", signed_out: "signed_out" };
+  offline: "offline", storage_problem: "storage_full", signed_out: "signed_out", update_required: "update_required" };
 function onSync(e) {
   if (e.type === "status") {
     sync = e;

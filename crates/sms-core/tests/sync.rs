@@ -1045,3 +1045,17 @@ fn a_sign_in_that_gives_no_session_is_not_asked_again_in_a_loop() {
     assert_eq!(asked(&actions), 0, "the fresh session was refused: stop");
     assert!(statuses(&actions).contains(&Status::SignedOut));
 }
+
+#[test]
+fn an_unreadable_stream_says_an_update_is_needed_and_does_not_loop() {
+    let mut h = Harness::connected(None);
+    let actions = h.step(Input::Unreadable);
+    assert!(actions.contains(&Action::CloseStream));
+    assert!(statuses(&actions).contains(&Status::UpdateRequired));
+    assert_eq!(
+        h.sync.poll_timeout(),
+        None,
+        "no reconnect: it would read the same event"
+    );
+    assert!(opens(&h.step(Input::Online)).is_empty());
+}

@@ -99,6 +99,9 @@ pub enum Input {
         /// Sends waiting.
         count: u32,
     },
+    /// The stream gave something this module cannot read (an event of a kind it does
+    /// not know: a newer relay). Retrying would read it again: the page must reload.
+    Unreadable,
     /// A send was just queued: flush now (unless the relay asked to wait, 429).
     Queued,
     /// The [`Action::FlushOutbox`] finished.
@@ -174,6 +177,8 @@ pub enum Status {
     },
     /// The session is gone and signing in again failed.
     SignedOut,
+    /// The relay sent what this module cannot read: a newer version is needed (reload).
+    UpdateRequired,
 }
 
 /// What a long piece of work is.
@@ -225,6 +230,8 @@ pub struct SyncMachine {
     started: bool,
     /// `disconnect()`: nothing more happens, whatever comes in later.
     stopped: bool,
+    /// The stream carried something unreadable: stay stopped until a reload.
+    unreadable: bool,
     /// Signed in again since the stream was last live: a 401 now means the sign-in did
     /// not give a session, and asking again would loop.
     fresh_session: bool,
@@ -268,6 +275,7 @@ impl SyncMachine {
             config,
             started: false,
             stopped: false,
+            unreadable: false,
             fresh_session: false,
             conn: Conn::Idle,
             position: None,
@@ -315,7 +323,7 @@ impl SyncMachine {
             return None;
         }
         let reconnect = match self.conn {
-            Conn::Waiting { until } if self.in_flight.is_none() => Some(until),
+            Conn::Waiting { until } if self.in_flight.is_none() && !self.unreadable => Some(until),
             _ => None,
         };
         let flush = self.flush_at.filter(|_| self.may_flush());
@@ -435,6 +443,13 @@ impl SyncMachine {
                     self.flush_at = Some(now + self.config.outbox_retry_ms);
                 }
             }
+            Input::Unreadable => {
+                if self.connected() {
+                    self.close();
+                    self.unreadable = true;
+                    self.conn = Conn::Idle;
+                }
+            }
             Input::Queued => {
                 self.outbox += 1;
                 self.want_flush(now);
@@ -550,7 +565,12 @@ impl SyncMachine {
     /// Starts what can start now, then announces status and progress changes.
     fn drive(&mut self, now: u64) {
         if let Conn::Waiting { until } = self.conn {
-            if now >= until && self.in_flight.is_none() && !self.offline && !self.signed_out {
+            if now >= until
+                && self.in_flight.is_none()
+                && !self.offline
+                && !self.signed_out
+                && !self.unreadable
+            {
                 self.open();
             }
         }
@@ -614,7 +634,9 @@ impl SyncMachine {
         if !self.started {
             return None;
         }
-        Some(if self.signed_out {
+        Some(if self.unreadable {
+            Status::UpdateRequired
+        } else if self.signed_out {
             Status::SignedOut
         } else if self.offline {
             Status::Offline
