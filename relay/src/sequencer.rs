@@ -126,6 +126,12 @@ impl Fanout {
         c.send(p);
     }
 
+    /// Ends every live stream (each client resumes from the log): what was
+    /// published here fell behind a prune of the shared log.
+    pub fn close_streams(&self) {
+        self.lock().sellers.clear();
+    }
+
     /// A shared log's tail: where publication stands, or starts (a new epoch).
     pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
         let mut c = self.lock();
@@ -265,6 +271,12 @@ impl Sequencer {
     /// `Some`, publication starts there (the tail's start, a new epoch).
     pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
         self.bus.feed(position)
+    }
+
+    /// Ends this node's live streams (a shared log was pruned past what this node
+    /// published: the streams would skip events); their clients resume from the log.
+    pub fn close_streams(&self) {
+        self.bus.close_streams();
     }
 
     /// Tells this node's streams the log's epoch (a reset seen in a shared log).

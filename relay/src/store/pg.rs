@@ -1381,10 +1381,11 @@ pub async fn tail(
 
 const TAIL_PAGE: i64 = 2000;
 
-/// The epoch and a page of events after `$1` with their audiences, in one
-/// statement (one snapshot: the events are of the epoch read with them).
+/// The epoch, a page of events after `$1` with their audiences, and the last event
+/// pruned, in one statement (one snapshot: the events are of the epoch read with them).
 const TAIL_READ: &str = "SELECT m.value, e.id, e.public, e.body,
-        ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id)
+        ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id),
+        COALESCE((SELECT p.value::bigint FROM meta p WHERE p.key = 'pruned'), 0)
    FROM meta m LEFT JOIN LATERAL
         (SELECT id, public, body FROM events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
   WHERE m.key = 'epoch' ORDER BY e.id";
@@ -1413,6 +1414,22 @@ async fn read_new(
                 seq.feed(Some((epoch.clone(), 0)));
                 seq.set_epoch(epoch.clone());
                 // This page was read after the old epoch's position: read again.
+                n = TAIL_PAGE;
+                break;
+            }
+            let pruned: i64 = r.get(5);
+            if pruned > *last {
+                // Another node pruned past what this node published: its streams
+                // would skip those events. They end instead; their clients resume
+                // from the log (or get `410 snapshot_required`).
+                tracing::warn!(
+                    pruned,
+                    last = *last,
+                    "log tail: pruned past this node's position"
+                );
+                seq.close_streams();
+                *last = pruned;
+                seq.feed(Some((epoch.clone(), pruned)));
                 n = TAIL_PAGE;
                 break;
             }
