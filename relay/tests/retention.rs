@@ -330,3 +330,44 @@ async fn upkeep_stores_a_checkpoint_when_events_were_logged_and_keeps_only_the_n
         );
     }
 }
+
+#[tokio::test]
+async fn a_log_written_before_the_sent_table_fills_it_on_upgrade() {
+    let relay = Relay::start().await;
+    let first = send(&relay, "old-1", "Sent by an older version").await;
+    assert_eq!(
+        relay.inbound("SMold", PRIYA, ASHA_ORG, "Hi").await.status(),
+        200
+    );
+    // The database as an older version left it: no sent, idempotency or checkpoint tables.
+    let port = relay.running.as_ref().unwrap().addr.port();
+    let mut relay = relay;
+    relay.running.take().unwrap().stop().await;
+    common::execute_sql(
+        &relay.db,
+        "DROP TABLE sent; DROP TABLE dedupe_keys; DROP TABLE checkpoints;
+         DELETE FROM meta WHERE key = 'kept_tables';",
+        "DROP TABLE sent; DROP TABLE dedupe_keys; DROP TABLE checkpoints;
+         DELETE FROM relay_migrations WHERE version = 2;",
+    )
+    .await;
+    let relay = Relay::start_with(relay.dir, relay.db, port).await;
+    let (_, head_id) = relay.head().await;
+    assert_eq!(relay.prune(head_id).await.0, 200);
+    let relay = relay.restart().await;
+    let again = send(&relay, "old-1", "Sent by an older version").await;
+    assert_eq!(
+        (&again["message_sid"], &again["duplicate"]),
+        (&first["message_sid"], &json!(true))
+    );
+    assert_eq!(relay.phone_messages(PRIYA).await.len(), 0, "not sent again");
+    assert_eq!(
+        relay.inbound("SMold", PRIYA, ASHA_ORG, "Hi").await.status(),
+        200
+    );
+    assert_eq!(
+        relay.head().await.1,
+        head_id,
+        "the old webhook is still a duplicate"
+    );
+}

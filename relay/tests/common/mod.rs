@@ -93,6 +93,17 @@ pub async fn query_strings(db: &std::path::Path, sql: &str) -> Vec<String> {
     }
 }
 
+/// Runs statements on `db`: `sqlite` on a SQLite file, `postgres` on PostgreSQL.
+pub async fn execute_sql(db: &std::path::Path, sqlite: &str, postgres: &str) {
+    match db.to_str().filter(|d| d.starts_with("postgres")) {
+        Some(url) => pg_client(url).await.batch_execute(postgres).await.unwrap(),
+        None => rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(sqlite)
+            .unwrap(),
+    }
+}
+
 /// The store's writer over `db` (either backend), as a test writes rows a crash left.
 pub fn open_writer(db: &std::path::Path) -> Box<dyn sms_relay::store::LogWriter> {
     match db.to_str().filter(|d| d.starts_with("postgres")) {
