@@ -371,3 +371,33 @@ async fn a_log_written_before_the_sent_table_fills_it_on_upgrade() {
         "the old webhook is still a duplicate"
     );
 }
+
+#[tokio::test]
+async fn retention_days_prunes_to_a_checkpoint_old_enough() {
+    // Zero days: every checkpoint is old enough, so upkeep prunes up to the newest.
+    let relay = Relay::start_demo(|c| {
+        c.checkpoint_every_secs = 1;
+        c.retention_days = Some(0);
+    })
+    .await;
+    relay.inbound("SMk1", PRIYA, ASHA_ORG, "Hello").await;
+    let (epoch, head_id) = relay.head().await;
+    let mut status = 0;
+    for _ in 0..50 {
+        status = relay.get_as("/events/page?since=0", "asha").await.0;
+        if status == 410 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 410, "pruned by retention");
+    assert!(query_strings(&relay.db, "SELECT kind FROM events")
+        .await
+        .is_empty());
+    assert_eq!(checkpoints(&relay).await, vec![head_id]);
+    let page = relay.page("asha", &format!("{epoch}:{head_id}")).await;
+    assert_eq!(page["events"], json!([]), "{page}");
+    // A restart starts from the checkpoint.
+    let relay = relay.restart().await;
+    assert_eq!(relay.head().await, (epoch, head_id));
+}
