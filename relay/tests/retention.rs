@@ -401,3 +401,30 @@ async fn retention_days_prunes_to_a_checkpoint_old_enough() {
     let relay = relay.restart().await;
     assert_eq!(relay.head().await, (epoch, head_id));
 }
+
+#[tokio::test]
+async fn a_reset_after_a_prune_starts_a_log_that_resumes_from_zero() {
+    let relay = Relay::start().await;
+    relay.inbound("SMz1", PRIYA, ASHA_ORG, "Hello").await;
+    let (old_epoch, head_id) = relay.head().await;
+    assert_eq!(relay.prune(head_id).await.0, 200);
+    let r = relay
+        .http
+        .post(format!("{}/admin/reset", relay.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (epoch, _) = relay.head().await;
+    assert_ne!(epoch, old_epoch);
+    let (status, page) = relay
+        .get_as(&format!("/events/page?since={epoch}:0"), "asha")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(checkpoints(&relay).await.is_empty());
+    // And a restart of the new epoch replays it from the start.
+    let relay = relay.restart().await;
+    assert_eq!(relay.head().await.0, epoch);
+    assert_eq!(relay.get_as("/events/page?since=0", "asha").await.0, 200);
+}
