@@ -408,13 +408,7 @@ async fn a_reset_after_a_prune_starts_a_log_that_resumes_from_zero() {
     relay.inbound("SMz1", PRIYA, ASHA_ORG, "Hello").await;
     let (old_epoch, head_id) = relay.head().await;
     assert_eq!(relay.prune(head_id).await.0, 200);
-    let r = relay
-        .http
-        .post(format!("{}/admin/reset", relay.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.reset_log().await;
     assert_eq!(r.status(), 200);
     let (epoch, _) = relay.head().await;
     assert_ne!(epoch, old_epoch);

@@ -358,6 +358,16 @@ impl Relay {
         (epoch.to_owned(), id.parse().unwrap())
     }
 
+    /// `POST /admin/reset` with the admin token.
+    pub async fn reset_log(&self) -> reqwest::Response {
+        self.http
+            .post(format!("{}/admin/reset", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `POST /admin/prune {"keep_after": keep_after}` with the admin token.
     pub async fn prune(&self, keep_after: i64) -> (u16, Value) {
         let r = self
