@@ -295,6 +295,7 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .map_err(|e| e.to_string())?;
         tokio::spawn(take_over_sends(app.clone()));
     }
+    tokio::spawn(upkeep(app.clone()));
     crate::metrics::handle();
     let metrics_server = match app.config.metrics_bind {
         Some(bind) => {
@@ -388,7 +389,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/push/subscriptions", post(subscribe_push))
         .route("/push/subscriptions", delete(unsubscribe_push))
         .route("/push/vapid-public-key", get(vapid_public_key))
-        .route("/admin/reset", post(reset_log));
+        .route("/admin/reset", post(reset_log))
+        .route("/admin/prune", post(prune_log));
     // Demo routes hand out every seller's token and forge messages: demo mode only.
     if app.config.demo && app.fake.is_some() {
         r = r.merge(crate::demo::routes());
@@ -982,6 +984,47 @@ async fn reset_log(
     let epoch = app.seq.reset().await?;
     auth::refresh_sellers(&app).await?;
     Ok(Json(json!({ "epoch": epoch })))
+}
+
+/// `POST /admin/prune` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PruneRequest {
+    /// Events at or before this id go.
+    keep_after: i64,
+}
+
+/// `POST /admin/prune {"keep_after": id}`: deletes the events at or before that id
+/// (never past the head), after storing a checkpoint at the head when none is at or
+/// after it. Clients at an older position get `410 snapshot_required` (X10).
+async fn prune_log(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    body: Result<Json<PruneRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::sequencer::Pruned>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
+    Ok(Json(app.seq.prune(req.keep_after).await?))
+}
+
+/// Stores a checkpoint every `checkpoint_every_secs` when events were logged since
+/// the last, prunes to `retention_days` and expires the sent map and idempotency
+/// keys after `idempotency_days`, until the relay stops.
+async fn upkeep(app: Arc<App>) {
+    let every = std::time::Duration::from_secs(app.config.checkpoint_every_secs.max(1));
+    let retention = crate::sequencer::Retention {
+        log_days: app.config.retention_days,
+        idempotency_days: app.config.idempotency_days,
+    };
+    let mut closing = app.closing.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = closing.changed() => return,
+        }
+        if let Err(e) = app.seq.maintain(retention).await {
+            tracing::warn!(error = %e.message, "log upkeep failed; retried next time");
+        }
+    }
 }
 
 /// The rows of `seed` that `current` lacks or holds differently.

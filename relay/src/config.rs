@@ -115,6 +115,14 @@ fn default_database() -> PathBuf {
     PathBuf::from("relay.db")
 }
 
+fn default_idempotency_days() -> u32 {
+    30
+}
+
+fn default_checkpoint_secs() -> u64 {
+    300
+}
+
 fn default_session_hours() -> u64 {
     12
 }
@@ -256,6 +264,20 @@ pub struct Config {
     /// network for the scraper); `/metrics` on `bind` always needs the admin token.
     #[serde(default)]
     pub metrics_bind: Option<SocketAddr>,
+    /// Days of events the log keeps (X10): older events are pruned, up to the newest
+    /// checkpoint stored at least that long ago; unset: the log is never pruned by
+    /// age (`POST /admin/prune` still prunes on demand).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Days the sent map (a retried send's original answer) and the webhooks'
+    /// idempotency keys are kept, whatever the log keeps (default 30).
+    #[serde(default = "default_idempotency_days")]
+    pub idempotency_days: u32,
+    /// Seconds between checkpoints of the shared state (and retention and expiry
+    /// runs); a checkpoint is stored only when events were logged since the last
+    /// (default 300).
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_every_secs: u64,
     /// How doorbells reach push services (tests swap the DNS lookup; only demo mode
     /// may let them reach private addresses). Not configurable from files.
     #[serde(skip)]
@@ -298,6 +320,9 @@ impl Default for Config {
             limits: Limits::default(),
             trusted_proxies: Vec::new(),
             metrics_bind: None,
+            retention_days: None,
+            idempotency_days: default_idempotency_days(),
+            checkpoint_every_secs: default_checkpoint_secs(),
             push_network: PushNetwork::default(),
         }
     }

@@ -56,6 +56,17 @@ impl ApiError {
         )
     }
 
+    /// 410: the events after the asked position were pruned; the client starts
+    /// from a snapshot (X10). `pruned_through`: the last event deleted.
+    pub fn snapshot_required(pruned_through: i64) -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "snapshot_required",
+            "events after that position were pruned: start from a snapshot",
+        )
+        .with(json!({ "pruned_through": pruned_through }))
+    }
+
     /// 400: a malformed request.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -97,7 +108,10 @@ impl From<Refusal> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            StoreError::Pruned { through, .. } => Self::snapshot_required(through),
+            e => Self::internal(e),
+        }
     }
 }
 

@@ -96,7 +96,7 @@ pub fn pending(client_ref: String) -> SendAnswer {
     }
 }
 
-fn outcome_name(o: SendOutcome) -> &'static str {
+pub(crate) fn outcome_name(o: SendOutcome) -> &'static str {
     match o {
         SendOutcome::Accepted => "accepted",
         SendOutcome::Failed => "failed",

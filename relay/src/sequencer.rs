@@ -21,7 +21,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::ApiError;
 use crate::model::{Audience, Directory, EventBody, LoggedEvent};
-use crate::store::{LogWriter, NewEvent, StoreResult};
+use crate::store::{LogWriter, NewEvent, StoreError, StoreResult};
+use sms_core::relay::retention;
 
 pub use sms_core::protocol::{MoveRequest, SendRequest};
 pub use sms_core::relay::{DirectoryUpdate, InboundSms, StatusReport};
@@ -125,6 +126,12 @@ impl Fanout {
         c.send(p);
     }
 
+    /// Ends every live stream (each client resumes from the log): what was
+    /// published here fell behind a prune of the shared log.
+    pub fn close_streams(&self) {
+        self.lock().sellers.clear();
+    }
+
     /// A shared log's tail: where publication stands, or starts (a new epoch).
     pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
         let mut c = self.lock();
@@ -152,6 +159,28 @@ enum Job {
     Decide(Box<Command>, Reply<Outcome>),
     Query(Box<dyn FnOnce(&State) + Send>),
     Reset(Reply<String>),
+    /// Prune the events at or before this id (a checkpoint first if none covers it).
+    Prune(i64, Reply<Pruned>),
+    /// Periodic upkeep: a checkpoint when due, retention, expiry.
+    Maintain(Retention, Reply<Pruned>),
+}
+
+/// What the log keeps (config: `retention_days`, `idempotency_days`).
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Events older than this many days go (to a checkpoint); `None`: all stay.
+    pub log_days: Option<u32>,
+    /// Sent rows and webhook idempotency keys are kept this many days.
+    pub idempotency_days: u32,
+}
+
+/// Where the log stands after a prune or upkeep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// The last event deleted (0: none).
+    pub pruned_through: i64,
+    /// The newest checkpoint's position.
+    pub checkpoint: i64,
 }
 
 /// Handle to the sequencer thread; cheap to clone.
@@ -242,6 +271,12 @@ impl Sequencer {
     /// `Some`, publication starts there (the tail's start, a new epoch).
     pub fn feed(&self, position: Option<(String, i64)>) -> (String, i64) {
         self.bus.feed(position)
+    }
+
+    /// Ends this node's live streams (a shared log was pruned past what this node
+    /// published: the streams would skip events); their clients resume from the log.
+    pub fn close_streams(&self) {
+        self.bus.close_streams();
     }
 
     /// Tells this node's streams the log's epoch (a reset seen in a shared log).
@@ -344,11 +379,28 @@ impl Sequencer {
         self.events(Command::Directory(update)).await
     }
 
+    /// Hands the sequencer a job that answers on `reply`, and waits for the answer.
+    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(job(reply)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
     /// Empties the log and starts a new epoch (S4).
     pub async fn reset(&self) -> Result<String, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Reset(reply)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        self.ask(Job::Reset).await
+    }
+
+    /// Prunes the events at or before `keep_after` (never past the head), storing a
+    /// checkpoint at the head first when none is at or after it (X10).
+    pub async fn prune(&self, keep_after: i64) -> Result<Pruned, ApiError> {
+        self.ask(|reply| Job::Prune(keep_after, reply)).await
+    }
+
+    /// Upkeep: a checkpoint when events were logged since the newest, the log's
+    /// retention, the sent map's and idempotency keys' expiry.
+    pub async fn maintain(&self, retention: Retention) -> Result<Pruned, ApiError> {
+        self.ask(|reply| Job::Maintain(retention, reply)).await
     }
 
     /// Reads the state.
@@ -376,6 +428,13 @@ struct Worker {
     batch: Vec<Arc<Published>>,
 }
 
+/// What an upkeep batch does.
+#[derive(Clone, Copy)]
+enum Upkeep {
+    Prune(i64),
+    Maintain(Retention),
+}
+
 /// Replies held back until the batch is durable.
 type Deferred = Box<dyn FnOnce(bool)>;
 
@@ -390,9 +449,42 @@ fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, ApiError>) -> Def
 }
 
 impl Worker {
+    /// Rebuilds the state from the newest checkpoint, the sent table, and the
+    /// events after the checkpoint.
+    fn rebuild(&mut self) -> StoreResult<()> {
+        let mut attempt = 0;
+        loop {
+            let (after, mut state) = match self.log.checkpoint()? {
+                Some((position, json)) => {
+                    let checkpoint =
+                        serde_json::from_str(&json).map_err(|source| StoreError::Corrupt {
+                            id: position,
+                            source,
+                        })?;
+                    (
+                        position,
+                        State::from_checkpoint(self.default_region.clone(), checkpoint),
+                    )
+                }
+                None => (0, State::new(self.default_region.clone())),
+            };
+            for (seller, client_ref, sent) in self.log.sent()? {
+                state.remember_sent(&seller, &client_ref, sent);
+            }
+            match self.log.replay(after, &mut |e| state.apply(&e)) {
+                Ok(()) => {
+                    self.state = state;
+                    return Ok(());
+                }
+                // Another node pruned between the checkpoint and the replay: again.
+                Err(StoreError::Pruned { .. }) if attempt < 3 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn recover(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
-        let state = &mut self.state;
-        self.log.replay(&mut |e| state.apply(&e))?;
+        self.rebuild()?;
         // Under the batch's lock (several nodes may start at once on an empty log:
         // the first seeds the directory, the others catch up with it).
         self.log.begin(&[])?;
@@ -413,13 +505,27 @@ impl Worker {
     fn catch_up(&mut self) -> StoreResult<()> {
         let state = &mut self.state;
         if let Some(epoch) = self.log.catch_up(&mut |e| state.apply(&e))? {
-            tracing::warn!(%epoch, "the shared event log was reset: a new epoch starts");
-            self.state = State::new(self.default_region.clone());
+            // Reset, or pruned past this node's position: from the newest checkpoint.
+            tracing::warn!(%epoch, "the shared event log was reset or pruned: rebuilding");
+            self.rebuild()?;
             let state = &mut self.state;
             self.log.catch_up(&mut |e| state.apply(&e))?;
-            self.epoch.send_replace(epoch);
+            self.new_epoch(epoch);
         }
         Ok(())
+    }
+
+    /// Tells streams of a new epoch (not of the same one again: a rebuild after a
+    /// prune keeps the epoch and the streams).
+    fn new_epoch(&self, epoch: String) {
+        self.epoch.send_if_modified(|e| {
+            if *e == epoch {
+                false
+            } else {
+                *e = epoch;
+                true
+            }
+        });
     }
 
     /// Before deciding a send, its in-flight mark follows the send rows (another
@@ -476,11 +582,12 @@ impl Worker {
         let state = &mut self.state;
         let refreshed = match self.log.refresh(&mut |e| state.apply(&e)) {
             Ok(Some(epoch)) => {
-                tracing::warn!(%epoch, "the shared event log was reset: a new epoch starts");
-                self.state = State::new(self.default_region.clone());
-                let state = &mut self.state;
-                let r = self.log.refresh(&mut |e| state.apply(&e));
-                self.epoch.send_replace(epoch);
+                tracing::warn!(%epoch, "the shared event log was reset or pruned: rebuilding");
+                let r = self.rebuild().and_then(|()| {
+                    let state = &mut self.state;
+                    self.log.refresh(&mut |e| state.apply(&e))
+                });
+                self.new_epoch(epoch);
                 r.map(|_| ())
             }
             Ok(None) => Ok(()),
@@ -518,6 +625,16 @@ impl Worker {
                     // Commit what came before, then reset outside any batch.
                     self.finish(&mut deferred);
                     let _ = reply.send(self.reset().map_err(ApiError::from));
+                    self.begin_batch(&keys);
+                }
+                Job::Prune(keep_after, reply) => {
+                    self.finish(&mut deferred);
+                    let _ = reply.send(self.upkeep(Upkeep::Prune(keep_after)));
+                    self.begin_batch(&keys);
+                }
+                Job::Maintain(retention, reply) => {
+                    self.finish(&mut deferred);
+                    let _ = reply.send(self.upkeep(Upkeep::Maintain(retention)));
                     self.begin_batch(&keys);
                 }
                 Job::Decide(command, reply) => {
@@ -592,9 +709,9 @@ impl Worker {
                 let _ = self.log.rollback();
                 // What the batch marked (sends in flight included) goes with it;
                 // sends of earlier batches stay in flight.
-                self.state = State::new(self.default_region.clone());
-                let state = &mut self.state;
-                let _ = self.log.replay(&mut |ev| state.apply(&ev));
+                if let Err(e) = self.rebuild() {
+                    tracing::error!(error = %e, "cannot rebuild the state from the log");
+                }
                 if let Err(e) = self.rebuild_in_flight() {
                     tracing::error!(error = %e, "cannot read the pending sends back");
                 }
@@ -634,9 +751,77 @@ impl Worker {
         }
     }
 
+    /// A prune or the periodic upkeep, in a batch of its own (under the append lock
+    /// of a shared log, caught up: the state is the head's).
+    fn upkeep(&mut self, job: Upkeep) -> Result<Pruned, ApiError> {
+        self.log.begin(&[])?;
+        let done = self.catch_up().and_then(|()| self.upkeep_in_batch(job));
+        match done {
+            Ok(p) => {
+                self.log.commit()?;
+                Ok(p)
+            }
+            Err(e) => {
+                let _ = self.log.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn upkeep_in_batch(&mut self, job: Upkeep) -> StoreResult<Pruned> {
+        let now = now();
+        let head = self.log.head()?;
+        let mut checkpoints: Vec<(i64, Timestamp)> = self
+            .log
+            .checkpoints()?
+            .into_iter()
+            .map(|(p, at)| (p, Timestamp::from_millis(at)))
+            .collect();
+        let newest = |c: &[(i64, Timestamp)]| c.last().map(|(p, _)| *p);
+        let (keep_after, due) = match job {
+            Upkeep::Prune(keep_after) => {
+                let plan = retention::prune_plan(keep_after, head, newest(&checkpoints));
+                (Some(plan.through), plan.checkpoint_first)
+            }
+            Upkeep::Maintain(r) => {
+                self.log
+                    .expire(retention::cutoff(now, r.idempotency_days).as_millis())?;
+                let due = retention::checkpoint_due(head, newest(&checkpoints));
+                let target = r
+                    .log_days
+                    .and_then(|days| retention::retention_target(&checkpoints, now, days));
+                (target, due)
+            }
+        };
+        if due {
+            let json = serde_json::to_string(&self.state.checkpoint())
+                .map_err(|source| StoreError::Corrupt { id: head, source })?;
+            self.log.save_checkpoint(head, &json, now.as_millis())?;
+            checkpoints.push((head, now));
+            tracing::info!(position = head, "checkpoint stored");
+        }
+        let mut pruned_through = 0;
+        if let Some(through) = keep_after.filter(|t| *t > 0) {
+            self.log.prune(through)?;
+            pruned_through = through;
+            tracing::info!(through, "event log pruned");
+        }
+        if let Upkeep::Maintain(r) = job {
+            // Checkpoints do not pile up: the newest, and one a day for retention.
+            let drop = retention::checkpoints_to_drop(&checkpoints, now, r.log_days);
+            self.log.drop_checkpoints(&drop)?;
+        }
+        Ok(Pruned {
+            pruned_through,
+            checkpoint: newest(&checkpoints).unwrap_or(0),
+        })
+    }
+
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = self.log.reset()?;
-        self.state = State::new(self.default_region.clone());
+        // No events and no checkpoints now; the sent table stays (a retry of a send
+        // the old epoch logged still gets its answer).
+        self.rebuild()?;
         // Sends still queued or calling survive the reset (their rows are kept): a
         // retry while the provider has one must get `pending`, not a second send.
         self.rebuild_in_flight()?;

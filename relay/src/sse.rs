@@ -6,7 +6,8 @@
 //! event type `caught_up`, with the log's head), then live ones, in order, each
 //! once. A client of another epoch first gets `{"kind":"reset"}` and a replay from
 //! the start (S4). A client that falls behind the live buffer is disconnected and
-//! resumes from its last id; it never blocks others.
+//! resumes from its last id; it never blocks others. A client at a position whose
+//! following events were pruned gets `410 snapshot_required` (X10).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -127,6 +128,18 @@ pub async fn events(
     let mut epoch_rx = app.seq.epoch();
     let epoch = epoch_rx.borrow_and_update().clone();
     let (mut last, reset) = resume_point(position(&headers, &q), &epoch);
+    // A position whose following events were pruned: a snapshot, not a stream that
+    // silently skips them (X10). A prune after this check ends the stream below;
+    // the client's reconnection gets this answer.
+    let r = app.reader.clone();
+    match tokio::task::spawn_blocking(move || r.pruned()).await {
+        Ok(Ok(through)) if !sms_core::relay::retention::can_resume(last, through) => {
+            return ApiError::snapshot_required(through).into_response();
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return ApiError::internal(e).into_response(),
+    }
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(CLIENT_BUFFER);
     let reader = app.reader.clone();
     let mut closing = app.closing.clone();

@@ -17,6 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
 use crate::model::{Audience, EventBody, LoggedEvent};
+use crate::sends::outcome_name;
+use sms_core::protocol::SendOutcome;
 
 /// A storage failure.
 #[derive(Debug, Error)]
@@ -36,6 +38,15 @@ pub enum StoreError {
     /// No pooled PostgreSQL connection could be had.
     #[error("connection pool: {0}")]
     PgPool(String),
+    /// The events after a position were pruned: start from a checkpoint (the
+    /// relay) or a snapshot (a client, `410 snapshot_required`).
+    #[error("events after {after} were pruned (through {through})")]
+    Pruned {
+        /// The position asked for.
+        after: i64,
+        /// The last event deleted.
+        through: i64,
+    },
     /// A stored event no longer parses.
     #[error("corrupt event {id}: {source}")]
     Corrupt {
@@ -59,7 +70,41 @@ pub struct NewEvent {
     pub audience: Audience,
 }
 
-pub use sms_core::relay::{PendingSend, SendStage};
+pub use sms_core::relay::{PendingSend, SendStage, SentMessage};
+
+/// A send's outcome as the sent table keeps it: `(seller, client_ref, outcome)`.
+pub type SentRow = (String, String, SentMessage);
+
+/// The sent-table row of an outbound event (the sent map outlives the log):
+/// seller, client reference, provider id, outcome, error code.
+pub(crate) type SentColumns = (String, String, Option<String>, &'static str, Option<u32>);
+
+pub(crate) fn sent_columns(body: &EventBody) -> Option<SentColumns> {
+    let EventBody::Outbound(o) = body else {
+        return None;
+    };
+    Some((
+        o.by.clone(),
+        o.client_ref.clone(),
+        o.message_sid.clone(),
+        outcome_name(o.outcome),
+        o.error_code,
+    ))
+}
+
+pub(crate) fn outcome_parse(s: &str) -> SendOutcome {
+    match s {
+        "accepted" => SendOutcome::Accepted,
+        "failed" => SendOutcome::Failed,
+        "pending" => SendOutcome::Pending,
+        // Anything else may or may not have been sent: never resent.
+        _ => SendOutcome::Unknown,
+    }
+}
+
+/// A checkpoint as stored: its position (the last event it reflects) and the
+/// shared state (JSON of [`sms_core::relay::Checkpoint`]).
+pub type StoredCheckpoint = (i64, String);
 
 /// The writer side of the log: used by the one sequencer thread, inside batches.
 pub trait LogWriter: Send {
@@ -104,8 +149,29 @@ pub trait LogWriter: Send {
     /// Appends an event (whose idempotency key the caller checked with [`Self::seen`]);
     /// returns it with its id and its JSON as pushed to browsers.
     fn append(&mut self, event: &NewEvent) -> StoreResult<(LoggedEvent, String)>;
-    /// Every event in log order (to rebuild state at start-up).
-    fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()>;
+    /// The events after `after` in log order (to rebuild state at start-up, after
+    /// the checkpoint it starts from); [`StoreError::Pruned`] when some are gone.
+    fn replay(&mut self, after: i64, f: &mut dyn FnMut(EventBody)) -> StoreResult<()>;
+    /// The newest checkpoint of this epoch.
+    fn checkpoint(&mut self) -> StoreResult<Option<StoredCheckpoint>>;
+    /// The checkpoints kept: `(position, stored at, ms)`, oldest first.
+    fn checkpoints(&mut self) -> StoreResult<Vec<(i64, i64)>>;
+    /// Inside a batch: the log's head (the last id allocated, kept or pruned).
+    fn head(&mut self) -> StoreResult<i64>;
+    /// Inside a batch, caught up: stores `state` as the checkpoint at `position`
+    /// (the head).
+    fn save_checkpoint(&mut self, position: i64, state: &str, at_ms: i64) -> StoreResult<()>;
+    /// Inside a batch: deletes the events at or before `through` and the checkpoints
+    /// before it, and remembers `through` (readers answer older positions with
+    /// [`StoreError::Pruned`]). A checkpoint at or after `through` exists already.
+    fn prune(&mut self, through: i64) -> StoreResult<()>;
+    /// Inside a batch: drops these checkpoints (never the newest: the caller's rule).
+    fn drop_checkpoints(&mut self, positions: &[i64]) -> StoreResult<()>;
+    /// The sent table: how each kept send ended.
+    fn sent(&mut self) -> StoreResult<Vec<SentRow>>;
+    /// Inside a batch: drops the sent rows and idempotency keys stored before
+    /// `before_ms` (the log's own keys stay while its events do).
+    fn expire(&mut self, before_ms: i64) -> StoreResult<()>;
     /// Empties the log and starts a new epoch (S4).
     fn reset(&mut self) -> StoreResult<String>;
     /// Records a send as `queued`.
@@ -133,10 +199,13 @@ pub struct PushSubscription {
 pub trait LogReader: Send + Sync {
     /// The current epoch.
     fn epoch(&self) -> StoreResult<String>;
-    /// Up to `limit` events after `after` that `seller` may see, in log order.
+    /// Up to `limit` events after `after` that `seller` may see, in log order;
+    /// [`StoreError::Pruned`] when events after `after` were pruned.
     fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
-    /// The id of the newest event.
+    /// The id of the newest event (kept or pruned).
     fn head(&self) -> StoreResult<i64>;
+    /// The last event pruned (0: none); a client at an older position needs a snapshot.
+    fn pruned(&self) -> StoreResult<i64>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session, and when it expires.
@@ -233,13 +302,62 @@ CREATE TABLE IF NOT EXISTS push_subscriptions (
   endpoint TEXT PRIMARY KEY, seller TEXT NOT NULL, p256dh TEXT NOT NULL, auth TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS push_by_seller ON push_subscriptions (seller);
+-- Checkpoints of the shared state at a log position (start-up replays only what
+-- follows the newest); the sent map and webhook idempotency keys in tables of their
+-- own, kept for `idempotency_days` whatever the log keeps (X10).
+CREATE TABLE IF NOT EXISTS checkpoints (
+  position INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent (
+  seller TEXT NOT NULL, client_ref TEXT NOT NULL, message_sid TEXT, outcome TEXT NOT NULL,
+  error_code INTEGER, at_ms INTEGER NOT NULL, PRIMARY KEY (seller, client_ref)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sent_by_age ON sent (at_ms);
+CREATE TABLE IF NOT EXISTS dedupe_keys (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_by_age ON dedupe_keys (at_ms);
 ";
+
+/// Fills the sent and idempotency tables from a log written before they existed
+/// (once).
+const BACKFILL: &str = "
+INSERT OR IGNORE INTO dedupe_keys (key, at_ms)
+  SELECT dedupe, ?1 FROM events WHERE dedupe IS NOT NULL;
+INSERT OR REPLACE INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
+  SELECT json_extract(body, '$.by'), json_extract(body, '$.client_ref'),
+         json_extract(body, '$.message_sid'), json_extract(body, '$.outcome'),
+         json_extract(body, '$.error_code'), ?1
+  FROM events WHERE kind = 'outbound' ORDER BY id;
+INSERT INTO meta (key, value) VALUES ('kept_tables', '1');
+";
+
+/// The newest id, kept or pruned.
+const SQLITE_HEAD: &str = "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),
+  COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned'), 0))";
+const SQLITE_PRUNED: &str =
+    "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned'), 0)";
 
 fn open(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    let filled = conn
+        .prepare("SELECT 1 FROM meta WHERE key = 'kept_tables'")?
+        .exists([])?;
+    if !filled {
+        let now_ms = crate::sequencer::now().as_millis();
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Statement by statement (`execute_batch` takes no parameters).
+        for sql in BACKFILL.split(';').map(str::trim).filter(|q| !q.is_empty()) {
+            let mut stmt = conn.prepare(sql)?;
+            if stmt.parameter_count() == 1 {
+                stmt.execute([now_ms])?;
+            } else {
+                stmt.execute([])?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+    }
     Ok(conn)
 }
 
@@ -353,7 +471,9 @@ impl LogWriter for SqliteWriter {
     fn seen(&mut self, dedupe: &str) -> StoreResult<bool> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM events WHERE dedupe = ?1")?;
+            .prepare_cached(
+                "SELECT 1 FROM dedupe_keys WHERE key = ?1 UNION ALL SELECT 1 FROM events WHERE dedupe = ?1",
+            )?;
         Ok(stmt.exists([dedupe])?)
     }
 
@@ -367,6 +487,20 @@ impl LogWriter for SqliteWriter {
             )?
             .execute(params![event.dedupe, event.body.kind(), public, json])?;
         let id = self.conn.last_insert_rowid();
+        let now_ms = crate::sequencer::now().as_millis();
+        if let Some(key) = &event.dedupe {
+            self.conn
+                .prepare_cached("INSERT OR REPLACE INTO dedupe_keys (key, at_ms) VALUES (?1, ?2)")?
+                .execute(params![key, now_ms])?;
+        }
+        if let Some((seller, client_ref, sid, outcome, code)) = sent_columns(&event.body) {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![seller, client_ref, sid, outcome, code, now_ms])?;
+        }
         if let Audience::Sellers(sellers) = &event.audience {
             let mut stmt = self.conn.prepare_cached(
                 "INSERT OR IGNORE INTO event_audience (seller, event_id) VALUES (?1, ?2)",
@@ -386,11 +520,15 @@ impl LogWriter for SqliteWriter {
         Ok((logged, pushed))
     }
 
-    fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
+    fn replay(&mut self, after: i64, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
+        let through: i64 = self.conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?;
+        if !sms_core::relay::retention::can_resume(after, through) {
+            return Err(StoreError::Pruned { after, through });
+        }
         let mut stmt = self
             .conn
-            .prepare("SELECT id, body FROM events ORDER BY id")?;
-        let mut rows = stmt.query([])?;
+            .prepare("SELECT id, body FROM events WHERE id > ?1 ORDER BY id")?;
+        let mut rows = stmt.query([after])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             let body: String = row.get(1)?;
@@ -399,13 +537,98 @@ impl LogWriter for SqliteWriter {
         Ok(())
     }
 
+    fn checkpoint(&mut self) -> StoreResult<Option<StoredCheckpoint>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT position, state FROM checkpoints ORDER BY position DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn checkpoints(&mut self) -> StoreResult<Vec<(i64, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT position, at_ms FROM checkpoints ORDER BY position")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn head(&mut self) -> StoreResult<i64> {
+        Ok(self.conn.query_row(SQLITE_HEAD, [], |r| r.get(0))?)
+    }
+
+    fn save_checkpoint(&mut self, position: i64, state: &str, at_ms: i64) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO checkpoints (position, at_ms, state) VALUES (?1, ?2, ?3)",
+            params![position, at_ms, state],
+        )?;
+        Ok(())
+    }
+
+    fn prune(&mut self, through: i64) -> StoreResult<()> {
+        self.conn
+            .execute("DELETE FROM event_audience WHERE event_id <= ?1", [through])?;
+        self.conn
+            .execute("DELETE FROM events WHERE id <= ?1", [through])?;
+        self.conn
+            .execute("DELETE FROM checkpoints WHERE position < ?1", [through])?;
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('pruned', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(?1 AS INTEGER))",
+            [through.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn drop_checkpoints(&mut self, positions: &[i64]) -> StoreResult<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM checkpoints WHERE position = ?1")?;
+        for p in positions {
+            stmt.execute([p])?;
+        }
+        Ok(())
+    }
+
+    fn sent(&mut self) -> StoreResult<Vec<SentRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seller, client_ref, message_sid, outcome, error_code FROM sent")?;
+        let rows = stmt.query_map([], |r| {
+            let outcome: String = r.get(3)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                SentMessage {
+                    message_sid: r.get(2)?,
+                    outcome: outcome_parse(&outcome),
+                    error_code: r.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn expire(&mut self, before_ms: i64) -> StoreResult<()> {
+        self.conn
+            .execute("DELETE FROM sent WHERE at_ms < ?1", [before_ms])?;
+        self.conn
+            .execute("DELETE FROM dedupe_keys WHERE at_ms < ?1", [before_ms])?;
+        Ok(())
+    }
+
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = new_epoch();
         self.conn.execute_batch(
             // Sends still queued or with the provider stay: their outcomes are logged
             // in the new epoch, and a retry must not send them again.
+            // The sent and idempotency tables stay too (kept for their own time).
             "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience;
-             DELETE FROM sqlite_sequence WHERE name = 'events';",
+             DELETE FROM sqlite_sequence WHERE name = 'events'; DELETE FROM checkpoints;
+             DELETE FROM meta WHERE key = 'pruned';",
         )?;
         self.conn
             .execute("UPDATE meta SET value = ?1 WHERE key = 'epoch'", [&epoch])?;
@@ -497,14 +720,22 @@ impl LogReader for SqliteReader {
                 let (id, body) = row?;
                 out.push(parse_event(&epoch, id, &body)?);
             }
+            // Read after the events: a prune committed before that read is seen
+            // here, so a page never silently misses pruned events.
+            let through: i64 = conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?;
+            if !sms_core::relay::retention::can_resume(after, through) {
+                return Err(StoreError::Pruned { after, through });
+            }
             Ok(out)
         })
     }
 
     fn head(&self) -> StoreResult<i64> {
-        self.with(|conn| {
-            Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
-        })
+        self.with(|conn| Ok(conn.query_row(SQLITE_HEAD, [], |r| r.get(0))?))
+    }
+
+    fn pruned(&self) -> StoreResult<i64> {
+        self.with(|conn| Ok(conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?))
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {

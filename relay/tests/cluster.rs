@@ -502,3 +502,71 @@ async fn a_node_stopped_gracefully_finishes_its_call_and_hands_its_queued_send_o
     );
     b.stop().await;
 }
+
+/// What a node answers about routing and consent, for comparing nodes.
+async fn routes(relay: &Relay) -> Vec<Value> {
+    let mut out = Vec::new();
+    for seller in ["asha", "ravi"] {
+        for (from, to) in [
+            ("%2B919812345678", "%2B14155550100"),
+            ("%2B919876500007", "%2B14155550101"),
+        ] {
+            let path = format!("/route/preview?from={from}&to={to}");
+            let (_, v) = relay.get_as(&path, seller).await;
+            out.push(v);
+        }
+    }
+    out
+}
+
+async fn prune_to_head(relay: &Relay) -> i64 {
+    let (_, head) = relay.head().await;
+    assert_eq!(relay.prune(head).await.0, 200);
+    head
+}
+
+#[tokio::test]
+async fn a_node_behind_a_prune_on_another_node_rebuilds_from_the_checkpoint() {
+    let Some((_dir, db)) = shared_db().await else {
+        return;
+    };
+    let a = node(&db).await;
+    let b = node(&db).await;
+    assert_eq!(routes(&a).await, routes(&b).await);
+    // Round 1: `a` logs a lead and an opt-out and prunes them; `b` next reads.
+    assert_eq!(
+        a.inbound("SMc1", "+919876500007", "+14155550101", "Hi")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        a.inbound("SMc2", PRIYA, ASHA_ORG, "STOP").await.status(),
+        200
+    );
+    prune_to_head(&a).await;
+    assert_eq!(
+        routes(&b).await,
+        routes(&a).await,
+        "a read on b after the prune"
+    );
+    // Round 2: more, pruned again; `b` next writes (a send refused for the opt-out).
+    assert_eq!(
+        a.inbound("SMc3", PRIYA, ASHA_ORG, "Hello?").await.status(),
+        200
+    );
+    prune_to_head(&a).await;
+    let offer = |client_ref: &str| {
+        json!({"from": ASHA_ORG, "to": PRIYA, "body": "Offer", "client_ref": client_ref,
+               "record_id": "contact:priya"})
+    };
+    let on_b = b.post_json("/messages", "asha", offer("c-b")).await;
+    let on_a = a.post_json("/messages", "asha", offer("c-a")).await;
+    assert_eq!(
+        on_b.status(),
+        on_a.status(),
+        "consent came from the checkpoint"
+    );
+    assert_eq!(on_b.status(), 422);
+    assert_eq!(routes(&b).await, routes(&a).await);
+}

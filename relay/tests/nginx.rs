@@ -210,6 +210,11 @@ fn the_production_example_config_parses_and_passes_its_checks() {
         toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(config.limits.streams_per_seller, 8);
     assert_eq!(config.trusted_proxies.len(), 2);
+    assert_eq!(
+        (config.checkpoint_every_secs, config.idempotency_days),
+        (300, 30)
+    );
+    assert_eq!(config.retention_days, None);
     let provider = config.provider.as_mut().unwrap();
     assert_eq!(provider.messaging_services.len(), 1);
     // The unit hands the secrets over as files; here, values of the right strength.

@@ -345,13 +345,7 @@ async fn a_reset_log_announces_a_new_epoch() {
     let before = relay.page("asha", "0").await;
     let old_next = before["next"].as_str().unwrap().to_owned();
     let old_epoch = before["epoch"].as_str().unwrap().to_owned();
-    let r = relay
-        .http
-        .post(format!("{}/admin/reset", relay.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = relay.reset_log().await;
     assert_eq!(r.status(), 200);
     let new_epoch = r.json::<Value>().await.unwrap()["epoch"]
         .as_str()

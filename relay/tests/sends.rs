@@ -22,18 +22,7 @@ fn request(client_ref: &str, body: &str) -> Value {
 }
 
 async fn phone(relay: &Relay) -> Vec<Value> {
-    relay
-        .http
-        .get(format!(
-            "{}/demo/phone/messages?number=%2B919812345678",
-            relay.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    relay.phone_messages(PRIYA).await
 }
 
 async fn outbound(relay: &Relay, client_ref: &str) -> Vec<Value> {

@@ -12,14 +12,7 @@ const NORTH_ORG: &str = "+14155550101";
 const PRIYA: &str = "+919812345678";
 
 async fn get(relay: &Relay, path: &str, seller: &str) -> (u16, Value) {
-    let r = relay
-        .http
-        .get(format!("{}{path}", relay.url))
-        .bearer_auth(format!("{seller}-token"))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    relay.get_as(path, seller).await
 }
 
 fn record<'a>(directory: &'a Value, id: &str) -> &'a Value {

@@ -36,8 +36,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use super::{
-    new_epoch, parse_event, session_hash, LogReader, LogWriter, NewEvent, PendingSend,
-    PushSubscription, SendStage, StoreError, StoreResult,
+    new_epoch, outcome_parse, parse_event, sent_columns, session_hash, LogReader, LogWriter,
+    NewEvent, PendingSend, PushSubscription, SendStage, SentColumns, SentMessage, SentRow,
+    StoreError, StoreResult, StoredCheckpoint,
 };
 use crate::model::{Audience, EventBody, LoggedEvent};
 
@@ -49,9 +50,10 @@ const MIGRATE_LOCK: i64 = 0x534d_5352_4c59_0002;
 const CHANNEL: &str = "relay_events";
 
 /// Versioned migrations, applied in order, each once, in one transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE events (
   id BIGINT PRIMARY KEY,
@@ -82,7 +84,30 @@ CREATE TABLE push_subscriptions (
 );
 CREATE INDEX push_by_seller ON push_subscriptions (seller);
 ",
-)];
+    ),
+    (
+        2,
+        "
+-- Checkpoints of the shared state at a log position; the sent map and webhook
+-- idempotency keys in tables of their own, kept for `idempotency_days` (X10).
+CREATE TABLE checkpoints (position BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL, state TEXT NOT NULL);
+CREATE TABLE sent (
+  seller TEXT NOT NULL, client_ref TEXT NOT NULL, message_sid TEXT, outcome TEXT NOT NULL,
+  error_code BIGINT, at_ms BIGINT NOT NULL, PRIMARY KEY (seller, client_ref)
+);
+CREATE INDEX sent_by_age ON sent (at_ms);
+CREATE TABLE dedupe_keys (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
+CREATE INDEX dedupe_by_age ON dedupe_keys (at_ms);
+INSERT INTO dedupe_keys (key, at_ms)
+  SELECT dedupe, (extract(epoch FROM now()) * 1000)::bigint FROM events WHERE dedupe IS NOT NULL;
+INSERT INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
+  SELECT DISTINCT ON (b->>'by', b->>'client_ref') b->>'by', b->>'client_ref', b->>'message_sid',
+         b->>'outcome', (b->>'error_code')::bigint, (extract(epoch FROM now()) * 1000)::bigint
+  FROM (SELECT id, body::jsonb AS b FROM events WHERE kind = 'outbound') o
+  ORDER BY b->>'by', b->>'client_ref', id DESC;
+",
+    ),
+];
 
 /// The driver's own small runtime, and a way for synchronous callers (the sequencer
 /// thread, blocking tasks) to wait for work done on it. It stops when the last
@@ -291,7 +316,11 @@ struct Row {
     public: bool,
     sellers: Vec<String>,
     body: String,
+    sent: Option<SentColumns>,
 }
+
+/// The last event pruned (0: none), as an SQL expression.
+const PG_PRUNED: &str = "COALESCE((SELECT value::bigint FROM meta WHERE key = 'pruned'), 0)";
 
 /// The PostgreSQL writer (the sequencer thread's).
 pub struct PgWriter {
@@ -309,9 +338,9 @@ pub struct PgWriter {
     keys: HashSet<String>,
     /// Idempotency keys looked up as the batch began (under the lock): in the log?
     known: HashMap<String, bool>,
-    /// What the batch's first round trip read for `catch_up`: the epoch and the
-    /// events after `applied`.
-    read: Option<(String, Vec<tokio_postgres::Row>)>,
+    /// What the batch's first round trip read for `catch_up`: the epoch, the last
+    /// event pruned and the events after `applied`.
+    read: Option<(String, i64, Vec<tokio_postgres::Row>)>,
     node: String,
     lease_ms: i64,
 }
@@ -393,9 +422,17 @@ impl LogWriter for PgWriter {
                 conn.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
                 conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'"),
                 conn.prepare_cached("SELECT id, body FROM events WHERE id > $1 ORDER BY id"),
-                conn.prepare_cached("SELECT dedupe FROM events WHERE dedupe = ANY($1)"),
+                conn.prepare_cached(
+                    "SELECT key FROM dedupe_keys WHERE key = ANY($1)
+                     UNION SELECT dedupe FROM events WHERE dedupe = ANY($1)",
+                ),
             )
             .await?;
+            let pruned = conn
+                .prepare_cached(
+                    "SELECT COALESCE((SELECT value::bigint FROM meta WHERE key = 'pruned'), 0)",
+                )
+                .await?;
             // One round trip, pipelined in this order: the lock first; under READ
             // COMMITTED every later statement sees what the previous holder
             // committed: the epoch, the events to catch up on, and which of the
@@ -403,18 +440,21 @@ impl LogWriter for PgWriter {
             let lock_p: [&(dyn ToSql + Sync); 1] = [&APPEND_LOCK];
             let after_p: [&(dyn ToSql + Sync); 1] = [&after];
             let keys_p: [&(dyn ToSql + Sync); 1] = [&keys];
-            let (begun, locked, epoch, events, found) = futures_util::join!(
+            let (begun, locked, epoch, pruned, events, found) = futures_util::join!(
                 conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 conn.execute(&lock, &lock_p),
                 conn.query_one(&epoch, &[]),
+                conn.query_one(&pruned, &[]),
                 conn.query(&events, &after_p),
                 conn.query(&seen, &keys_p),
             );
             let read = begun
                 .and(locked)
-                .and_then(|_| Ok((epoch?, events?, found?)));
+                .and_then(|_| Ok((epoch?, pruned?, events?, found?)));
             match read {
-                Ok((epoch, events, found)) => Ok((conn, epoch, events, found)),
+                Ok((epoch, pruned, events, found)) => {
+                    Ok((conn, (epoch, pruned.get::<_, i64>(0)), events, found))
+                }
                 Err(e) => {
                     // A connection that cannot roll back is broken: not pooled again.
                     if conn.batch_execute("ROLLBACK").await.is_err() {
@@ -428,19 +468,22 @@ impl LogWriter for PgWriter {
         for r in &found {
             self.known.insert(r.get(0), true);
         }
-        self.read = Some((epoch.get(0), events));
+        self.read = Some((epoch.0.get(0), epoch.1, events));
         self.conn = Some(Arc::new(conn));
         Ok(())
     }
 
     fn catch_up(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<Option<String>> {
-        let (epoch, rows) = match self.read.take() {
+        let (epoch, pruned, rows) = match self.read.take() {
             Some(read) => read,
             None => {
                 let conn = self.conn()?;
                 let after = self.applied;
                 self.local.run(async move {
-                    let epoch = conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'");
+                    let epoch = conn.prepare_cached(
+                        "SELECT value, COALESCE((SELECT value::bigint FROM meta WHERE key = 'pruned'), 0)
+                         FROM meta WHERE key = 'epoch'",
+                    );
                     let events = conn
                         .prepare_cached("SELECT id, body FROM events WHERE id > $1 ORDER BY id");
                     let (epoch, events) = futures_util::future::try_join(epoch, events).await?;
@@ -449,12 +492,13 @@ impl LogWriter for PgWriter {
                         conn.query(&events, &[&after]),
                     )
                     .await?;
-                    Ok::<_, StoreError>((epoch.get::<_, String>(0), rows))
+                    Ok::<_, StoreError>((epoch.get::<_, String>(0), epoch.get::<_, i64>(1), rows))
                 })?
             }
         };
-        if epoch != self.epoch {
-            // Reset by another node: the caller starts over from an empty state.
+        if epoch != self.epoch || pruned > self.applied {
+            // Reset by another node, or pruned past this node's position: the
+            // caller starts over from the newest checkpoint.
             self.epoch = epoch.clone();
             self.applied = 0;
             self.head = 0;
@@ -478,7 +522,9 @@ impl LogWriter for PgWriter {
             // One statement: the events are of the epoch read with them.
             let read = conn
                 .prepare_cached(
-                    "SELECT m.value, e.id, e.body FROM meta m LEFT JOIN LATERAL
+                    "SELECT m.value, e.id, e.body,
+                       COALESCE((SELECT value::bigint FROM meta WHERE key = 'pruned'), 0)
+                     FROM meta m LEFT JOIN LATERAL
                        (SELECT id, body FROM events WHERE id > $1 ORDER BY id) e ON true
                      WHERE m.key = 'epoch' ORDER BY e.id",
                 )
@@ -486,7 +532,8 @@ impl LogWriter for PgWriter {
             Ok::<_, StoreError>(conn.query(&read, &[&after]).await?)
         })?;
         let epoch: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
-        if epoch != self.epoch {
+        let pruned: i64 = rows.first().map_or(0, |r| r.get(3));
+        if epoch != self.epoch || pruned > self.applied {
             self.epoch = epoch.clone();
             self.applied = 0;
             self.head = 0;
@@ -525,7 +572,20 @@ impl LogWriter for PgWriter {
             let mut publics = Vec::with_capacity(rows.len());
             let mut bodies = Vec::with_capacity(rows.len());
             let (mut a_ids, mut a_sellers) = (Vec::new(), Vec::new());
+            let mut keys = Vec::new();
+            let (mut s_sellers, mut s_refs, mut s_sids, mut s_outcomes, mut s_codes) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for r in rows {
+                if let Some(k) = &r.dedupe {
+                    keys.push(k.clone());
+                }
+                if let Some((seller, client_ref, sid, outcome, code)) = r.sent {
+                    s_sellers.push(seller);
+                    s_refs.push(client_ref);
+                    s_sids.push(sid);
+                    s_outcomes.push(outcome.to_owned());
+                    s_codes.push(code.map(i64::from));
+                }
                 for s in r.sellers {
                     a_ids.push(r.id);
                     a_sellers.push(s);
@@ -548,6 +608,21 @@ impl LogWriter for PgWriter {
                 conn.prepare_cached("SELECT pg_notify($1, $2)"),
             )
             .await?;
+            let (ins_keys, ins_sent) = futures_util::future::try_join(
+                conn.prepare_cached(
+                    "INSERT INTO dedupe_keys (key, at_ms) SELECT k, $2 FROM UNNEST($1::text[]) k
+                     ON CONFLICT (key) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+                ),
+                conn.prepare_cached(
+                    "INSERT INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
+                     SELECT s, c, m, o, e, $6
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS t(s, c, m, o, e)
+                     ON CONFLICT (seller, client_ref) DO UPDATE SET message_sid = EXCLUDED.message_sid,
+                       outcome = EXCLUDED.outcome, error_code = EXCLUDED.error_code, at_ms = EXCLUDED.at_ms",
+                ),
+            )
+            .await?;
+            let now = now_ms();
             let head = head.to_string();
             // One round trip: the inserts, the doorbell to every node's tail and the
             // commit, pipelined. After a failed statement the server answers COMMIT
@@ -556,13 +631,18 @@ impl LogWriter for PgWriter {
             let events_p: [&(dyn ToSql + Sync); 5] = [&ids, &dedupes, &kinds, &publics, &bodies];
             let audience_p: [&(dyn ToSql + Sync); 2] = [&a_ids, &a_sellers];
             let notify_p: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &head];
-            let (a, b, c, commit) = futures_util::join!(
+            let keys_p: [&(dyn ToSql + Sync); 2] = [&keys, &now];
+            let sent_p: [&(dyn ToSql + Sync); 6] =
+                [&s_sellers, &s_refs, &s_sids, &s_outcomes, &s_codes, &now];
+            let (a, b, k, s, c, commit) = futures_util::join!(
                 conn.execute(&ins_events, &events_p),
                 conn.execute(&ins_audience, &audience_p),
+                conn.execute(&ins_keys, &keys_p),
+                conn.execute(&ins_sent, &sent_p),
                 conn.execute(&notify, &notify_p),
                 conn.batch_execute("COMMIT"),
             );
-            a.and(b).and(c).and(commit)?;
+            a.and(b).and(k).and(s).and(c).and(commit)?;
             Ok::<_, StoreError>(())
         })?;
         self.applied = self.head;
@@ -599,7 +679,9 @@ impl LogWriter for PgWriter {
         let key = dedupe.to_owned();
         self.local.run(async move {
             let stmt = conn
-                .prepare_cached("SELECT 1 FROM events WHERE dedupe = $1")
+                .prepare_cached(
+                    "SELECT 1 FROM dedupe_keys WHERE key = $1 UNION ALL SELECT 1 FROM events WHERE dedupe = $1",
+                )
                 .await?;
             Ok(conn.query_opt(&stmt, &[&key]).await?.is_some())
         })
@@ -626,6 +708,7 @@ impl LogWriter for PgWriter {
             public,
             sellers,
             body: json,
+            sent: sent_columns(&event.body),
         });
         let logged = LoggedEvent {
             epoch: self.epoch.clone(),
@@ -635,21 +718,32 @@ impl LogWriter for PgWriter {
         Ok((logged, pushed))
     }
 
-    fn replay(&mut self, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
+    fn replay(&mut self, after: i64, f: &mut dyn FnMut(EventBody)) -> StoreResult<()> {
         let pool = self.pool.clone();
-        let (epoch, rows) = self.local.run(async move {
+        let (epoch, rows, through) = self.local.run(async move {
             let conn = pool.get().await.map_err(pool_error)?;
             let epoch: String = conn
                 .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
                 .await?
                 .get(0);
             let rows = conn
-                .query("SELECT id, body FROM events ORDER BY id", &[])
+                .query(
+                    "SELECT id, body FROM events WHERE id > $1 ORDER BY id",
+                    &[&after],
+                )
                 .await?;
-            Ok::<_, StoreError>((epoch, rows))
+            // Read after the events: a prune committed before they were read shows.
+            let through: i64 = conn
+                .query_one(&format!("SELECT {PG_PRUNED}"), &[])
+                .await?
+                .get(0);
+            Ok::<_, StoreError>((epoch, rows, through))
         })?;
+        if !sms_core::relay::retention::can_resume(after, through) {
+            return Err(StoreError::Pruned { after, through });
+        }
         self.epoch = epoch;
-        self.applied = 0;
+        self.applied = after;
         for r in rows {
             let id: i64 = r.get(0);
             let body: String = r.get(1);
@@ -660,15 +754,125 @@ impl LogWriter for PgWriter {
         Ok(())
     }
 
+    fn checkpoint(&mut self) -> StoreResult<Option<StoredCheckpoint>> {
+        let pool = self.pool.clone();
+        self.local.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            Ok(conn
+                .query_opt(
+                    "SELECT position, state FROM checkpoints ORDER BY position DESC LIMIT 1",
+                    &[],
+                )
+                .await?
+                .map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn checkpoints(&mut self) -> StoreResult<Vec<(i64, i64)>> {
+        let conn = self.conn()?;
+        self.local.run(async move {
+            Ok(conn
+                .query(
+                    "SELECT position, at_ms FROM checkpoints ORDER BY position",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        })
+    }
+
+    fn head(&mut self) -> StoreResult<i64> {
+        // Under the lock, caught up: ids are allocated after it.
+        Ok(self.head)
+    }
+
+    fn save_checkpoint(&mut self, position: i64, state: &str, at_ms: i64) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO checkpoints (position, at_ms, state) VALUES ($1, $2, $3)
+             ON CONFLICT (position) DO UPDATE SET at_ms = EXCLUDED.at_ms, state = EXCLUDED.state",
+            vec![boxed(position), boxed(at_ms), boxed(state.to_owned())],
+        )?;
+        Ok(())
+    }
+
+    fn prune(&mut self, through: i64) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM event_audience WHERE event_id <= $1",
+            vec![boxed(through)],
+        )?;
+        self.exec("DELETE FROM events WHERE id <= $1", vec![boxed(through)])?;
+        self.exec(
+            "DELETE FROM checkpoints WHERE position < $1",
+            vec![boxed(through)],
+        )?;
+        self.exec(
+            "INSERT INTO meta (key, value) VALUES ('pruned', $1)
+             ON CONFLICT (key) DO UPDATE
+               SET value = GREATEST(meta.value::bigint, EXCLUDED.value::bigint)::text",
+            vec![boxed(through.to_string())],
+        )?;
+        Ok(())
+    }
+
+    fn drop_checkpoints(&mut self, positions: &[i64]) -> StoreResult<()> {
+        if !positions.is_empty() {
+            self.exec(
+                "DELETE FROM checkpoints WHERE position = ANY($1)",
+                vec![boxed(positions.to_vec())],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn sent(&mut self) -> StoreResult<Vec<SentRow>> {
+        let pool = self.pool.clone();
+        self.local.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            Ok(conn
+                .query(
+                    "SELECT seller, client_ref, message_sid, outcome, error_code FROM sent",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    let code: Option<i64> = r.get(4);
+                    (
+                        r.get(0),
+                        r.get(1),
+                        SentMessage {
+                            message_sid: r.get(2),
+                            outcome: outcome_parse(r.get(3)),
+                            error_code: code.and_then(|c| u32::try_from(c).ok()),
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+
+    fn expire(&mut self, before_ms: i64) -> StoreResult<()> {
+        self.exec("DELETE FROM sent WHERE at_ms < $1", vec![boxed(before_ms)])?;
+        self.exec(
+            "DELETE FROM dedupe_keys WHERE at_ms < $1",
+            vec![boxed(before_ms)],
+        )?;
+        Ok(())
+    }
+
     fn reset(&mut self) -> StoreResult<String> {
         let epoch = new_epoch();
         let pool = self.pool.clone();
         let e = epoch.clone();
         self.local.run(async move {
             let conn = pool.get().await.map_err(pool_error)?;
+            // The sent and idempotency tables stay (kept for their own time).
             conn.batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK});
-                 DELETE FROM events; DELETE FROM event_audience;"
+                 DELETE FROM events; DELETE FROM event_audience; DELETE FROM checkpoints;
+                 DELETE FROM meta WHERE key = 'pruned';"
             ))
             .await?;
             conn.execute("UPDATE meta SET value = $1 WHERE key = 'epoch'", &[&e])
@@ -866,6 +1070,14 @@ impl LogReader for PgReader {
             let rows = conn
                 .query(&events, &[&after, &seller, &(limit as i64)])
                 .await?;
+            // Read after the events: a prune committed before they were read shows.
+            let through: i64 = conn
+                .query_one(&format!("SELECT {PG_PRUNED}"), &[])
+                .await?
+                .get(0);
+            if !sms_core::relay::retention::can_resume(after, through) {
+                return Err(StoreError::Pruned { after, through });
+            }
             Ok::<_, StoreError>((epoch, rows))
         })?;
         rows.iter()
@@ -875,7 +1087,21 @@ impl LogReader for PgReader {
 
     fn head(&self) -> StoreResult<i64> {
         Ok(self
-            .query("SELECT COALESCE(MAX(id), 0)::bigint FROM events", vec![])?
+            .query(
+                "SELECT GREATEST(COALESCE(MAX(id), 0)::bigint,
+                   COALESCE((SELECT value::bigint FROM meta WHERE key = 'pruned'), 0)) FROM events",
+                vec![],
+            )?
+            .first()
+            .map_or(0, |r| r.get(0)))
+    }
+
+    fn pruned(&self) -> StoreResult<i64> {
+        Ok(self
+            .query(
+                "SELECT COALESCE((SELECT value::bigint FROM meta WHERE key = 'pruned'), 0)",
+                vec![],
+            )?
             .first()
             .map_or(0, |r| r.get(0)))
     }
@@ -1155,10 +1381,11 @@ pub async fn tail(
 
 const TAIL_PAGE: i64 = 2000;
 
-/// The epoch and a page of events after `$1` with their audiences, in one
-/// statement (one snapshot: the events are of the epoch read with them).
+/// The epoch, a page of events after `$1` with their audiences, and the last event
+/// pruned, in one statement (one snapshot: the events are of the epoch read with them).
 const TAIL_READ: &str = "SELECT m.value, e.id, e.public, e.body,
-        ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id)
+        ARRAY(SELECT a.seller FROM event_audience a WHERE a.event_id = e.id),
+        COALESCE((SELECT p.value::bigint FROM meta p WHERE p.key = 'pruned'), 0)
    FROM meta m LEFT JOIN LATERAL
         (SELECT id, public, body FROM events WHERE id > $1 ORDER BY id LIMIT $2) e ON true
   WHERE m.key = 'epoch' ORDER BY e.id";
@@ -1187,6 +1414,22 @@ async fn read_new(
                 seq.feed(Some((epoch.clone(), 0)));
                 seq.set_epoch(epoch.clone());
                 // This page was read after the old epoch's position: read again.
+                n = TAIL_PAGE;
+                break;
+            }
+            let pruned: i64 = r.get(5);
+            if pruned > *last {
+                // Another node pruned past what this node published: its streams
+                // would skip those events. They end instead; their clients resume
+                // from the log (or get `410 snapshot_required`).
+                tracing::warn!(
+                    pruned,
+                    last = *last,
+                    "log tail: pruned past this node's position"
+                );
+                seq.close_streams();
+                *last = pruned;
+                seq.feed(Some((epoch.clone(), pruned)));
                 n = TAIL_PAGE;
                 break;
             }

@@ -93,6 +93,17 @@ pub async fn query_strings(db: &std::path::Path, sql: &str) -> Vec<String> {
     }
 }
 
+/// Runs statements on `db`: `sqlite` on a SQLite file, `postgres` on PostgreSQL.
+pub async fn execute_sql(db: &std::path::Path, sqlite: &str, postgres: &str) {
+    match db.to_str().filter(|d| d.starts_with("postgres")) {
+        Some(url) => pg_client(url).await.batch_execute(postgres).await.unwrap(),
+        None => rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(sqlite)
+            .unwrap(),
+    }
+}
+
 /// The store's writer over `db` (either backend), as a test writes rows a crash left.
 pub fn open_writer(db: &std::path::Path) -> Box<dyn sms_relay::store::LogWriter> {
     match db.to_str().filter(|d| d.starts_with("postgres")) {
@@ -312,15 +323,8 @@ impl Relay {
     }
 
     pub async fn page(&self, seller: &str, since: &str) -> Value {
-        self.http
-            .get(format!("{}/events/page?since={since}&limit=1000", self.url))
-            .bearer_auth(format!("{seller}-token"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let path = format!("/events/page?since={since}&limit=1000");
+        self.get_as(&path, seller).await.1
     }
 
     /// All events `seller` may see, via the page endpoint.
@@ -329,6 +333,65 @@ impl Relay {
             .as_array()
             .unwrap()
             .clone()
+    }
+
+    /// `GET path` as `seller`: the status and the JSON body (`null` when none).
+    pub async fn get_as(&self, path: &str, seller: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(format!("{seller}-token"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The log's `(epoch, head)`, as `GET /directory` tells it.
+    pub async fn head(&self) -> (String, i64) {
+        let (status, d) = self.get_as("/directory", "asha").await;
+        assert_eq!(status, 200, "{d}");
+        let (epoch, id) = d["head"]
+            .as_str()
+            .and_then(|h| h.split_once(':'))
+            .unwrap_or_else(|| panic!("a head in {d}"));
+        (epoch.to_owned(), id.parse().unwrap())
+    }
+
+    /// `POST /admin/reset` with the admin token.
+    pub async fn reset_log(&self) -> reqwest::Response {
+        self.http
+            .post(format!("{}/admin/reset", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /admin/prune {"keep_after": keep_after}` with the admin token.
+    pub async fn prune(&self, keep_after: i64) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/admin/prune", self.url))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({ "keep_after": keep_after }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// What the demo's customer phone at `number` received.
+    pub async fn phone_messages(&self, number: &str) -> Vec<Value> {
+        self.http
+            .get(format!("{}/demo/phone/messages", self.url))
+            .query(&[("number", number)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// `PATCH /directory` with an admin token.

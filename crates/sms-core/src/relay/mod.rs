@@ -6,10 +6,11 @@
 //! each appended event to the state with [`State::apply`].
 
 mod lens;
+pub mod retention;
 mod state;
 
 pub use lens::DirectoryLens;
-pub use state::{Pair, SentMessage, State};
+pub use state::{Checkpoint, CheckpointConsent, CheckpointConversation, Pair, SentMessage, State};
 
 use thiserror::Error;
 

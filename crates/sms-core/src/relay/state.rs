@@ -2,7 +2,9 @@
 //! [`State::apply`], and the facts [`super::decide`] reads: routing candidates (S2),
 //! visibility and audiences (V1), consent (B2), earlier sends. No IO here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use crate::access::Access;
 use crate::consent::Consent;
@@ -30,6 +32,42 @@ pub struct SentMessage {
 
 /// A conversation's two numbers.
 pub type Pair = (String, String);
+
+/// The shared part of the [`State`] at a log position, as a checkpoint keeps it:
+/// the directory, the conversation index and consent. Start-up restores it and
+/// replays only the events after its position. The sent map is not in it: sends
+/// are kept in a table of their own for a configured time ([`State::remember_sent`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The directory.
+    pub directory: Directory,
+    /// Conversations by their two numbers, sorted.
+    pub conversations: Vec<CheckpointConversation>,
+    /// Consent by its two numbers, sorted (only what differs from the default).
+    pub consent: Vec<CheckpointConsent>,
+}
+
+/// A conversation in a [`Checkpoint`]: the records holding it and their latest activity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointConversation {
+    /// Org number (key).
+    pub org: String,
+    /// Customer number (key).
+    pub customer: String,
+    /// Record id -> latest activity.
+    pub records: BTreeMap<String, Timestamp>,
+}
+
+/// Consent in a [`Checkpoint`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointConsent {
+    /// Org number (key).
+    pub org: String,
+    /// Customer number (key).
+    pub customer: String,
+    /// Its consent.
+    pub consent: Consent,
+}
 
 /// In-memory state, rebuilt from the log at start-up.
 #[derive(Default)]
@@ -65,6 +103,63 @@ impl State {
     /// The comparison key of a number (E.164 when it normalises, else verbatim).
     pub fn key(&self, raw: &str) -> String {
         match_key(raw, self.default_region.as_deref())
+    }
+
+    /// The shared part of the state, for a checkpoint (deterministic: sorted).
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut conversations: Vec<CheckpointConversation> = self
+            .conversations
+            .iter()
+            .map(|((org, customer), records)| CheckpointConversation {
+                org: org.clone(),
+                customer: customer.clone(),
+                records: records.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            })
+            .collect();
+        conversations.sort_by(|a, b| (&a.org, &a.customer).cmp(&(&b.org, &b.customer)));
+        let mut consent: Vec<CheckpointConsent> = self
+            .consent
+            .iter()
+            .map(|((org, customer), c)| CheckpointConsent {
+                org: org.clone(),
+                customer: customer.clone(),
+                consent: *c,
+            })
+            .collect();
+        consent.sort_by(|a, b| (&a.org, &a.customer).cmp(&(&b.org, &b.customer)));
+        Checkpoint {
+            directory: self.directory.clone(),
+            conversations,
+            consent,
+        }
+    }
+
+    /// A state restored from a checkpoint (sent map and sends in flight empty: the
+    /// caller adds what its tables keep).
+    pub fn from_checkpoint(default_region: Option<String>, checkpoint: Checkpoint) -> Self {
+        let mut state = Self::new(default_region);
+        state.directory = checkpoint.directory;
+        state.conversations = checkpoint
+            .conversations
+            .into_iter()
+            .map(|c| ((c.org, c.customer), c.records.into_iter().collect()))
+            .collect();
+        state.consent = checkpoint
+            .consent
+            .into_iter()
+            .map(|c| ((c.org, c.customer), c.consent))
+            .collect();
+        state.reindex();
+        state
+    }
+
+    /// Remembers how a send ended, as the sent table keeps it (outlives the log).
+    pub fn remember_sent(&mut self, seller: &str, client_ref: &str, sent: SentMessage) {
+        if let Some(sid) = &sent.message_sid {
+            self.logged_sids.insert(sid.clone());
+        }
+        self.sent
+            .insert((seller.to_owned(), client_ref.to_owned()), sent);
     }
 
     /// The region national numbers are read in.
@@ -421,5 +516,60 @@ impl State {
         out.sort();
         out.dedup();
         Audience::Sellers(out)
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::routing::RouteRule;
+
+    #[test]
+    fn a_state_restored_from_its_checkpoint_routes_and_checkpoints_the_same() {
+        let directory: Directory = serde_json::from_value(serde_json::json!({
+            "sellers": [{"id": "asha", "name": "Asha"}],
+            "org_numbers": [{"number": "+14155550100", "owner": {"seller": "asha"}}],
+            "records": [
+                {"id": "contact:1", "kind": "contact", "owner": {"seller": "asha"},
+                 "phones": ["+919812345678"]},
+                {"id": "contact:2", "kind": "contact", "owner": {"seller": "asha"},
+                 "phones": ["+919812345678"]}
+            ]
+        }))
+        .unwrap();
+        let mut state = State::new(Some("IN".into()));
+        state.apply(&EventBody::DirectoryReplaced(DirectoryReplacedEvent {
+            directory,
+        }));
+        state.apply(&EventBody::Inbound(InboundEvent {
+            message_sid: "SM1".into(),
+            from: "+919812345678".into(),
+            to: "+14155550100".into(),
+            body: "STOP".into(),
+            media: Vec::new(),
+            at: Timestamp::from_millis(1_000),
+            record_id: "contact:2".into(),
+            rule: RouteRule::RecentConversation,
+        }));
+        state.apply(&EventBody::ConsentChanged(ConsentChangedEvent {
+            org_number: "+14155550100".into(),
+            customer_number: "+919812345678".into(),
+            consent: Consent::OptedOut,
+            at: Timestamp::from_millis(1_000),
+        }));
+        let cp = state.checkpoint();
+        let json = serde_json::to_string(&cp).unwrap();
+        let restored =
+            State::from_checkpoint(Some("IN".into()), serde_json::from_str(&json).unwrap());
+        assert_eq!(restored.checkpoint(), cp);
+        assert_eq!(
+            restored.route("+919812345678", "+14155550100"),
+            state.route("+919812345678", "+14155550100")
+        );
+        assert_eq!(
+            restored.consent("+14155550100", "+919812345678"),
+            Consent::OptedOut
+        );
+        assert!(restored.sent("asha", "r1").is_none());
     }
 }
