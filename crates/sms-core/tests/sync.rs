@@ -816,18 +816,20 @@ fn send_answers_settle_retry_or_fail() {
             error_code: Some(21610)
         }
     );
-    for (status, code) in [
-        (403, "not_your_number"),
-        (404, "no_such_record"),
-        (400, "invalid_client_ref"),
-        (422, "destination_not_allowed"),
+    // A refusal without a provider code gets the one it corresponds to, so the failed
+    // message explains itself like a provider failure (B5); others stay without.
+    for (status, code, provider) in [
+        (403, "not_your_number", Some(21606)),
+        (404, "no_such_record", None),
+        (400, "invalid_client_ref", None),
+        (422, "destination_not_allowed", Some(21408)),
     ] {
         assert_eq!(
             send_verdict(Some(status), None, Some(&error(code)), None, now),
             Verdict::Fail {
                 code: code.into(),
                 reason: None,
-                error_code: None
+                error_code: provider
             }
         );
     }

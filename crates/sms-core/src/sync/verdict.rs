@@ -91,7 +91,7 @@ pub fn send_verdict(
                 Some(e) => Verdict::Fail {
                     code: e.code.clone(),
                     reason: e.reason.clone(),
-                    error_code: e.error_code,
+                    error_code: e.error_code.or_else(|| provider_style(&e.code)),
                 },
                 None if status == 413 => Verdict::Fail {
                     code: "http_413".into(),
@@ -104,4 +104,18 @@ pub fn send_verdict(
             None => retry(RetryCause::Unavailable),
         },
     }
+}
+
+/// The provider error code a relay refusal corresponds to, so a failed message explains
+/// itself with the same reasons and fixes as a provider failure (B5): a number that is
+/// not the seller's is an invalid sender, a country off the allow-list is not enabled.
+fn provider_style(code: &str) -> Option<u32> {
+    Some(match code {
+        "not_your_number" | "no_from_number" => 21606,
+        "destination_not_allowed" => 21408,
+        "opted_out" => 21610,
+        "too_long" => 21617,
+        "invalid_phone" | "no_to_number" => 21211,
+        _ => return None,
+    })
 }
