@@ -417,3 +417,26 @@ fn a_run_writes_the_position_once_at_its_last_event() {
     assert_eq!(positions, [3]);
     assert_eq!(plan.outcomes.len(), 3);
 }
+
+#[test]
+fn a_record_with_one_number_written_twice_is_found_once() {
+    use sms_core::store::{Index, Key, KeyRange, Read};
+    let (mut s, _) = store();
+    s.write(vec![Write::Put(record(
+        "contact:9",
+        "contact",
+        "zoe",
+        &["+15551119999", "+15551119999"],
+        &[],
+    ))])
+    .unwrap();
+    let got = s.read(&Read::All(
+        Index::RecordsByPhone,
+        KeyRange::only(Key::str("+15551119999")),
+    ));
+    assert_eq!(
+        got.many().len(),
+        1,
+        "IndexedDB keeps one entry per distinct value"
+    );
+}

@@ -241,15 +241,12 @@ impl Row {
     /// provider id is not in `by_provider`).
     pub fn index_keys(&self, index: Index) -> Vec<Key> {
         match (index, self) {
-            (Index::RecordsByPhone, Self::Record(r)) => {
-                r.phone_keys.iter().map(|p| Key::str(&**p)).collect()
-            }
+            // Multi-entry: one entry per distinct value, as IndexedDB keeps them.
+            (Index::RecordsByPhone, Self::Record(r)) => distinct(&r.phone_keys),
             (Index::ConversationsByPair, Self::Conversation(c)) => {
                 vec![Key::pair(&*c.org_number, &*c.customer_number)]
             }
-            (Index::RecordsByRelated, Self::Record(r)) => {
-                r.record.related.iter().map(|p| Key::str(&**p)).collect()
-            }
+            (Index::RecordsByRelated, Self::Record(r)) => distinct(&r.record.related),
             (Index::ConversationsByRecord, Self::Conversation(c)) => vec![Key::str(&*c.record_id)],
             (Index::ConversationsByLast, Self::Conversation(c)) => vec![Key::Num(c.last_ms)],
             (Index::MessagesByConversation, Self::Message(m)) => {
@@ -264,6 +261,14 @@ impl Row {
             _ => Vec::new(),
         }
     }
+}
+
+/// The distinct values of a multi-entry index's array, as keys.
+fn distinct(values: &[String]) -> Vec<Key> {
+    let mut keys: Vec<Key> = values.iter().map(|v| Key::str(&**v)).collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// A read the core asks for.
