@@ -849,10 +849,12 @@ impl Worker {
         }
         self.state.apply(&body);
         let audience = self.state.audience(&body);
+        let history = sms_core::relay::history::ops(&self.state, &body);
         let event = NewEvent {
             body,
             dedupe,
             audience,
+            history,
         };
         let (logged, json) = self.log.append(&event)?;
         self.batch.push(Arc::new(Published {
