@@ -181,6 +181,12 @@ pub trait LogWriter: Send {
     /// The per-conversation history as its tables hold it (tests; the snapshot
     /// reads it in pages).
     fn history(&mut self) -> StoreResult<History>;
+    /// Whether the history tables were filled from the log (not yet in a database
+    /// an older version left).
+    fn history_filled(&mut self) -> StoreResult<bool>;
+    /// Inside a batch: empties the history tables, carries out `ops` (the fold of
+    /// the log) and marks them filled.
+    fn fill_history(&mut self, ops: &[HistoryOp]) -> StoreResult<()>;
     /// Records a send as `queued`.
     fn add_pending(&mut self, send: &PendingSend) -> StoreResult<()>;
     /// Marks a queued send `calling` (its provider call starts after the commit).
@@ -668,6 +674,25 @@ impl LogWriter for SqliteWriter {
 
     fn history(&mut self) -> StoreResult<History> {
         sqlite_history(&self.conn)
+    }
+
+    fn history_filled(&mut self) -> StoreResult<bool> {
+        Ok(self
+            .conn
+            .prepare("SELECT 1 FROM meta WHERE key = 'history_filled'")?
+            .exists([])?)
+    }
+
+    fn fill_history(&mut self, ops: &[HistoryOp]) -> StoreResult<()> {
+        self.conn.execute_batch(
+            "DELETE FROM history_conversations; DELETE FROM history_messages;
+             DELETE FROM history_pending;
+             INSERT OR REPLACE INTO meta (key, value) VALUES ('history_filled', '1');",
+        )?;
+        for op in ops {
+            sqlite_history_op(&self.conn, op)?;
+        }
+        Ok(())
     }
 
     fn add_pending(&mut self, s: &PendingSend) -> StoreResult<()> {

@@ -177,9 +177,8 @@ fn merge_case(db: &std::path::Path) {
     );
 }
 
-#[tokio::test]
-async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
-    let relay = Relay::start().await;
+/// Messages, a send with its reports, a re-attach and a merge, through the relay.
+async fn activity(relay: &Relay) {
     assert_eq!(
         relay
             .inbound("SMh1", PRIYA, ASHA_ORG, "Hello")
@@ -211,7 +210,12 @@ async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
     }
     let r = relay.post_json("/conversations/move", "asha", mv).await;
     assert!(r.status().is_success(), "merge: {}", r.status());
+}
 
+#[tokio::test]
+async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
+    let relay = Relay::start().await;
+    activity(&relay).await;
     let (before, folded) = tables_and_fold(&relay.db);
     assert_eq!(before, folded);
     let opportunity = key("opportunity:sharma-q3");
@@ -239,4 +243,29 @@ async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
             .unwrap()
     });
     assert_eq!(after, before, "pruning leaves the history");
+}
+
+#[tokio::test]
+async fn a_log_written_before_the_history_tables_fills_them_on_upgrade() {
+    let relay = Relay::start().await;
+    activity(&relay).await;
+    let (before, _) = tables_and_fold(&relay.db);
+    // The database as an older version left it: no history tables.
+    let port = relay.running.as_ref().unwrap().addr.port();
+    let mut relay = relay;
+    relay.running.take().unwrap().stop().await;
+    common::execute_sql(
+        &relay.db,
+        "DROP TABLE history_conversations; DROP TABLE history_messages;
+         DROP TABLE history_pending; DELETE FROM meta WHERE key = 'history_filled';",
+        "DROP TABLE history_conversations; DROP TABLE history_messages;
+         DROP TABLE history_pending; DELETE FROM meta WHERE key = 'history_filled';
+         DELETE FROM relay_migrations WHERE version = 3;",
+    )
+    .await;
+    let relay = Relay::start_with(relay.dir, relay.db, port).await;
+    let (after, folded) = tables_and_fold(&relay.db);
+    assert_eq!(after, folded);
+    assert_eq!(after, before);
+    assert_eq!(after.messages.len(), 2);
 }

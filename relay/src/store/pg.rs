@@ -854,6 +854,35 @@ impl LogWriter for PgWriter {
         Ok(())
     }
 
+    fn history_filled(&mut self) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        self.local.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            Ok(conn
+                .query_opt("SELECT 1 FROM meta WHERE key = 'history_filled'", &[])
+                .await?
+                .is_some())
+        })
+    }
+
+    fn fill_history(&mut self, ops: &[HistoryOp]) -> StoreResult<()> {
+        let conn = self.conn()?;
+        let ops = ops.to_vec();
+        self.local.run(async move {
+            conn.batch_execute(
+                "DELETE FROM history_conversations; DELETE FROM history_messages;
+                 DELETE FROM history_pending;
+                 INSERT INTO meta (key, value) VALUES ('history_filled', '1')
+                   ON CONFLICT (key) DO NOTHING;",
+            )
+            .await?;
+            for op in &ops {
+                pg_history_op(&conn, op).await?;
+            }
+            Ok(())
+        })
+    }
+
     fn history(&mut self) -> StoreResult<History> {
         let pool = self.pool.clone();
         self.local.run(async move {
