@@ -19,7 +19,9 @@ use thiserror::Error;
 use crate::model::{Audience, EventBody, LoggedEvent};
 use crate::sends::outcome_name;
 use sms_core::protocol::SendOutcome;
-use sms_core::relay::history::{self, History, HistoryOp};
+use sms_core::relay::history::{
+    self, ConversationKey, History, HistoryConversation, HistoryMessage, HistoryOp,
+};
 
 /// A storage failure.
 #[derive(Debug, Error)]
@@ -219,6 +221,19 @@ pub trait LogReader: Send + Sync {
     fn head(&self) -> StoreResult<i64>;
     /// The last event pruned (0: none); a client at an older position needs a snapshot.
     fn pruned(&self) -> StoreResult<i64>;
+    /// The history's conversations after `after` in key order (org, customer,
+    /// record), at most `limit` (the snapshot pages them).
+    fn history_conversations(
+        &self,
+        after: Option<&ConversationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryConversation>>;
+    /// The latest `limit` messages of a conversation, oldest first (ties by id).
+    fn history_messages(
+        &self,
+        key: &ConversationKey,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryMessage>>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session, and when it expires.
@@ -796,6 +811,58 @@ impl LogReader for SqliteReader {
         self.with(|conn| Ok(conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?))
     }
 
+    fn history_conversations(
+        &self,
+        after: Option<&ConversationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryConversation>> {
+        let after = after.cloned().unwrap_or_default();
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT org, customer, record, last_ms FROM history_conversations
+                 WHERE (org, customer, record) > (?1, ?2, ?3)
+                 ORDER BY org, customer, record LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![after.org, after.customer, after.record, limit as i64],
+                |r| {
+                    Ok(HistoryConversation {
+                        key: ConversationKey {
+                            org: r.get(0)?,
+                            customer: r.get(1)?,
+                            record: r.get(2)?,
+                        },
+                        last: sms_core::Timestamp::from_millis(r.get(3)?),
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn history_messages(
+        &self,
+        key: &ConversationKey,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryMessage>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT message FROM history_messages WHERE org = ?1 AND customer = ?2 AND record = ?3
+                 ORDER BY at_ms DESC, id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![key.org, key.customer, key.record, limit as i64],
+                |r| r.get::<_, String>(0),
+            )?;
+            let mut out = Vec::new();
+            for json in rows {
+                out.push(message_in(&json?, key)?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+    }
+
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
         let now_ms = crate::sequencer::now().as_millis();
         self.with(|conn| {
@@ -961,6 +1028,14 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
 
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> StoreResult<T> {
     serde_json::from_str(json).map_err(|source| StoreError::Corrupt { id: 0, source })
+}
+
+/// A stored message, in the conversation its columns name (a move re-keys the
+/// columns only).
+pub(crate) fn message_in(json: &str, key: &ConversationKey) -> StoreResult<HistoryMessage> {
+    let mut m: HistoryMessage = from_json(json)?;
+    m.conversation = key.clone();
+    Ok(m)
 }
 
 /// Carries out one history op ([`HistoryOp`] says what each means).

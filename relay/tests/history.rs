@@ -9,7 +9,9 @@ use serde_json::json;
 use sms_core::delivery::{Delivery, DeliveryStatus};
 use sms_core::protocol::events::*;
 use sms_core::protocol::{Directory, EventBody, SendOutcome};
-use sms_core::relay::history::{self, ConversationKey, History};
+use sms_core::relay::history::{
+    self, ConversationKey, History, HistoryConversation, HistoryMessage,
+};
 use sms_core::relay::State;
 use sms_core::routing::RouteRule;
 use sms_core::Timestamp;
@@ -243,6 +245,35 @@ async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
             .unwrap()
     });
     assert_eq!(after, before, "pruning leaves the history");
+
+    // The reads the snapshot pages with.
+    let reader = relay.app().reader.clone();
+    let key = opportunity.clone();
+    let (conversations, rest, messages, latest) = tokio::task::spawn_blocking(move || {
+        (
+            reader.history_conversations(None, 10).unwrap(),
+            reader.history_conversations(Some(&key), 10).unwrap(),
+            reader.history_messages(&key, 10).unwrap(),
+            reader.history_messages(&key, 1).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        conversations,
+        [HistoryConversation {
+            key: opportunity.clone(),
+            last: before.conversations[&opportunity],
+        }]
+    );
+    assert!(rest.is_empty());
+    let all: Vec<HistoryMessage> = before
+        .messages_of(&opportunity)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(messages, all);
+    assert_eq!(latest, all[all.len() - 1..], "the latest page");
 }
 
 #[tokio::test]

@@ -35,14 +35,16 @@ use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::{from_json, to_json};
+use super::{from_json, message_in, to_json};
 use super::{
     new_epoch, outcome_parse, parse_event, sent_columns, session_hash, LogReader, LogWriter,
     NewEvent, PendingSend, PushSubscription, SendStage, SentColumns, SentMessage, SentRow,
     StoreError, StoreResult, StoredCheckpoint,
 };
 use crate::model::{Audience, EventBody, LoggedEvent};
-use sms_core::relay::history::{self, ConversationKey, History, HistoryMessage, HistoryOp};
+use sms_core::relay::history::{
+    self, ConversationKey, History, HistoryConversation, HistoryMessage, HistoryOp,
+};
 
 /// The advisory lock every append batch of every node takes first.
 const APPEND_LOCK: i64 = 0x534d_5352_4c59_0001;
@@ -1208,6 +1210,59 @@ impl LogReader for PgReader {
             )?
             .first()
             .map_or(0, |r| r.get(0)))
+    }
+
+    fn history_conversations(
+        &self,
+        after: Option<&ConversationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryConversation>> {
+        let after = after.cloned().unwrap_or_default();
+        let rows = self.query(
+            "SELECT org, customer, record, last_ms FROM history_conversations
+             WHERE (org, customer, record) > ($1, $2, $3)
+             ORDER BY org, customer, record LIMIT $4",
+            vec![
+                Box::new(after.org),
+                Box::new(after.customer),
+                Box::new(after.record),
+                Box::new(limit as i64),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryConversation {
+                key: ConversationKey {
+                    org: r.get(0),
+                    customer: r.get(1),
+                    record: r.get(2),
+                },
+                last: sms_core::Timestamp::from_millis(r.get(3)),
+            })
+            .collect())
+    }
+
+    fn history_messages(
+        &self,
+        key: &ConversationKey,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryMessage>> {
+        let rows = self.query(
+            "SELECT message FROM history_messages WHERE org = $1 AND customer = $2 AND record = $3
+             ORDER BY at_ms DESC, id DESC LIMIT $4",
+            vec![
+                Box::new(key.org.clone()),
+                Box::new(key.customer.clone()),
+                Box::new(key.record.clone()),
+                Box::new(limit as i64),
+            ],
+        )?;
+        let mut out = rows
+            .iter()
+            .map(|r| message_in(r.get(0), key))
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {

@@ -29,7 +29,7 @@ use crate::time::Timestamp;
 use super::State;
 
 /// A conversation's key: its two numbers (match keys) and the record holding it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConversationKey {
     /// Org number (key).
     pub org: String,
