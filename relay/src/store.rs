@@ -1068,7 +1068,7 @@ fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
         }
         HistoryOp::PutMessage(m) => {
             let mut m = m.clone();
-            if let Some(sid) = &m.provider_id {
+            if let Some(sid) = m.report_key().map(str::to_owned) {
                 let early: Option<String> = conn
                     .prepare_cached(
                         "DELETE FROM history_pending WHERE message_sid = ?1 RETURNING delivery",

@@ -1662,13 +1662,13 @@ async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
         }
         HistoryOp::PutMessage(m) => {
             let mut m = m.clone();
-            if let Some(sid) = &m.provider_id {
+            if let Some(sid) = m.report_key().map(str::to_owned) {
                 let stmt = conn
                     .prepare_cached(
                         "DELETE FROM history_pending WHERE message_sid = $1 RETURNING delivery",
                     )
                     .await?;
-                let early = match conn.query_opt(&stmt, &[sid]).await? {
+                let early = match conn.query_opt(&stmt, &[&sid]).await? {
                     Some(r) => Some(from_json(r.get(0))?),
                     None => None,
                 };

@@ -82,6 +82,17 @@ pub struct HistoryMessage {
     pub delivery: Option<Delivery>,
 }
 
+impl HistoryMessage {
+    /// The provider id delivery reports name it by: an outbound message's (reports
+    /// are about sends; an inbound message has none to wait for).
+    pub fn report_key(&self) -> Option<&str> {
+        match self.direction {
+            Direction::Outbound => self.provider_id.as_deref(),
+            Direction::Inbound => None,
+        }
+    }
+}
+
 /// One change to the history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HistoryOp {
@@ -96,8 +107,8 @@ pub enum HistoryOp {
         /// Target conversation.
         to: ConversationKey,
     },
-    /// Insert a message unless one with its id exists. With a provider id, a
-    /// pending report of it is folded in ([`settle`]) and removed.
+    /// Insert a message unless one with its id exists. A pending report of its
+    /// [`HistoryMessage::report_key`] is folded in ([`settle`]) and removed.
     PutMessage(HistoryMessage),
     /// A delivery report: applied to the message with this provider id
     /// ([`report`]), or kept pending until it arrives.
@@ -246,7 +257,7 @@ impl History {
                 if self.messages.contains_key(&m.id) {
                     return;
                 }
-                if let Some(sid) = &m.provider_id {
+                if let Some(sid) = m.report_key() {
                     let early = self.pending.remove(sid);
                     m.delivery = settle(m.delivery, early.as_ref());
                 }
@@ -257,10 +268,10 @@ impl History {
                 status,
                 error_code,
             } => {
-                let found = self.messages.values_mut().find(|m| {
-                    m.direction == Direction::Outbound
-                        && m.provider_id.as_deref() == Some(&message_sid)
-                });
+                let found = self
+                    .messages
+                    .values_mut()
+                    .find(|m| m.report_key() == Some(&message_sid));
                 match found {
                     Some(m) => m.delivery = Some(report(m.delivery.take(), status, error_code)),
                     None => {
@@ -442,6 +453,9 @@ mod tests {
         ]);
         assert!(h.pending.is_empty());
         assert_eq!(h.messages["r1"].delivery, Some(Delivery::new(Delivered)));
+        let h = fold(&[delivery("SM1", Sent, None, 500), inbound("SM1", "a", 1_000)]);
+        assert_eq!(h.messages["SM1"].delivery, None, "reports are about sends");
+        assert!(h.pending.contains_key("SM1"));
     }
 
     #[test]
