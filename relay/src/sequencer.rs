@@ -484,6 +484,7 @@ impl Worker {
     }
 
     fn recover(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>> {
+        self.backfill_history()?;
         self.rebuild()?;
         // Under the batch's lock (several nodes may start at once on an empty log:
         // the first seeds the directory, the others catch up with it).
@@ -498,6 +499,57 @@ impl Worker {
         self.rebuild_in_flight()?;
         // The sends no live node holds are this node's to finish.
         self.log.claim()
+    }
+
+    /// Fills the per-conversation history from the log, once (a database an older
+    /// version left), under the append lock: the core's fold of the log from event
+    /// 0, or of what follows the newest checkpoint when the log was pruned before
+    /// (only this branch's pruning could have: no released version prunes).
+    fn backfill_history(&mut self) -> StoreResult<()> {
+        if self.log.history_filled()? {
+            return Ok(());
+        }
+        self.log.begin(&[])?;
+        let done = self.fill_history();
+        match done {
+            Ok(()) => self.log.commit(),
+            Err(e) => {
+                let _ = self.log.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn fill_history(&mut self) -> StoreResult<()> {
+        if self.log.history_filled()? {
+            return Ok(()); // Another node did, while this one waited for the lock.
+        }
+        let region = self.default_region.clone();
+        let fold = |state: &mut State, ops: &mut Vec<_>, e: EventBody| {
+            state.apply(&e);
+            ops.extend(sms_core::relay::history::ops(state, &e));
+        };
+        let (mut state, mut ops) = (State::new(region.clone()), Vec::new());
+        match self.log.replay(0, &mut |e| fold(&mut state, &mut ops, e)) {
+            Ok(()) => {}
+            Err(StoreError::Pruned { .. }) => {
+                let (after, checkpoint) = match self.log.checkpoint()? {
+                    Some((position, json)) => (
+                        position,
+                        serde_json::from_str(&json).map_err(|source| StoreError::Corrupt {
+                            id: position,
+                            source,
+                        })?,
+                    ),
+                    None => (0, Default::default()),
+                };
+                (state, ops) = (State::from_checkpoint(region, checkpoint), Vec::new());
+                self.log
+                    .replay(after, &mut |e| fold(&mut state, &mut ops, e))?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.log.fill_history(&ops)
     }
 
     /// Applies the events other nodes appended since this node's last batch (a
@@ -849,10 +901,12 @@ impl Worker {
         }
         self.state.apply(&body);
         let audience = self.state.audience(&body);
+        let history = sms_core::relay::history::ops(&self.state, &body);
         let event = NewEvent {
             body,
             dedupe,
             audience,
+            history,
         };
         let (logged, json) = self.log.append(&event)?;
         self.batch.push(Arc::new(Published {

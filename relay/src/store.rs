@@ -19,6 +19,9 @@ use thiserror::Error;
 use crate::model::{Audience, EventBody, LoggedEvent};
 use crate::sends::outcome_name;
 use sms_core::protocol::SendOutcome;
+use sms_core::relay::history::{
+    self, ConversationKey, History, HistoryConversation, HistoryMessage, HistoryOp,
+};
 
 /// A storage failure.
 #[derive(Debug, Error)]
@@ -68,6 +71,9 @@ pub struct NewEvent {
     pub dedupe: Option<String>,
     /// Who receives it.
     pub audience: Audience,
+    /// What it changes of the per-conversation history ([`history::ops`]), carried
+    /// out in the same transaction.
+    pub history: Vec<HistoryOp>,
 }
 
 pub use sms_core::relay::{PendingSend, SendStage, SentMessage};
@@ -174,6 +180,15 @@ pub trait LogWriter: Send {
     fn expire(&mut self, before_ms: i64) -> StoreResult<()>;
     /// Empties the log and starts a new epoch (S4).
     fn reset(&mut self) -> StoreResult<String>;
+    /// The per-conversation history as its tables hold it (tests; the snapshot
+    /// reads it in pages).
+    fn history(&mut self) -> StoreResult<History>;
+    /// Whether the history tables were filled from the log (not yet in a database
+    /// an older version left).
+    fn history_filled(&mut self) -> StoreResult<bool>;
+    /// Inside a batch: empties the history tables, carries out `ops` (the fold of
+    /// the log) and marks them filled.
+    fn fill_history(&mut self, ops: &[HistoryOp]) -> StoreResult<()>;
     /// Records a send as `queued`.
     fn add_pending(&mut self, send: &PendingSend) -> StoreResult<()>;
     /// Marks a queued send `calling` (its provider call starts after the commit).
@@ -206,6 +221,19 @@ pub trait LogReader: Send + Sync {
     fn head(&self) -> StoreResult<i64>;
     /// The last event pruned (0: none); a client at an older position needs a snapshot.
     fn pruned(&self) -> StoreResult<i64>;
+    /// The history's conversations after `after` in key order (org, customer,
+    /// record), at most `limit` (the snapshot pages them).
+    fn history_conversations(
+        &self,
+        after: Option<&ConversationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryConversation>>;
+    /// The latest `limit` messages of a conversation, oldest first (ties by id).
+    fn history_messages(
+        &self,
+        key: &ConversationKey,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryMessage>>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session, and when it expires.
@@ -315,6 +343,24 @@ CREATE TABLE IF NOT EXISTS sent (
 CREATE INDEX IF NOT EXISTS sent_by_age ON sent (at_ms);
 CREATE TABLE IF NOT EXISTS dedupe_keys (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_by_age ON dedupe_keys (at_ms);
+-- The per-conversation history (issue 17 item 2): the log's messages with their
+-- latest delivery, per conversation, moves and merges applied; kept at the head
+-- whatever is pruned. Reports whose message is not logged yet wait in
+-- history_pending (D2).
+CREATE TABLE IF NOT EXISTS history_conversations (
+  org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL, last_ms INTEGER NOT NULL,
+  PRIMARY KEY (org, customer, record)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_messages (
+  id TEXT PRIMARY KEY, org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL,
+  at_ms INTEGER NOT NULL, provider_id TEXT, outbound INTEGER NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_conversation
+  ON history_messages (org, customer, record, at_ms);
+CREATE INDEX IF NOT EXISTS history_by_provider ON history_messages (provider_id);
+CREATE TABLE IF NOT EXISTS history_pending (
+  message_sid TEXT PRIMARY KEY, delivery TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Fills the sent and idempotency tables from a log written before they existed
@@ -509,6 +555,9 @@ impl LogWriter for SqliteWriter {
                 stmt.execute(params![s, id])?;
             }
         }
+        for op in &event.history {
+            sqlite_history_op(&self.conn, op)?;
+        }
         // The pushed JSON is the body's object with the epoch and id in front
         // (`LoggedEvent` flattens the body), built without serialising twice.
         let pushed = format!("{{\"epoch\":\"{}\",\"id\":{id},{}", self.epoch, &json[1..]);
@@ -628,13 +677,37 @@ impl LogWriter for SqliteWriter {
             // The sent and idempotency tables stay too (kept for their own time).
             "BEGIN IMMEDIATE; DELETE FROM events; DELETE FROM event_audience;
              DELETE FROM sqlite_sequence WHERE name = 'events'; DELETE FROM checkpoints;
-             DELETE FROM meta WHERE key = 'pruned';",
+             DELETE FROM meta WHERE key = 'pruned'; DELETE FROM history_conversations;
+             DELETE FROM history_messages; DELETE FROM history_pending;",
         )?;
         self.conn
             .execute("UPDATE meta SET value = ?1 WHERE key = 'epoch'", [&epoch])?;
         self.conn.execute_batch("COMMIT")?;
         self.epoch = epoch.clone();
         Ok(epoch)
+    }
+
+    fn history(&mut self) -> StoreResult<History> {
+        sqlite_history(&self.conn)
+    }
+
+    fn history_filled(&mut self) -> StoreResult<bool> {
+        Ok(self
+            .conn
+            .prepare("SELECT 1 FROM meta WHERE key = 'history_filled'")?
+            .exists([])?)
+    }
+
+    fn fill_history(&mut self, ops: &[HistoryOp]) -> StoreResult<()> {
+        self.conn.execute_batch(
+            "DELETE FROM history_conversations; DELETE FROM history_messages;
+             DELETE FROM history_pending;
+             INSERT OR REPLACE INTO meta (key, value) VALUES ('history_filled', '1');",
+        )?;
+        for op in ops {
+            sqlite_history_op(&self.conn, op)?;
+        }
+        Ok(())
     }
 
     fn add_pending(&mut self, s: &PendingSend) -> StoreResult<()> {
@@ -736,6 +809,58 @@ impl LogReader for SqliteReader {
 
     fn pruned(&self) -> StoreResult<i64> {
         self.with(|conn| Ok(conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?))
+    }
+
+    fn history_conversations(
+        &self,
+        after: Option<&ConversationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryConversation>> {
+        let after = after.cloned().unwrap_or_default();
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT org, customer, record, last_ms FROM history_conversations
+                 WHERE (org, customer, record) > (?1, ?2, ?3)
+                 ORDER BY org, customer, record LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![after.org, after.customer, after.record, limit as i64],
+                |r| {
+                    Ok(HistoryConversation {
+                        key: ConversationKey {
+                            org: r.get(0)?,
+                            customer: r.get(1)?,
+                            record: r.get(2)?,
+                        },
+                        last: sms_core::Timestamp::from_millis(r.get(3)?),
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn history_messages(
+        &self,
+        key: &ConversationKey,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryMessage>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT message FROM history_messages WHERE org = ?1 AND customer = ?2 AND record = ?3
+                 ORDER BY at_ms DESC, id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![key.org, key.customer, key.record, limit as i64],
+                |r| r.get::<_, String>(0),
+            )?;
+            let mut out = Vec::new();
+            for json in rows {
+                out.push(message_in(&json?, key)?);
+            }
+            out.reverse();
+            Ok(out)
+        })
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
@@ -895,4 +1020,152 @@ impl LogReader for SqliteReader {
             )
         })
     }
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { id: 0, source })
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|source| StoreError::Corrupt { id: 0, source })
+}
+
+/// A stored message, in the conversation its columns name (a move re-keys the
+/// columns only).
+pub(crate) fn message_in(json: &str, key: &ConversationKey) -> StoreResult<HistoryMessage> {
+    let mut m: HistoryMessage = from_json(json)?;
+    m.conversation = key.clone();
+    Ok(m)
+}
+
+/// Carries out one history op ([`HistoryOp`] says what each means).
+fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
+    match op {
+        HistoryOp::PutConversation(c) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO history_conversations (org, customer, record, last_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                c.key.org,
+                c.key.customer,
+                c.key.record,
+                c.last.as_millis()
+            ])?;
+        }
+        HistoryOp::DropConversation(k) => {
+            conn.prepare_cached(
+                "DELETE FROM history_conversations WHERE org = ?1 AND customer = ?2 AND record = ?3",
+            )?
+            .execute(params![k.org, k.customer, k.record])?;
+        }
+        HistoryOp::MoveMessages { from, to } => {
+            conn.prepare_cached(
+                "UPDATE history_messages SET record = ?4
+                 WHERE org = ?1 AND customer = ?2 AND record = ?3",
+            )?
+            .execute(params![from.org, from.customer, from.record, to.record])?;
+        }
+        HistoryOp::PutMessage(m) => {
+            let mut m = m.clone();
+            if let Some(sid) = m.report_key().map(str::to_owned) {
+                let early: Option<String> = conn
+                    .prepare_cached(
+                        "DELETE FROM history_pending WHERE message_sid = ?1 RETURNING delivery",
+                    )?
+                    .query_row([sid], |r| r.get(0))
+                    .optional()?;
+                let early = early.map(|d| from_json(&d)).transpose()?;
+                m.delivery = history::settle(m.delivery, early.as_ref());
+            }
+            let k = &m.conversation;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO history_messages
+                 (id, org, customer, record, at_ms, provider_id, outbound, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                m.id,
+                k.org,
+                k.customer,
+                k.record,
+                m.at.as_millis(),
+                m.provider_id,
+                m.delivery.is_some(),
+                to_json(&m)?
+            ])?;
+        }
+        HistoryOp::Report {
+            message_sid,
+            status,
+            error_code,
+        } => {
+            let found: Option<(String, String)> = conn
+                .prepare_cached(
+                    "SELECT id, message FROM history_messages WHERE provider_id = ?1 AND outbound",
+                )?
+                .query_row([message_sid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match found {
+                Some((id, json)) => {
+                    let mut m: history::HistoryMessage = from_json(&json)?;
+                    m.delivery = Some(history::report(m.delivery.take(), *status, *error_code));
+                    conn.prepare_cached("UPDATE history_messages SET message = ?2 WHERE id = ?1")?
+                        .execute(params![id, to_json(&m)?])?;
+                }
+                None => {
+                    let pending: Option<String> = conn
+                        .prepare_cached(
+                            "SELECT delivery FROM history_pending WHERE message_sid = ?1",
+                        )?
+                        .query_row([message_sid], |r| r.get(0))
+                        .optional()?;
+                    let pending = pending.map(|d| from_json(&d)).transpose()?;
+                    let d = history::report(pending, *status, *error_code);
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO history_pending (message_sid, delivery) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![message_sid, to_json(&d)?])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The whole history as the tables hold it (a message's conversation is its
+/// columns': a move re-keys the columns only).
+fn sqlite_history(conn: &Connection) -> StoreResult<History> {
+    let mut h = History::default();
+    let mut stmt =
+        conn.prepare("SELECT org, customer, record, last_ms FROM history_conversations")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        h.conversations.insert(
+            history::ConversationKey {
+                org: r.get(0)?,
+                customer: r.get(1)?,
+                record: r.get(2)?,
+            },
+            sms_core::Timestamp::from_millis(r.get(3)?),
+        );
+    }
+    let mut stmt = conn.prepare("SELECT org, customer, record, message FROM history_messages")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let mut m: history::HistoryMessage = from_json(&r.get::<_, String>(3)?)?;
+        m.conversation = history::ConversationKey {
+            org: r.get(0)?,
+            customer: r.get(1)?,
+            record: r.get(2)?,
+        };
+        h.messages.insert(m.id.clone(), m);
+    }
+    let mut stmt = conn.prepare("SELECT message_sid, delivery FROM history_pending")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        h.pending
+            .insert(r.get(0)?, from_json(&r.get::<_, String>(1)?)?);
+    }
+    Ok(h)
 }

@@ -123,18 +123,7 @@ async fn a_duplicate_webhook_is_stored_once() {
     assert_eq!(inbound[0]["rule"], "record_type");
     // Duplicate status reports too; a late "sent" is still logged once for the browser to ignore.
     for status in ["delivered", "sent", "delivered"] {
-        let r = relay
-            .webhook(
-                "/webhooks/twilio/status",
-                &[
-                    ("MessageSid", "SMout"),
-                    ("MessageStatus", status),
-                    ("From", ASHA_ORG),
-                    ("To", PRIYA),
-                ],
-                None,
-            )
-            .await;
+        let r = relay.status_report("SMout", status, ASHA_ORG, PRIYA).await;
         assert_eq!(r.status(), 200);
     }
     let deliveries = relay

@@ -35,12 +35,16 @@ use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
+use super::{from_json, message_in, to_json};
 use super::{
     new_epoch, outcome_parse, parse_event, sent_columns, session_hash, LogReader, LogWriter,
     NewEvent, PendingSend, PushSubscription, SendStage, SentColumns, SentMessage, SentRow,
     StoreError, StoreResult, StoredCheckpoint,
 };
 use crate::model::{Audience, EventBody, LoggedEvent};
+use sms_core::relay::history::{
+    self, ConversationKey, History, HistoryConversation, HistoryMessage, HistoryOp,
+};
 
 /// The advisory lock every append batch of every node takes first.
 const APPEND_LOCK: i64 = 0x534d_5352_4c59_0001;
@@ -105,6 +109,26 @@ INSERT INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
          b->>'outcome', (b->>'error_code')::bigint, (extract(epoch FROM now()) * 1000)::bigint
   FROM (SELECT id, body::jsonb AS b FROM events WHERE kind = 'outbound') o
   ORDER BY b->>'by', b->>'client_ref', id DESC;
+",
+    ),
+    (
+        3,
+        "
+-- The per-conversation history (issue 17 item 2): the log's messages with their
+-- latest delivery, per conversation, moves and merges applied; kept at the head
+-- whatever is pruned. Reports whose message is not logged yet wait in
+-- history_pending (D2).
+CREATE TABLE history_conversations (
+  org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL, last_ms BIGINT NOT NULL,
+  PRIMARY KEY (org, customer, record)
+);
+CREATE TABLE history_messages (
+  id TEXT PRIMARY KEY, org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL,
+  at_ms BIGINT NOT NULL, provider_id TEXT, outbound BOOLEAN NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX history_by_conversation ON history_messages (org, customer, record, at_ms);
+CREATE INDEX history_by_provider ON history_messages (provider_id);
+CREATE TABLE history_pending (message_sid TEXT PRIMARY KEY, delivery TEXT NOT NULL);
 ",
     ),
 ];
@@ -317,6 +341,7 @@ struct Row {
     sellers: Vec<String>,
     body: String,
     sent: Option<SentColumns>,
+    history: Vec<HistoryOp>,
 }
 
 /// The last event pruned (0: none), as an SQL expression.
@@ -575,6 +600,10 @@ impl LogWriter for PgWriter {
             let mut keys = Vec::new();
             let (mut s_sellers, mut s_refs, mut s_sids, mut s_outcomes, mut s_codes) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // The history's ops first, in log order (some read what the previous wrote).
+            for op in rows.iter().flat_map(|r| &r.history) {
+                pg_history_op(&conn, op).await?;
+            }
             for r in rows {
                 if let Some(k) = &r.dedupe {
                     keys.push(k.clone());
@@ -709,6 +738,7 @@ impl LogWriter for PgWriter {
             sellers,
             body: json,
             sent: sent_columns(&event.body),
+            history: event.history.clone(),
         });
         let logged = LoggedEvent {
             epoch: self.epoch.clone(),
@@ -826,6 +856,81 @@ impl LogWriter for PgWriter {
         Ok(())
     }
 
+    fn history_filled(&mut self) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        self.local.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            Ok(conn
+                .query_opt("SELECT 1 FROM meta WHERE key = 'history_filled'", &[])
+                .await?
+                .is_some())
+        })
+    }
+
+    fn fill_history(&mut self, ops: &[HistoryOp]) -> StoreResult<()> {
+        let conn = self.conn()?;
+        let ops = ops.to_vec();
+        self.local.run(async move {
+            conn.batch_execute(
+                "DELETE FROM history_conversations; DELETE FROM history_messages;
+                 DELETE FROM history_pending;
+                 INSERT INTO meta (key, value) VALUES ('history_filled', '1')
+                   ON CONFLICT (key) DO NOTHING;",
+            )
+            .await?;
+            for op in &ops {
+                pg_history_op(&conn, op).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn history(&mut self) -> StoreResult<History> {
+        let pool = self.pool.clone();
+        self.local.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            let mut h = History::default();
+            for r in conn
+                .query(
+                    "SELECT org, customer, record, last_ms FROM history_conversations",
+                    &[],
+                )
+                .await?
+            {
+                h.conversations.insert(
+                    ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                    sms_core::Timestamp::from_millis(r.get(3)),
+                );
+            }
+            for r in conn
+                .query(
+                    "SELECT org, customer, record, message FROM history_messages",
+                    &[],
+                )
+                .await?
+            {
+                let mut m: HistoryMessage = from_json(r.get(3))?;
+                m.conversation = ConversationKey {
+                    org: r.get(0),
+                    customer: r.get(1),
+                    record: r.get(2),
+                };
+                h.messages.insert(m.id.clone(), m);
+            }
+            for r in conn
+                .query("SELECT message_sid, delivery FROM history_pending", &[])
+                .await?
+            {
+                h.pending.insert(r.get(0), from_json(r.get(1))?);
+            }
+            Ok(h)
+        })
+    }
+
     fn sent(&mut self) -> StoreResult<Vec<SentRow>> {
         let pool = self.pool.clone();
         self.local.run(async move {
@@ -872,7 +977,8 @@ impl LogWriter for PgWriter {
             conn.batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({APPEND_LOCK});
                  DELETE FROM events; DELETE FROM event_audience; DELETE FROM checkpoints;
-                 DELETE FROM meta WHERE key = 'pruned';"
+                 DELETE FROM meta WHERE key = 'pruned'; DELETE FROM history_conversations;
+                 DELETE FROM history_messages; DELETE FROM history_pending;"
             ))
             .await?;
             conn.execute("UPDATE meta SET value = $1 WHERE key = 'epoch'", &[&e])
@@ -1104,6 +1210,59 @@ impl LogReader for PgReader {
             )?
             .first()
             .map_or(0, |r| r.get(0)))
+    }
+
+    fn history_conversations(
+        &self,
+        after: Option<&ConversationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryConversation>> {
+        let after = after.cloned().unwrap_or_default();
+        let rows = self.query(
+            "SELECT org, customer, record, last_ms FROM history_conversations
+             WHERE (org, customer, record) > ($1, $2, $3)
+             ORDER BY org, customer, record LIMIT $4",
+            vec![
+                Box::new(after.org),
+                Box::new(after.customer),
+                Box::new(after.record),
+                Box::new(limit as i64),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryConversation {
+                key: ConversationKey {
+                    org: r.get(0),
+                    customer: r.get(1),
+                    record: r.get(2),
+                },
+                last: sms_core::Timestamp::from_millis(r.get(3)),
+            })
+            .collect())
+    }
+
+    fn history_messages(
+        &self,
+        key: &ConversationKey,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoryMessage>> {
+        let rows = self.query(
+            "SELECT message FROM history_messages WHERE org = $1 AND customer = $2 AND record = $3
+             ORDER BY at_ms DESC, id DESC LIMIT $4",
+            vec![
+                Box::new(key.org.clone()),
+                Box::new(key.customer.clone()),
+                Box::new(key.record.clone()),
+                Box::new(limit as i64),
+            ],
+        )?;
+        let mut out = rows
+            .iter()
+            .map(|r| message_in(r.get(0), key))
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
@@ -1457,4 +1616,129 @@ async fn read_new(
             return Ok(());
         }
     }
+}
+
+/// Carries out one history op inside the batch's transaction ([`HistoryOp`] says
+/// what each means; the SQLite store does the same).
+async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
+    match op {
+        HistoryOp::PutConversation(c) => {
+            let stmt = conn
+                .prepare_cached(
+                    "INSERT INTO history_conversations (org, customer, record, last_ms)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms",
+                )
+                .await?;
+            let k = &c.key;
+            conn.execute(
+                &stmt,
+                &[&k.org, &k.customer, &k.record, &c.last.as_millis()],
+            )
+            .await?;
+        }
+        HistoryOp::DropConversation(k) => {
+            let stmt = conn
+                .prepare_cached(
+                    "DELETE FROM history_conversations
+                     WHERE org = $1 AND customer = $2 AND record = $3",
+                )
+                .await?;
+            conn.execute(&stmt, &[&k.org, &k.customer, &k.record])
+                .await?;
+        }
+        HistoryOp::MoveMessages { from, to } => {
+            let stmt = conn
+                .prepare_cached(
+                    "UPDATE history_messages SET record = $4
+                     WHERE org = $1 AND customer = $2 AND record = $3",
+                )
+                .await?;
+            conn.execute(
+                &stmt,
+                &[&from.org, &from.customer, &from.record, &to.record],
+            )
+            .await?;
+        }
+        HistoryOp::PutMessage(m) => {
+            let mut m = m.clone();
+            if let Some(sid) = m.report_key().map(str::to_owned) {
+                let stmt = conn
+                    .prepare_cached(
+                        "DELETE FROM history_pending WHERE message_sid = $1 RETURNING delivery",
+                    )
+                    .await?;
+                let early = match conn.query_opt(&stmt, &[&sid]).await? {
+                    Some(r) => Some(from_json(r.get(0))?),
+                    None => None,
+                };
+                m.delivery = history::settle(m.delivery, early.as_ref());
+            }
+            let stmt = conn
+                .prepare_cached(
+                    "INSERT INTO history_messages
+                     (id, org, customer, record, at_ms, provider_id, outbound, message)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                )
+                .await?;
+            let k = &m.conversation;
+            let json = to_json(&m)?;
+            conn.execute(
+                &stmt,
+                &[
+                    &m.id,
+                    &k.org,
+                    &k.customer,
+                    &k.record,
+                    &m.at.as_millis(),
+                    &m.provider_id,
+                    &m.delivery.is_some(),
+                    &json,
+                ],
+            )
+            .await?;
+        }
+        HistoryOp::Report {
+            message_sid,
+            status,
+            error_code,
+        } => {
+            let stmt = conn
+                .prepare_cached(
+                    "SELECT id, message FROM history_messages WHERE provider_id = $1 AND outbound",
+                )
+                .await?;
+            match conn.query_opt(&stmt, &[message_sid]).await? {
+                Some(r) => {
+                    let id: String = r.get(0);
+                    let mut m: HistoryMessage = from_json(r.get(1))?;
+                    m.delivery = Some(history::report(m.delivery.take(), *status, *error_code));
+                    let stmt = conn
+                        .prepare_cached("UPDATE history_messages SET message = $2 WHERE id = $1")
+                        .await?;
+                    conn.execute(&stmt, &[&id, &to_json(&m)?]).await?;
+                }
+                None => {
+                    let stmt = conn
+                        .prepare_cached(
+                            "SELECT delivery FROM history_pending WHERE message_sid = $1",
+                        )
+                        .await?;
+                    let pending = match conn.query_opt(&stmt, &[message_sid]).await? {
+                        Some(r) => Some(from_json(r.get(0))?),
+                        None => None,
+                    };
+                    let d = history::report(pending, *status, *error_code);
+                    let stmt = conn
+                        .prepare_cached(
+                            "INSERT INTO history_pending (message_sid, delivery) VALUES ($1, $2)
+                             ON CONFLICT (message_sid) DO UPDATE SET delivery = EXCLUDED.delivery",
+                        )
+                        .await?;
+                    conn.execute(&stmt, &[message_sid, &to_json(&d)?]).await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -280,6 +280,23 @@ impl Relay {
         req.send().await.unwrap()
     }
 
+    /// A signed delivery report of `sid` (`from` the org number, `to` the customer).
+    pub async fn status_report(
+        &self,
+        sid: &str,
+        status: &str,
+        from: &str,
+        to: &str,
+    ) -> reqwest::Response {
+        let params = [
+            ("MessageSid", sid),
+            ("MessageStatus", status),
+            ("From", from),
+            ("To", to),
+        ];
+        self.webhook("/webhooks/twilio/status", &params, None).await
+    }
+
     /// An inbound webhook to a production relay (signed with its provider token).
     pub async fn inbound_prod(&self, sid: &str, from: &str, to: &str, body: &str) {
         let params: Vec<(String, String)> = [

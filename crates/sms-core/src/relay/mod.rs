@@ -5,6 +5,7 @@
 //! sequencer thread batches commands, calls it, appends and commits, then applies
 //! each appended event to the state with [`State::apply`].
 
+pub mod history;
 mod lens;
 pub mod retention;
 mod state;
