@@ -1729,19 +1729,8 @@ fn count_transactions() -> impl Fn() -> (u32, u32) {
 async fn an_inbound_message_to_the_open_conversation_costs_one_transaction() {
     use wasm_bindgen::JsValue;
     let name = db_name();
-    let o = js_sys::Object::new();
-    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
-    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
-    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
-    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let client = asha_with_priya(&name).await;
     let json = |s: &str| js_sys::JSON::parse(s).unwrap();
-    client
-        .import_directory(json(
-            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
-            "records":[{"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
-        ))
-        .await
-        .unwrap();
     let inbound = |id: u32, sid: &str| {
         json(&format!(
             r#"{{"epoch":"e1","id":{id},"kind":"inbound","message_sid":"{sid}","from":"+919812345678","to":"+14155550100",
@@ -1796,19 +1785,8 @@ async fn an_inbound_message_to_the_open_conversation_costs_one_transaction() {
 async fn load_older_keeps_messages_that_share_the_oldest_shown_time() {
     use wasm_bindgen::prelude::*;
     let name = db_name();
-    let o = js_sys::Object::new();
-    js_sys::Reflect::set(&o, &"dbName".into(), &name.as_str().into()).unwrap();
-    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
-    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
-    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    let client = asha_with_priya(&name).await;
     let json = |s: &str| js_sys::JSON::parse(s).unwrap();
-    client
-        .import_directory(json(
-            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
-            "records":[{"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
-        ))
-        .await
-        .unwrap();
     // 52 messages; the three oldest arrive in the same second (provider times are
     // whole seconds): the first page (50) shows only one of them.
     let events = js_sys::Array::new();
@@ -1847,4 +1825,22 @@ async fn load_older_keeps_messages_that_share_the_oldest_shown_time() {
     );
     client.close();
     let _ = indexed_db_futures::database::Database::delete_by_name(&name);
+}
+
+/// Asha's client on a fresh database, with a directory of one contact (Priya) on her
+/// org number.
+async fn asha_with_priya(name: &str) -> sms_module::SmsClient {
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"dbName".into(), &name.into()).unwrap();
+    js_sys::Reflect::set(&o, &"seller".into(), &"asha".into()).unwrap();
+    js_sys::Reflect::set(&o, &"defaultRegion".into(), &"IN".into()).unwrap();
+    let client = sms_module::SmsClient::open(o.into()).await.unwrap();
+    client
+        .import_directory(js_sys::JSON::parse(
+            r#"{"sellers":[{"id":"asha","name":"Asha Rao"}],"org_numbers":[{"number":"+14155550100","owner":{"seller":"asha"}}],
+            "records":[{"id":"contact:priya","kind":"contact","name":"Priya Sharma","owner":{"seller":"asha"},"phones":["+919812345678"]}]}"#,
+        ).unwrap())
+        .await
+        .unwrap();
+    client
 }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Phase, Position, Progress};
 use crate::protocol::{EventsPage, LoggedEvent};
-use crate::store::run::run_end;
 use crate::store::IngestOutcome;
 
 /// What happened, told to [`CatchUp::handle`].
@@ -166,18 +165,8 @@ impl CatchUp {
         if self.in_flight.is_some() {
             return;
         }
-        if !self.queue.is_empty() {
-            let end = run_end(self.queue.make_contiguous(), 0);
-            let events: Vec<LoggedEvent> = self.queue.drain(..end).collect();
-            self.in_flight = Some(
-                events
-                    .iter()
-                    .map(|e| Position {
-                        epoch: e.epoch.clone(),
-                        id: e.id,
-                    })
-                    .collect(),
-            );
+        if let Some((events, positions)) = super::next_run(&mut self.queue) {
+            self.in_flight = Some(positions);
             self.actions.push_back(CatchUpAction::Ingest { events });
         } else if let Some(since) = self.next.take() {
             self.actions.push_back(CatchUpAction::FetchPage {

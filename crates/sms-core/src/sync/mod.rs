@@ -29,6 +29,24 @@ pub use backoff::Backoff;
 pub use catch_up::{CatchUp, CatchUpAction, CatchUpEnd, CatchUpInput};
 pub use verdict::{send_verdict, RetryCause, Verdict};
 
+/// The next run to ingest from what the stream (or a page) delivered, in order, with
+/// the positions it covers; `None` when nothing waits.
+fn next_run(queue: &mut VecDeque<LoggedEvent>) -> Option<(Vec<LoggedEvent>, Vec<Position>)> {
+    if queue.is_empty() {
+        return None;
+    }
+    let end = run_end(queue.make_contiguous(), 0);
+    let events: Vec<LoggedEvent> = queue.drain(..end).collect();
+    let positions = events
+        .iter()
+        .map(|e| Position {
+            epoch: e.epoch.clone(),
+            id: e.id,
+        })
+        .collect();
+    Some((events, positions))
+}
+
 /// Tunables; [`Config::default`] is what the module uses.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -574,19 +592,11 @@ impl SyncMachine {
                 self.open();
             }
         }
-        if self.in_flight.is_none() && !self.queue.is_empty() {
-            let end = run_end(self.queue.make_contiguous(), 0);
-            let events: Vec<LoggedEvent> = self.queue.drain(..end).collect();
-            self.in_flight = Some(
-                events
-                    .iter()
-                    .map(|e| Position {
-                        epoch: e.epoch.clone(),
-                        id: e.id,
-                    })
-                    .collect(),
-            );
-            self.actions.push_back(Action::Ingest { events });
+        if self.in_flight.is_none() {
+            if let Some((events, positions)) = next_run(&mut self.queue) {
+                self.in_flight = Some(positions);
+                self.actions.push_back(Action::Ingest { events });
+            }
         }
         if self.conn == Conn::Open && !self.live {
             if let Some(after) = self.caught_up_after {
