@@ -101,8 +101,10 @@ async function workerRegistration(context, page) {
   const registrations = [];
   cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
   await cdp.send("ServiceWorker.enable");
-  await until(page, () => true);
-  return { cdp, registration: registrations.find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted) };
+  // The registrations arrive as events after `enable` returns: wait for ours.
+  const ours = () => registrations.find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
+  for (let i = 0; i < 100 && !ours(); i++) await sleep(100);
+  return { cdp, registration: ours() };
 }
 async function axe(page) {
   await page.evaluate(axeSource); // through the DevTools protocol: the CSP forbids inline scripts
