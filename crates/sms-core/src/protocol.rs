@@ -423,6 +423,83 @@ pub struct EventsPage {
     pub more: bool,
 }
 
+/// One line of `GET /snapshot` (E3, X10): newline-delimited JSON, each line one
+/// value tagged `"kind"`. A `start` line, then `conversations` lines (every
+/// conversation the seller can see with its latest messages, in key order), then
+/// `older` lines (the rest of each conversation's messages), then an `end` line. The
+/// whole stream reflects one log position; a stream without its `end` line was cut
+/// and is taken again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SnapshotLine {
+    /// First: the position, how much follows, the seller's part of the directory.
+    Start(SnapshotStart),
+    /// Conversations with their latest page of messages.
+    Conversations {
+        /// In key order (org number, customer number, record).
+        conversations: Vec<SnapshotConversation>,
+    },
+    /// Older messages of one conversation, after every conversation was sent.
+    Older(SnapshotOlder),
+    /// Last: the snapshot is whole.
+    End {
+        /// Conversations sent.
+        conversations: u64,
+        /// Messages sent (latest pages and older ones).
+        messages: u64,
+    },
+}
+
+/// The `start` line of a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotStart {
+    /// The log's epoch.
+    pub epoch: String,
+    /// The log position the snapshot reflects (`<epoch>:<id>`): stream from here.
+    pub position: String,
+    /// How many conversations follow.
+    pub conversations: u64,
+    /// The seller's part of the directory (as `GET /directory` has it).
+    pub directory: Directory,
+}
+
+/// A conversation of a snapshot, as the relay's history holds it (issue 17).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotConversation {
+    /// Org number.
+    pub org_number: String,
+    /// Customer number.
+    pub customer_number: String,
+    /// The record holding it.
+    pub record_id: String,
+    /// Latest activity (message or move).
+    pub last: Timestamp,
+    /// The routing rule of its latest inbound message (B1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RouteRule>,
+    /// Moves so far, oldest first (M2, B1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<crate::pane::MoveEntry>,
+    /// The customer's consent for the org number (B2).
+    #[serde(default)]
+    pub consent: Consent,
+    /// Its latest messages, oldest first.
+    pub messages: Vec<crate::relay::history::HistoryMessage>,
+}
+
+/// An `older` line: messages of one conversation before its latest page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotOlder {
+    /// Org number.
+    pub org_number: String,
+    /// Customer number.
+    pub customer_number: String,
+    /// The record holding it.
+    pub record_id: String,
+    /// Oldest first.
+    pub messages: Vec<crate::relay::history::HistoryMessage>,
+}
+
 /// The body of every error the relay answers (`{code, message, ...}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

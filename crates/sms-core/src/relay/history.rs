@@ -22,8 +22,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::{Delivery, DeliveryStatus};
-use crate::pane::{Direction, Media};
+use crate::moves::{self, Held, Moved};
+use crate::pane::{Direction, Media, MoveEntry};
 use crate::protocol::{EventBody, SendOutcome};
+use crate::routing::RouteRule;
 use crate::time::Timestamp;
 
 use super::State;
@@ -57,6 +59,66 @@ pub struct HistoryConversation {
     pub key: ConversationKey,
     /// Latest activity (message or move), as the conversation index has it.
     pub last: Timestamp,
+    /// The routing rule of its latest inbound message (B1).
+    pub rule: Option<RouteRule>,
+    /// Moves so far, oldest first (M2, B1).
+    pub moves: Vec<MoveEntry>,
+}
+
+impl HistoryConversation {
+    /// A conversation with no rule and no moves yet.
+    pub fn new(key: ConversationKey, last: Timestamp) -> Self {
+        Self {
+            key,
+            last,
+            rule: None,
+            moves: Vec::new(),
+        }
+    }
+
+    /// What [`HistoryOp::PutConversation`] makes of `self` (the stored row, if any).
+    pub fn touched(
+        existing: Option<Self>,
+        key: ConversationKey,
+        last: Timestamp,
+        rule: Option<RouteRule>,
+    ) -> Self {
+        let mut c = existing.unwrap_or_else(|| Self::new(key, last));
+        c.last = last;
+        c.rule = rule.or(c.rule);
+        c
+    }
+
+    /// What [`HistoryOp::Move`] makes of the target: `source` re-attached to `to`, or
+    /// merged into `target` when that conversation exists (M2) — the same rule as the
+    /// browser's ([`moves::apply`]): the target's moves, the source's, then this one.
+    pub fn moved(
+        source: Option<Self>,
+        target: Option<Self>,
+        to: ConversationKey,
+        entry: MoveEntry,
+    ) -> Self {
+        let held = |c: &mut Self| Held {
+            last: c.last,
+            unread: 0,
+            moves: std::mem::take(&mut c.moves),
+            draft: false,
+        };
+        let mut source = source.unwrap_or_else(|| Self::new(to.clone(), entry.at));
+        let source_held = held(&mut source);
+        let (mut out, moved) = match target {
+            None => (source, moves::apply(source_held, None, entry)),
+            Some(mut target) => {
+                let target_held = held(&mut target);
+                (target, moves::apply(source_held, Some(target_held), entry))
+            }
+        };
+        let (Moved::Reattached(h) | Moved::Merged { target: h, .. }) = moved;
+        out.key = to;
+        out.last = h.last;
+        out.moves = h.moves;
+        out
+    }
 }
 
 /// A message of the history.
@@ -64,7 +126,9 @@ pub struct HistoryConversation {
 pub struct HistoryMessage {
     /// Inbound: the provider's id; outbound: the client reference.
     pub id: String,
-    /// The conversation holding it.
+    /// The conversation holding it (not serialised: the store's columns and the
+    /// snapshot's lines name it).
+    #[serde(skip)]
     pub conversation: ConversationKey,
     /// Inbound or outbound.
     pub direction: Direction,
@@ -96,16 +160,25 @@ impl HistoryMessage {
 /// One change to the history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HistoryOp {
-    /// Insert or replace a conversation.
-    PutConversation(HistoryConversation),
-    /// Remove a conversation (its messages were moved first).
-    DropConversation(ConversationKey),
-    /// Re-key every message of `from` onto `to`.
-    MoveMessages {
+    /// Insert or update a conversation ([`HistoryConversation::touched`]): its latest
+    /// activity, and its rule when one is given; its moves stay.
+    PutConversation {
+        /// Which.
+        key: ConversationKey,
+        /// Latest activity.
+        last: Timestamp,
+        /// The rule of an inbound message.
+        rule: Option<RouteRule>,
+    },
+    /// A move (M2): every message of `from` is re-keyed onto `to`, the `to` row
+    /// becomes [`HistoryConversation::moved`] of both rows, and `from` is removed.
+    Move {
         /// Source conversation.
         from: ConversationKey,
         /// Target conversation.
         to: ConversationKey,
+        /// The move, for the conversation's move list.
+        entry: MoveEntry,
     },
     /// Insert a message unless one with its id exists. A pending report of its
     /// [`HistoryMessage::report_key`] is folded in ([`settle`]) and removed.
@@ -145,14 +218,19 @@ pub fn settle(delivery: Option<Delivery>, early: Option<&Delivery>) -> Option<De
     }
 }
 
-fn conversation(state: &State, key: ConversationKey, fallback: Timestamp) -> HistoryOp {
+fn conversation(
+    state: &State,
+    key: ConversationKey,
+    fallback: Timestamp,
+    rule: Option<RouteRule>,
+) -> HistoryOp {
     let last = state
         .conversation_index()
         .get(&(key.org.clone(), key.customer.clone()))
         .and_then(|records| records.get(&key.record))
         .copied()
         .unwrap_or(fallback);
-    HistoryOp::PutConversation(HistoryConversation { key, last })
+    HistoryOp::PutConversation { key, last, rule }
 }
 
 /// The history's changes for `event`, judged on `state` after the event was applied.
@@ -161,7 +239,7 @@ pub fn ops(state: &State, event: &EventBody) -> Vec<HistoryOp> {
         EventBody::Inbound(e) => {
             let key = ConversationKey::new(&e.to, &e.from, &e.record_id);
             vec![
-                conversation(state, key.clone(), e.at),
+                conversation(state, key.clone(), e.at, Some(e.rule)),
                 HistoryOp::PutMessage(HistoryMessage {
                     id: e.message_sid.clone(),
                     conversation: key,
@@ -184,7 +262,7 @@ pub fn ops(state: &State, event: &EventBody) -> Vec<HistoryOp> {
                 .conversation_records(&e.from, &e.to)
                 .contains(&e.record_id.as_str());
             if e.outcome != SendOutcome::Failed || !known {
-                out.push(conversation(state, key.clone(), e.at));
+                out.push(conversation(state, key.clone(), e.at, None));
             }
             out.push(HistoryOp::PutMessage(HistoryMessage {
                 id: e.client_ref.clone(),
@@ -208,14 +286,18 @@ pub fn ops(state: &State, event: &EventBody) -> Vec<HistoryOp> {
             let to = ConversationKey::new(&e.org_number, &e.customer_number, &e.to_record);
             let mut out = Vec::new();
             if e.from_record != e.to_record {
-                let from = ConversationKey::new(&e.org_number, &e.customer_number, &e.from_record);
-                out.push(HistoryOp::MoveMessages {
-                    from: from.clone(),
+                out.push(HistoryOp::Move {
+                    from: ConversationKey::new(&e.org_number, &e.customer_number, &e.from_record),
                     to: to.clone(),
+                    entry: MoveEntry {
+                        by: e.by.clone(),
+                        at: e.at,
+                        from_record: e.from_record.clone(),
+                        to_record: e.to_record.clone(),
+                    },
                 });
-                out.push(HistoryOp::DropConversation(from));
             }
-            out.push(conversation(state, to, e.at));
+            out.push(conversation(state, to, e.at, None));
             out
         }
         EventBody::LeadCreated(_)
@@ -229,7 +311,7 @@ pub fn ops(state: &State, event: &EventBody) -> Vec<HistoryOp> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
     /// Conversations by key.
-    pub conversations: BTreeMap<ConversationKey, Timestamp>,
+    pub conversations: BTreeMap<ConversationKey, HistoryConversation>,
     /// Messages by id.
     pub messages: BTreeMap<String, HistoryMessage>,
     /// Reports whose message is not in the history yet, by provider id.
@@ -240,18 +322,21 @@ impl History {
     /// Carries out `op`.
     pub fn apply(&mut self, op: HistoryOp) {
         match op {
-            HistoryOp::PutConversation(c) => {
-                self.conversations.insert(c.key, c.last);
+            HistoryOp::PutConversation { key, last, rule } => {
+                let existing = self.conversations.remove(&key);
+                let c = HistoryConversation::touched(existing, key, last, rule);
+                self.conversations.insert(c.key.clone(), c);
             }
-            HistoryOp::DropConversation(key) => {
-                self.conversations.remove(&key);
-            }
-            HistoryOp::MoveMessages { from, to } => {
+            HistoryOp::Move { from, to, entry } => {
                 for m in self.messages.values_mut() {
                     if m.conversation == from {
                         m.conversation = to.clone();
                     }
                 }
+                let source = self.conversations.remove(&from);
+                let target = self.conversations.remove(&to);
+                let c = HistoryConversation::moved(source, target, to, entry);
+                self.conversations.insert(c.key.clone(), c);
             }
             HistoryOp::PutMessage(mut m) => {
                 if self.messages.contains_key(&m.id) {
@@ -411,7 +496,8 @@ mod tests {
             inbound("SM1", "a", 1_000),
             outbound("r1", Some("SM2"), "a", 2_000, SendOutcome::Accepted),
         ]);
-        assert_eq!(h.conversations, BTreeMap::from([(key("a"), t(2_000))]));
+        assert_eq!(h.conversations.keys().collect::<Vec<_>>(), [&key("a")]);
+        assert_eq!(h.conversations[&key("a")].last, t(2_000));
         let ids: Vec<&str> = h
             .messages_of(&key("a"))
             .iter()
@@ -464,11 +550,11 @@ mod tests {
             inbound("SM1", "a", 1_000),
             outbound("r1", None, "a", 2_000, SendOutcome::Failed),
         ]);
-        assert_eq!(h.conversations[&key("a")], t(1_000));
+        assert_eq!(h.conversations[&key("a")].last, t(1_000));
         assert_eq!(h.messages["r1"].delivery.as_ref().unwrap().status, Failed);
         let h = fold(&[outbound("r1", None, "b", 2_000, SendOutcome::Failed)]);
         assert_eq!(
-            h.conversations[&key("b")],
+            h.conversations[&key("b")].last,
             t(2_000),
             "its conversation shows"
         );
@@ -477,8 +563,27 @@ mod tests {
     #[test]
     fn a_move_reattaches_and_a_move_onto_the_same_numbers_merges() {
         let h = fold(&[inbound("SM1", "a", 1_000), moved("a", "b", 5_000)]);
-        assert_eq!(h.conversations, BTreeMap::from([(key("b"), t(5_000))]));
+        let lasts = |h: &History| -> Vec<(ConversationKey, Timestamp)> {
+            h.conversations
+                .values()
+                .map(|c| (c.key.clone(), c.last))
+                .collect()
+        };
+        assert_eq!(lasts(&h), [(key("b"), t(5_000))]);
         assert_eq!(h.messages["SM1"].conversation, key("b"));
+        let b = &h.conversations[&key("b")];
+        assert_eq!(
+            b.rule,
+            Some(RouteRule::RecentConversation),
+            "the rule follows a re-attach"
+        );
+        assert_eq!(
+            b.moves
+                .iter()
+                .map(|m| (m.from_record.as_str(), m.at))
+                .collect::<Vec<_>>(),
+            [("a", t(5_000))]
+        );
 
         let h = fold(&[
             inbound("SM1", "a", 1_000),
@@ -488,10 +593,11 @@ mod tests {
             delivery("SM3", Delivered, None, 4_000),
         ]);
         assert_eq!(
-            h.conversations,
-            BTreeMap::from([(key("b"), t(3_000))]),
+            lasts(&h),
+            [(key("b"), t(3_000))],
             "one conversation, the latest activity of both"
         );
+        assert_eq!(h.conversations[&key("b")].moves.len(), 1);
         let ids: Vec<&str> = h
             .messages_of(&key("b"))
             .iter()
