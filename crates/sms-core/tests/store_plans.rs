@@ -440,3 +440,82 @@ fn a_record_with_one_number_written_twice_is_found_once() {
         "IndexedDB keeps one entry per distinct value"
     );
 }
+
+#[test]
+fn a_snapshot_stores_conversations_then_older_messages_keeping_local_read_marks() {
+    use sms_core::protocol::{SnapshotConversation, SnapshotOlder};
+    use sms_core::relay::history::HistoryMessage;
+    use sms_core::store::snapshot::{older_writes, position_write, SnapshotConversations};
+    let msg = |id: &str, at: i64, outbound: bool| -> HistoryMessage {
+        let mut m: HistoryMessage = row(json!({
+            "id": id, "direction": if outbound { "outbound" } else { "inbound" },
+            "body": format!("body {id}"), "media": [], "at": at,
+            "provider_id": if outbound { serde_json::Value::Null } else { json!(id) },
+            "by": if outbound { json!("zoe") } else { serde_json::Value::Null },
+            "delivery": if outbound { json!({"status": "delivered"}) } else { serde_json::Value::Null },
+        }));
+        m.conversation = Default::default();
+        m
+    };
+    let line = |record: &str, customer: &str, messages: Vec<HistoryMessage>| SnapshotConversation {
+        org_number: "+15550000001".into(),
+        customer_number: customer.into(),
+        record_id: record.into(),
+        last: sms_core::Timestamp::from_millis(messages.last().unwrap().at.as_millis()),
+        rule: Some(sms_core::routing::RouteRule::NewLead),
+        moves: Vec::new(),
+        consent: sms_core::consent::Consent::OptedOut,
+        messages,
+    };
+    let (mut s, _) = store();
+    // contact:3's conversation is already on this device, read up to now.
+    let held = conversation("contact:3", "+15550000001", "+15551110003", 1.0);
+    s.write(vec![Write::Put(Row::Conversation(held.clone()))])
+        .unwrap();
+    let lines = [
+        // The customer wrote twice after the seller's reply: two waiting.
+        line(
+            "contact:1",
+            "+15551110001",
+            vec![msg("m1", 10, false), msg("r1", 20, true), msg("m2", 30, false), msg("m3", 40, false)],
+        ),
+        line("contact:3", "+15551110003", vec![msg("m9", 50, false)]),
+    ];
+    let mut plan = SnapshotConversations::new(&lines);
+    s.execute(&mut plan).unwrap();
+    let c1 = conversation_id("+15550000001", "+15551110001", "contact:1");
+    assert_eq!(plan.stored, [c1.clone(), held.id.clone()]);
+    let stored = |s: &MemoryStore, id: &str| -> StoredConversation {
+        s.rows(Table::Conversations)
+            .find_map(|r| match r {
+                Row::Conversation(c) if c.id == id => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let c = stored(&s, &c1);
+    assert_eq!((c.unread, c.last_ms, c.preview.as_str()), (2, 40.0, "body m3"));
+    assert_eq!(c.consent, sms_core::consent::Consent::OptedOut);
+    assert_eq!(c.rule, Some(sms_core::routing::RouteRule::NewLead));
+    assert_eq!(stored(&s, &held.id).unread, 0, "this device's read mark stays");
+
+    // Older messages land in the same conversation; the position comes last.
+    let older = SnapshotOlder {
+        org_number: "+15550000001".into(),
+        customer_number: "+15551110001".into(),
+        record_id: "contact:1".into(),
+        messages: vec![msg("m0", 5, false)],
+    };
+    let mut w = older_writes(&older);
+    w.push(position_write("e1", 77));
+    s.write(w).unwrap();
+    let mut all = History::new(&c1, None, 50);
+    s.execute(&mut all).unwrap();
+    let ids: Vec<&str> = all.page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m0", "m1", "r1", "m2", "m3"]);
+    let reply = &all.page.messages[2];
+    assert_eq!(reply.client_ref.as_deref(), Some("r1"), "an outbound message is its client_ref");
+    assert!(s
+        .rows(Table::Meta)
+        .any(|r| matches!(r, Row::Position(p) if p.id == 77 && p.epoch == "e1")));
+}

@@ -89,10 +89,16 @@ impl Harness {
         self.step(Input::Timeout)
     }
 
-    /// Started from `position` with the stream open.
+    /// Started from `position` with the stream open. With no position, against a
+    /// relay without snapshots (404): the log is replayed from its start, as the
+    /// stream tests below expect.
     fn connected(position: Option<Position>) -> Self {
         let mut h = Self::new(7);
+        let fresh = position.is_none();
         h.step(Input::Start { position });
+        if fresh {
+            h.step(Input::SnapshotFailed { status: Some(404) });
+        }
         h.step(Input::StreamOpened);
         h
     }
@@ -150,8 +156,10 @@ fn starts_from_the_stored_position() {
             Action::Status(Status::Connecting)
         ]
     );
+    // A device with nothing stored starts from the relay's snapshot (E3).
     let fresh = Harness::new(1).step(Input::Start { position: None });
-    assert_eq!(opens(&fresh), [None]);
+    assert_eq!(fresh[0], Action::TakeSnapshot);
+    assert!(opens(&fresh).is_empty());
     assert_eq!(statuses(&h.step(Input::StreamOpened)), [Status::CatchingUp]);
 }
 
@@ -281,7 +289,7 @@ fn a_resync_outcome_forgets_the_position_and_replays_the_new_epoch() {
         [
             Action::CloseStream,
             Action::ResetPosition,
-            Action::OpenStream { since: None }
+            Action::TakeSnapshot
         ]
     );
     assert_eq!(h.sync.position(), None);
@@ -300,7 +308,7 @@ fn a_reset_notice_waits_for_the_run_in_flight_then_resets() {
     });
     assert_eq!(
         actions[..2],
-        [Action::ResetPosition, Action::OpenStream { since: None }]
+        [Action::ResetPosition, Action::TakeSnapshot]
     );
 }
 
@@ -351,7 +359,9 @@ fn a_failed_ingest_reports_storage_and_retries_from_the_last_applied_position() 
 /// Delays between failures of streams that open and fail at once.
 fn failure_delays(seed: u64, n: usize) -> Vec<u64> {
     let mut h = Harness::new(seed);
-    h.step(Input::Start { position: None });
+    h.step(Input::Start {
+            position: Some(at("e1", 1)),
+        });
     (0..n)
         .map(|_| {
             h.step(Input::StreamFailed { status: None });
@@ -385,7 +395,9 @@ fn backoff_resets_once_a_connection_was_live() {
     let mut grown = 0;
     for seed in 0..50 {
         let mut h = Harness::new(seed);
-        h.step(Input::Start { position: None });
+        h.step(Input::Start {
+            position: Some(at("e1", 1)),
+        });
         for _ in 0..6 {
             h.step(Input::StreamFailed { status: Some(503) });
             h.wake();
@@ -598,7 +610,7 @@ fn offline_closes_and_waits_online_reconnects_at_once() {
         (opens(&actions), statuses(&actions)),
         (vec![], vec![Status::Offline])
     );
-    assert_eq!(opens(&h.step(Input::Online)), [None]);
+    assert_eq!(h.step(Input::Online)[0], Action::TakeSnapshot);
 }
 
 #[test]
@@ -648,7 +660,9 @@ fn the_outbox_flushes_on_a_timer_while_anything_waits() {
 fn the_outbox_flushes_on_reconnect_and_online_one_at_a_time() {
     let mut h = Harness::new(1);
     h.step(Input::OutboxWaiting { count: 1 });
-    h.step(Input::Start { position: None });
+    h.step(Input::Start {
+            position: Some(at("e1", 1)),
+        });
     assert_eq!(flushes(&h.step(Input::StreamOpened)), 1, "on connect");
     // `online` during the flush: no second flush in flight...
     assert_eq!(flushes(&h.step(Input::Online)), 0);
@@ -1060,4 +1074,108 @@ fn an_unreadable_stream_says_an_update_is_needed_and_does_not_loop() {
         "no reconnect: it would read the same event"
     );
     assert!(opens(&h.step(Input::Online)).is_empty());
+}
+
+// ---- snapshots (E3, X10) ----
+
+fn snapshot_progress(actions: &[Action]) -> Vec<(u64, Option<u64>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Progress(p) if p.phase == Phase::Snapshot => Some((p.done, p.total)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_device_takes_the_snapshot_then_streams_from_its_position() {
+    let mut h = Harness::new(3);
+    let actions = h.step(Input::Start { position: None });
+    assert_eq!(actions[0], Action::TakeSnapshot);
+    assert_eq!(statuses(&actions), [Status::CatchingUp]);
+    assert_eq!(snapshot_progress(&actions), [(0, None)]);
+    let actions = h.step(Input::SnapshotProgress {
+        done: 200,
+        total: 1_000,
+    });
+    assert_eq!(snapshot_progress(&actions), [(200, Some(1_000))]);
+    let actions = h.step(Input::SnapshotTaken {
+        position: at("e1", 40),
+    });
+    assert_eq!(opens(&actions), [Some("e1:40".into())]);
+    assert_eq!(h.sync.position(), Some(&at("e1", 40)));
+    h.step(Input::StreamOpened);
+    h.step(Input::Event(event(41)));
+    h.step(caught_up(41));
+    let actions = h.step(Input::Ingested {
+        outcomes: applied(1),
+    });
+    assert_eq!(statuses(&actions), [Status::Live]);
+}
+
+#[test]
+fn a_pruned_position_takes_a_snapshot_at_once_and_nothing_is_skipped() {
+    let mut h = Harness::connected(Some(at("e1", 3)));
+    let actions = h.step(Input::StreamFailed { status: Some(410) });
+    assert_eq!(actions[0], Action::CloseStream);
+    assert_eq!(actions[1], Action::TakeSnapshot, "no backoff, no stream");
+    assert_eq!(
+        h.sync.position(),
+        Some(&at("e1", 3)),
+        "kept until the snapshot is stored"
+    );
+    let actions = h.step(Input::SnapshotTaken {
+        position: at("e1", 90),
+    });
+    assert_eq!(opens(&actions), [Some("e1:90".into())]);
+}
+
+#[test]
+fn a_failed_snapshot_is_retried_with_backoff_signs_in_or_falls_back_to_the_log() {
+    // Cut (no `end` line) or a network error: again, after a delay.
+    let mut h = Harness::new(5);
+    h.step(Input::Start { position: None });
+    let actions = h.step(Input::SnapshotFailed { status: None });
+    assert!(matches!(
+        statuses(&actions)[..],
+        [Status::Reconnecting { .. }]
+    ));
+    assert!(h.sync.poll_timeout().unwrap() > h.now);
+    assert_eq!(h.wake()[0], Action::TakeSnapshot);
+    // Progress reported for the failed attempt is not carried over.
+    assert!(snapshot_progress(&h.step(Input::SnapshotProgress { done: 1, total: 0 }))
+        .iter()
+        .all(|(_, total)| total.is_none()));
+
+    // 401: sign in, then take it again.
+    let actions = h.step(Input::SnapshotFailed { status: Some(401) });
+    assert_eq!(actions[0], Action::SignIn);
+    assert_eq!(h.step(Input::SignedIn)[0], Action::TakeSnapshot);
+
+    // A relay without snapshots (404): the log from its start, as before.
+    let actions = h.step(Input::SnapshotFailed { status: Some(404) });
+    assert_eq!(opens(&actions), [None]);
+    h.step(Input::StreamOpened);
+    // ...and a new epoch later replays the log too (no second 404 to learn it).
+    h.step(Input::Event(event_in("e2", 1)));
+    let actions = h.step(Input::Ingested {
+        outcomes: vec![IngestOutcome {
+            resync: true,
+            ..Default::default()
+        }],
+    });
+    assert_eq!(opens(&actions), [None]);
+}
+
+#[test]
+fn a_snapshot_stored_while_offline_still_counts() {
+    let mut h = Harness::new(6);
+    h.step(Input::Start { position: None });
+    h.step(Input::Offline);
+    h.step(Input::SnapshotTaken {
+        position: at("e1", 12),
+    });
+    assert_eq!(h.sync.position(), Some(&at("e1", 12)));
+    assert_eq!(opens(&h.step(Input::Online)), [Some("e1:12".into())]);
 }

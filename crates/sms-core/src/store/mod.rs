@@ -14,6 +14,7 @@ pub mod plan;
 pub mod query;
 pub mod rows;
 pub mod run;
+pub mod snapshot;
 
 pub use ingest::{Facts, Ingest, IngestOutcome, Step};
 pub use key::{Key, KeyRange};

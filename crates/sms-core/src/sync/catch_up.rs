@@ -72,6 +72,9 @@ pub enum CatchUpEnd {
     },
     /// The session is gone (401): the page must sign in.
     SignedOut,
+    /// The events after the stored position were pruned (410): the page takes a
+    /// snapshot when it next connects; a worker does not.
+    SnapshotRequired,
     /// Events could not be stored.
     StorageProblem {
         /// The store error's code.
@@ -143,6 +146,7 @@ impl CatchUp {
             CatchUpInput::FetchFailed { status } => {
                 return self.finish(match status {
                     Some(401) => CatchUpEnd::SignedOut,
+                    Some(410) => CatchUpEnd::SnapshotRequired,
                     status => CatchUpEnd::Unavailable { status },
                 })
             }

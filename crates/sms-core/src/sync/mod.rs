@@ -132,6 +132,25 @@ pub enum Input {
     /// The relay's head, learnt elsewhere (`GET /directory`, a push doorbell): lets
     /// catch-up progress have a total before `caught_up` arrives.
     Head(Position),
+    /// [`Action::TakeSnapshot`] stored this many of the snapshot's conversations.
+    SnapshotProgress {
+        /// Conversations stored.
+        done: u64,
+        /// Conversations in the snapshot.
+        total: u64,
+    },
+    /// [`Action::TakeSnapshot`] stored the whole snapshot and its position.
+    SnapshotTaken {
+        /// The position it reflects (now the store's).
+        position: Position,
+    },
+    /// [`Action::TakeSnapshot`] failed: its HTTP status when known (`None`: a network
+    /// error or a stream cut before its end). A 404 is a relay without snapshots: the
+    /// driver imported the directory instead, and the log is replayed from its start.
+    SnapshotFailed {
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+    },
     /// The time from [`SyncMachine::poll_timeout`] has come.
     Timeout,
 }
@@ -158,6 +177,11 @@ pub enum Action {
     },
     /// Forget the stored position (a new epoch, S4) before doing what follows.
     ResetPosition,
+    /// Take the relay's snapshot (`GET /snapshot`, E3): store it line by line, the
+    /// position last; answer [`Input::SnapshotProgress`] as it goes, then
+    /// [`Input::SnapshotTaken`] or [`Input::SnapshotFailed`]. For a device with no
+    /// position, a new epoch, or a position whose events were pruned (410).
+    TakeSnapshot,
     /// Call the page's sign-in callback; answer [`Input::SignedIn`] or
     /// [`Input::SignInFailed`].
     SignIn,
@@ -205,6 +229,8 @@ pub enum Status {
 pub enum Phase {
     /// Importing the directory (a new device, or after a new epoch); counts records.
     Directory,
+    /// Storing the relay's snapshot; counts conversations.
+    Snapshot,
     /// Applying the events the relay owed this device.
     CatchUp,
 }
@@ -234,6 +260,8 @@ enum Conn {
     Open,
     /// `SignIn` went out.
     SigningIn,
+    /// `TakeSnapshot` went out.
+    Snapshot,
 }
 
 /// The sync machine (not named `Sync`: that would shadow the marker trait). Inputs go to [`handle`](Self::handle); actions come out of
@@ -258,6 +286,12 @@ pub struct SyncMachine {
     position: Option<Position>,
     /// The stored position must be forgotten before the next stream opens.
     reset_needed: bool,
+    /// The events after the position were pruned (410): a snapshot before the stream.
+    snapshot_needed: bool,
+    /// The relay has no snapshots (404): a new device replays the log from its start.
+    no_snapshot: bool,
+    /// The snapshot being stored: conversations done and in all.
+    snapshot_progress: Option<(u64, u64)>,
     /// Events received and not yet handed to ingest, in order.
     queue: VecDeque<LoggedEvent>,
     /// The run being ingested: its events' positions.
@@ -298,6 +332,9 @@ impl SyncMachine {
             conn: Conn::Idle,
             position: None,
             reset_needed: false,
+            snapshot_needed: false,
+            no_snapshot: false,
+            snapshot_progress: None,
             queue: VecDeque::new(),
             in_flight: None,
             received: 0,
@@ -399,15 +436,40 @@ impl SyncMachine {
             Input::StreamFailed { status } => {
                 if self.connected() {
                     self.close();
-                    if status == Some(401) && self.fresh_session {
-                        // The sign-in just made gave no session: stop asking.
-                        self.signed_out = true;
-                        self.conn = Conn::Idle;
-                    } else if status == Some(401) {
-                        self.conn = Conn::SigningIn;
-                        self.actions.push_back(Action::SignIn);
+                    if status == Some(410) {
+                        // Pruned past the position: nothing is skipped silently (X10).
+                        self.snapshot_needed = true;
+                        self.conn = Conn::Waiting { until: now };
                     } else {
-                        self.retry_later(now);
+                        self.failed(status, now);
+                    }
+                }
+            }
+            Input::SnapshotProgress { done, total } => {
+                if self.conn == Conn::Snapshot {
+                    self.snapshot_progress = Some((done, total));
+                }
+            }
+            Input::SnapshotTaken { position } => {
+                // The store holds it whatever happened meanwhile.
+                self.position = Some(position.clone());
+                self.head = Some(position);
+                self.snapshot_needed = false;
+                self.snapshot_progress = None;
+                self.storage_problem = None;
+                if self.conn == Conn::Snapshot {
+                    self.conn = Conn::Waiting { until: now };
+                }
+            }
+            Input::SnapshotFailed { status } => {
+                if self.conn == Conn::Snapshot {
+                    self.snapshot_progress = None;
+                    if status == Some(404) {
+                        self.no_snapshot = true;
+                        self.snapshot_needed = false;
+                        self.conn = Conn::Waiting { until: now };
+                    } else {
+                        self.failed(status, now);
                     }
                 }
             }
@@ -530,6 +592,21 @@ impl SyncMachine {
         self.live = false;
     }
 
+    /// The stream or the snapshot failed with `status`: sign in again on a 401 (once),
+    /// otherwise retry with backoff.
+    fn failed(&mut self, status: Option<u16>, now: u64) {
+        if status == Some(401) && self.fresh_session {
+            // The sign-in just made gave no session: stop asking.
+            self.signed_out = true;
+            self.conn = Conn::Idle;
+        } else if status == Some(401) {
+            self.conn = Conn::SigningIn;
+            self.actions.push_back(Action::SignIn);
+        } else {
+            self.retry_later(now);
+        }
+    }
+
     fn retry_later(&mut self, now: u64) {
         self.conn = Conn::Waiting {
             until: now + self.backoff.next_delay(),
@@ -621,6 +698,13 @@ impl SyncMachine {
             self.actions.push_back(Action::ResetPosition);
             self.position = None;
         }
+        if (self.position.is_none() || self.snapshot_needed) && !self.no_snapshot {
+            self.actions.push_back(Action::TakeSnapshot);
+            self.conn = Conn::Snapshot;
+            self.snapshot_progress = Some((0, 0));
+            self.live = false;
+            return;
+        }
         self.actions.push_back(Action::OpenStream {
             since: self.position.as_ref().map(Position::to_string),
         });
@@ -657,6 +741,7 @@ impl SyncMachine {
                 Conn::Idle => return None,
                 Conn::Waiting { until } => Status::Reconnecting { retry_at: until },
                 Conn::Opening | Conn::SigningIn => Status::Connecting,
+                Conn::Snapshot => Status::CatchingUp,
                 Conn::Open if self.live => Status::Live,
                 Conn::Open => Status::CatchingUp,
             }
@@ -665,6 +750,14 @@ impl SyncMachine {
 
     /// Catch-up progress of the open stream, in log positions from where it started.
     fn current_progress(&self) -> Option<Progress> {
+        if self.conn == Conn::Snapshot {
+            let (done, total) = self.snapshot_progress?;
+            return Some(Progress {
+                phase: Phase::Snapshot,
+                done,
+                total: (total > 0).then_some(total),
+            });
+        }
         if self.conn != Conn::Open {
             return None;
         }
