@@ -108,8 +108,8 @@ export interface OutboxEntry {
 }
 /** What `subscribe` listeners receive when a tab or the service worker changed something. */
 export interface ChangeNotice {
-  /** The relay event's kind, or a local change: `queued` (a send), `sent` (the outbox flushed), `read`. */
-  kind: RelayEvent["kind"] | "queued" | "sent" | "read";
+  /** The relay event's kind, or a local change: `queued` (a send), `sent` (the outbox flushed), `read`, `snapshot` (part of the relay's snapshot was stored). */
+  kind: RelayEvent["kind"] | "queued" | "sent" | "read" | "snapshot";
   conversation_id: string | null;
 }
 "#;

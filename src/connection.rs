@@ -42,8 +42,9 @@ export type SyncStatus =
   | { status: "storage_problem"; code: string } | { status: "signed_out" }
   /** The relay sent what this module cannot read: reload to get a newer version. */
   | { status: "update_required" };
-/** How far long work is: the directory import (records) or the catch-up (log ids). */
-export interface SyncProgress { phase: "directory" | "catch_up"; done: number; total: number | null }
+/** How far long work is: the directory import (records), the snapshot (conversations)
+ * or the catch-up (log ids). */
+export interface SyncProgress { phase: "directory" | "snapshot" | "catch_up"; done: number; total: number | null }
 /** What a connection tells its listeners. */
 export type SyncEvent =
   | ({ type: "status" } & SyncStatus)
@@ -55,7 +56,7 @@ export type SyncEvent =
 /** How the service worker's `catchUp` ended, and the newest notification it raised. */
 export type CatchUpResult = (
   | { end: "caught_up" } | { end: "unavailable"; status: number | null } | { end: "signed_out" }
-  | { end: "storage_problem"; code: string } | { end: "interrupted" }
+  | { end: "storage_problem"; code: string } | { end: "interrupted" } | { end: "snapshot_required" }
 ) & { notification: Notification | null };
 "#;
 
@@ -95,6 +96,8 @@ impl Connection {
 
 /// An open event stream: closed when dropped (its listeners go with it).
 struct Stream {
+    /// The position it resumed from.
+    since: Option<String>,
     source: web_sys::EventSource,
     _listeners: [EventListener; 4],
 }
@@ -236,10 +239,8 @@ impl Driver {
             driver: driver.clone(),
         };
         spawn_local(async move {
+            // A device with no position takes the snapshot, which holds the directory.
             let position = driver.position().await;
-            if position.is_none() {
-                driver.import_directory().await;
-            }
             let waiting = client.store.outbox().await.map_or(0, |o| o.len() as u32);
             driver.handle(Input::OutboxWaiting { count: waiting });
             driver.handle(Input::Start { position });
@@ -295,11 +296,15 @@ impl Driver {
                         },
                     }
                 }),
+                Action::TakeSnapshot => self.spawn(|me| async move { me.take_snapshot().await }),
                 Action::ResetPosition => {
                     // A new epoch: what this device holds of the old log is no guide;
-                    // the directory comes again, then the log from its start.
+                    // the snapshot follows (it holds the directory); without
+                    // snapshots, the directory, then the log from its start.
                     let _ = self.client.store.reset_position().await;
-                    self.import_directory().await;
+                    if !self.machine.borrow().takes_snapshots() {
+                        self.import_directory().await;
+                    }
                 }
                 Action::SignIn => self.spawn(|me| async move {
                     let Some(f) = &me.sign_in else {
@@ -389,11 +394,11 @@ impl Driver {
 
     fn open_stream(self: &Rc<Self>, since: Option<String>) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        let url = match since {
+        let url = match &since {
             Some(s) => format!(
                 "{}/events?since={}",
                 self.base,
-                String::from(js_sys::encode_uri_component(&s))
+                String::from(js_sys::encode_uri_component(s))
             ),
             None => format!("{}/events", self.base),
         };
@@ -450,25 +455,172 @@ impl Driver {
             EventListener::new(&source, "error", self.weakly(|me, _| me.stream_failed())),
         ];
         *self.stream.borrow_mut() = Some(Stream {
+            since,
             source,
             _listeners: listeners,
         });
     }
 
     fn stream_failed(self: &Rc<Self>) {
-        if self.stream.borrow_mut().take().is_none() {
+        let Some(stream) = self.stream.borrow_mut().take() else {
             return;
-        }
+        };
         let generation = self.generation.get();
         let me = self.clone();
+        // Whether the session still holds (401), and whether the events after the
+        // position are still kept (410): one page of one event answers both.
+        let probe = match &stream.since {
+            Some(s) => format!(
+                "{}/events/page?limit=1&since={}",
+                self.base,
+                String::from(js_sys::encode_uri_component(s))
+            ),
+            None => format!("{}/me", self.base),
+        };
         spawn_local(async move {
-            let probe = call(Method::GET, &format!("{}/me", me.base), None).await;
+            let probe = call(Method::GET, &probe, None).await;
             // Another stream opened meanwhile (a resync): this news is not about it.
             if me.generation.get() == generation {
-                let status = probe.status.filter(|s| *s == 401);
+                let status = probe.status.filter(|s| matches!(s, 401 | 410));
                 me.handle(Input::StreamFailed { status });
             }
         });
+    }
+
+    /// Takes the relay's snapshot (E3): reads `GET /snapshot` as it streams in, stores
+    /// each line as it comes (a transaction per line of conversations; older
+    /// messages in batches), tells the page after each so the grid shows before the
+    /// rest arrives, and stores the position with the last batch, once the `end` line
+    /// is in. A relay without snapshots (404): the directory instead, and the machine
+    /// replays the log.
+    async fn take_snapshot(self: &Rc<Self>) -> Input {
+        let failed = |status: Option<u16>| Input::SnapshotFailed { status };
+        let url = format!("{}/snapshot", self.base);
+        let Ok(response) = RequestBuilder::new(&url).method(Method::GET).send().await else {
+            return failed(None);
+        };
+        match response.status() {
+            200 => {}
+            404 => {
+                self.import_directory().await;
+                return failed(Some(404));
+            }
+            status => return failed(Some(status)),
+        }
+        let Some(reader) = response.body().map(|b| {
+            b.get_reader()
+                .unchecked_into::<web_sys::ReadableStreamDefaultReader>()
+        }) else {
+            return failed(None);
+        };
+        let mut lines = sms_core::sync::Lines::default();
+        let mut snapshot = Snapshot::default();
+        loop {
+            if self.machine.borrow().stopped() {
+                let _ = reader.cancel();
+                return failed(None);
+            }
+            let Ok(chunk) = wasm_bindgen_futures::JsFuture::from(reader.read()).await else {
+                return failed(None);
+            };
+            let field = |k: &str| js_sys::Reflect::get(&chunk, &k.into()).unwrap_or_default();
+            if field("done").is_truthy() {
+                return failed(None); // no `end` line: cut
+            }
+            let bytes = field("value").unchecked_into::<js_sys::Uint8Array>();
+            lines.push(&bytes.to_vec());
+            while let Some(line) = lines.next() {
+                match self.store_line(&line, &mut snapshot).await {
+                    Ok(Some(position)) => return Input::SnapshotTaken { position },
+                    Ok(None) => {}
+                    Err(code) => return Input::IngestFailed { code },
+                }
+            }
+        }
+    }
+
+    /// Stores one snapshot line; the position once the `end` line is stored.
+    async fn store_line(
+        self: &Rc<Self>,
+        line: &str,
+        at: &mut Snapshot,
+    ) -> Result<Option<Position>, String> {
+        use sms_core::protocol::SnapshotLine;
+        use sms_core::store::snapshot::{older_writes, position_write, SnapshotConversations};
+        let store_error = |e: crate::store::StoreError| e.code.to_owned();
+        let Ok(value) = js_sys::JSON::parse(line) else {
+            return Err("snapshot_unreadable".into());
+        };
+        let kind = js_sys::Reflect::get(&value, &"kind".into()).ok();
+        if kind.and_then(|k| k.as_string()).as_deref() == Some("start") {
+            // The directory straight from JS, as `GET /directory`'s is imported.
+            let get = |k: &str| js_sys::Reflect::get(&value, &k.into()).ok();
+            at.position = get("position")
+                .and_then(|p| p.as_string())
+                .and_then(|p| Position::parse(&p));
+            at.total = get("conversations").and_then(|n| n.as_f64()).unwrap_or(0.0) as u64;
+            if let Some(directory) = get("directory") {
+                self.client
+                    .import_directory(&directory, &self.directory_progress())
+                    .await
+                    .map_err(|e| {
+                        js_sys::Reflect::get(&e, &"code".into())
+                            .ok()
+                            .and_then(|c| c.as_string())
+                            .unwrap_or_else(|| "write_refused".into())
+                    })?;
+            }
+            self.handle(Input::SnapshotProgress {
+                done: 0,
+                total: at.total,
+            });
+            return Ok(None);
+        }
+        let line: SnapshotLine =
+            serde_wasm_bindgen::from_value(value).map_err(|_| "snapshot_unreadable".to_owned())?;
+        match line {
+            SnapshotLine::Start(_) => {}
+            SnapshotLine::Conversations { conversations } => {
+                let mut plan = SnapshotConversations::new(&conversations);
+                self.client
+                    .store
+                    .execute(&mut plan)
+                    .await
+                    .map_err(store_error)?;
+                at.done += conversations.len() as u64;
+                self.client.announce("snapshot", None);
+                self.handle(Input::SnapshotProgress {
+                    done: at.done,
+                    total: at.total,
+                });
+            }
+            SnapshotLine::Older(older) => {
+                at.older.extend(older_writes(&older));
+                if at.older.len() >= 1_000 {
+                    let mut plan = SnapshotWrites(std::mem::take(&mut at.older));
+                    self.client
+                        .store
+                        .execute(&mut plan)
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+            SnapshotLine::End { .. } => {
+                let Some(position) = at.position.take() else {
+                    return Err("snapshot_unreadable".into());
+                };
+                let mut writes = std::mem::take(&mut at.older);
+                writes.push(position_write(&position.epoch, position.id));
+                self.client
+                    .store
+                    .execute(&mut SnapshotWrites(writes))
+                    .await
+                    .map_err(store_error)?;
+                self.client.announce("snapshot", None);
+                return Ok(Some(position));
+            }
+        }
+        Ok(None)
     }
 
     /// Sends what waits in the outbox, oldest first, judging each answer with the
@@ -574,8 +726,17 @@ impl Driver {
             .filter(|_| answer.status == Some(200))
             .and_then(|b| js_sys::Reflect::get(&b, &"directory".into()).ok());
         let Some(directory) = directory else { return };
+        // A directory the module cannot read stays out; the stream still runs.
+        let _ = self
+            .client
+            .import_directory(&directory, &self.directory_progress())
+            .await;
+    }
+
+    /// Reports a directory import's progress (records) to the listeners.
+    fn directory_progress(self: &Rc<Self>) -> impl Fn(usize, usize) {
         let me = Rc::downgrade(self);
-        let progress = move |done: usize, total: usize| {
+        move |done: usize, total: usize| {
             if let Some(me) = me.upgrade() {
                 me.emit(
                     "progress",
@@ -586,9 +747,7 @@ impl Driver {
                     },
                 );
             }
-        };
-        // A directory the module cannot read stays out; the stream still runs.
-        let _ = self.client.import_directory(&directory, &progress).await;
+        }
     }
 
     /// Tells every listener `{type, ...payload}`.
@@ -693,4 +852,33 @@ pub(crate) async fn catch_up(client: Rc<Client>, options: &JsValue) -> JsResult<
         "the catch-up ended without an end",
         &[],
     ))
+}
+
+/// Where a snapshot being stored stands.
+#[derive(Default)]
+struct Snapshot {
+    position: Option<Position>,
+    total: u64,
+    done: u64,
+    /// Older messages not stored yet (they go in batches, the last with the position).
+    older: Vec<sms_core::store::Write>,
+}
+
+/// A snapshot's writes that need no read: older messages, and the position last.
+struct SnapshotWrites(Vec<sms_core::store::Write>);
+
+impl sms_core::store::Plan for SnapshotWrites {
+    fn tables(&self) -> &'static [sms_core::store::Table] {
+        use sms_core::store::Table;
+        &[Table::Messages, Table::Meta]
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn start(&mut self) -> Vec<sms_core::store::Read> {
+        Vec::new()
+    }
+    fn step(&mut self, _: Vec<sms_core::store::Got>) -> sms_core::store::Next {
+        sms_core::store::Next::Write(std::mem::take(&mut self.0))
+    }
 }

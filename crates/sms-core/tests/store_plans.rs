@@ -477,7 +477,12 @@ fn a_snapshot_stores_conversations_then_older_messages_keeping_local_read_marks(
         line(
             "contact:1",
             "+15551110001",
-            vec![msg("m1", 10, false), msg("r1", 20, true), msg("m2", 30, false), msg("m3", 40, false)],
+            vec![
+                msg("m1", 10, false),
+                msg("r1", 20, true),
+                msg("m2", 30, false),
+                msg("m3", 40, false),
+            ],
         ),
         line("contact:3", "+15551110003", vec![msg("m9", 50, false)]),
     ];
@@ -494,10 +499,17 @@ fn a_snapshot_stores_conversations_then_older_messages_keeping_local_read_marks(
             .unwrap()
     };
     let c = stored(&s, &c1);
-    assert_eq!((c.unread, c.last_ms, c.preview.as_str()), (2, 40.0, "body m3"));
+    assert_eq!(
+        (c.unread, c.last_ms, c.preview.as_str()),
+        (2, 40.0, "body m3")
+    );
     assert_eq!(c.consent, sms_core::consent::Consent::OptedOut);
     assert_eq!(c.rule, Some(sms_core::routing::RouteRule::NewLead));
-    assert_eq!(stored(&s, &held.id).unread, 0, "this device's read mark stays");
+    assert_eq!(
+        stored(&s, &held.id).unread,
+        0,
+        "this device's read mark stays"
+    );
 
     // Older messages land in the same conversation; the position comes last.
     let older = SnapshotOlder {
@@ -514,7 +526,11 @@ fn a_snapshot_stores_conversations_then_older_messages_keeping_local_read_marks(
     let ids: Vec<&str> = all.page.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["m0", "m1", "r1", "m2", "m3"]);
     let reply = &all.page.messages[2];
-    assert_eq!(reply.client_ref.as_deref(), Some("r1"), "an outbound message is its client_ref");
+    assert_eq!(
+        reply.client_ref.as_deref(),
+        Some("r1"),
+        "an outbound message is its client_ref"
+    );
     assert!(s
         .rows(Table::Meta)
         .any(|r| matches!(r, Row::Position(p) if p.id == 77 && p.epoch == "e1")));

@@ -306,10 +306,7 @@ fn a_reset_notice_waits_for_the_run_in_flight_then_resets() {
     let actions = h.step(Input::Ingested {
         outcomes: applied(1),
     });
-    assert_eq!(
-        actions[..2],
-        [Action::ResetPosition, Action::TakeSnapshot]
-    );
+    assert_eq!(actions[..2], [Action::ResetPosition, Action::TakeSnapshot]);
 }
 
 // ---- ingest failure ----
@@ -360,8 +357,8 @@ fn a_failed_ingest_reports_storage_and_retries_from_the_last_applied_position() 
 fn failure_delays(seed: u64, n: usize) -> Vec<u64> {
     let mut h = Harness::new(seed);
     h.step(Input::Start {
-            position: Some(at("e1", 1)),
-        });
+        position: Some(at("e1", 1)),
+    });
     (0..n)
         .map(|_| {
             h.step(Input::StreamFailed { status: None });
@@ -661,8 +658,8 @@ fn the_outbox_flushes_on_reconnect_and_online_one_at_a_time() {
     let mut h = Harness::new(1);
     h.step(Input::OutboxWaiting { count: 1 });
     h.step(Input::Start {
-            position: Some(at("e1", 1)),
-        });
+        position: Some(at("e1", 1)),
+    });
     assert_eq!(flushes(&h.step(Input::StreamOpened)), 1, "on connect");
     // `online` during the flush: no second flush in flight...
     assert_eq!(flushes(&h.step(Input::Online)), 0);
@@ -1144,9 +1141,11 @@ fn a_failed_snapshot_is_retried_with_backoff_signs_in_or_falls_back_to_the_log()
     assert!(h.sync.poll_timeout().unwrap() > h.now);
     assert_eq!(h.wake()[0], Action::TakeSnapshot);
     // Progress reported for the failed attempt is not carried over.
-    assert!(snapshot_progress(&h.step(Input::SnapshotProgress { done: 1, total: 0 }))
-        .iter()
-        .all(|(_, total)| total.is_none()));
+    assert!(
+        snapshot_progress(&h.step(Input::SnapshotProgress { done: 1, total: 0 }))
+            .iter()
+            .all(|(_, total)| total.is_none())
+    );
 
     // 401: sign in, then take it again.
     let actions = h.step(Input::SnapshotFailed { status: Some(401) });

@@ -15,6 +15,7 @@
 
 mod backoff;
 mod catch_up;
+mod lines;
 mod verdict;
 
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ use crate::store::run::run_end;
 use crate::store::IngestOutcome;
 pub use backoff::Backoff;
 pub use catch_up::{CatchUp, CatchUpAction, CatchUpEnd, CatchUpInput};
+pub use lines::Lines;
 pub use verdict::{send_verdict, RetryCause, Verdict};
 
 /// The next run to ingest from what the stream (or a page) delivered, in order, with
@@ -144,7 +146,7 @@ pub enum Input {
         /// The position it reflects (now the store's).
         position: Position,
     },
-    /// [`Action::TakeSnapshot`] failed: its HTTP status when known (`None`: a network
+    /// [`Action::TakeSnapshot`] failed (a store failure is [`Input::IngestFailed`]): its HTTP status when known (`None`: a network
     /// error or a stream cut before its end). A 404 is a relay without snapshots: the
     /// driver imported the directory instead, and the log is replayed from its start.
     SnapshotFailed {
@@ -362,6 +364,17 @@ impl SyncMachine {
         self.status.as_ref()
     }
 
+    /// Whether the relay serves snapshots (not known otherwise until one answered 404):
+    /// without them, a new epoch needs the directory imported before the log replays.
+    pub fn takes_snapshots(&self) -> bool {
+        !self.no_snapshot
+    }
+
+    /// Whether `Stop` came: nothing more happens.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// The position the machine would resume from.
     pub fn position(&self) -> Option<&Position> {
         self.position.as_ref()
@@ -479,6 +492,10 @@ impl SyncMachine {
                 self.storage_problem = Some(code);
                 if self.connected() {
                     self.close();
+                    self.retry_later(now);
+                } else if self.conn == Conn::Snapshot {
+                    // A snapshot that could not be stored: again later, whole.
+                    self.snapshot_progress = None;
                     self.retry_later(now);
                 }
             }
