@@ -109,10 +109,12 @@ e2e: node-tools
 	rc=$$?; kill $$pid; exit $$rc
 	node tests/e2e/scenarios.mjs $(E2E_SCENARIO_PORT)
 
-bench: rust-tools node-tools browser-tools pg-tools
+bench: rust-tools node-tools browser-tools pg-tools pkg
 	cargo run --release -p sms-core --example bench
 	cargo build --release -p sms-relay
 	cargo run --release -p sms-relay --example load
+	# A new device for a seller with 10,000 conversations: snapshot vs log replay (E3).
+	node tests/bench/snapshot.mjs
 	# The same load over two nodes sharing a PostgreSQL of its own (X9).
 	tools/pg-test.sh run sh -c 'LOAD_NODES=2 LOAD_DATABASE="$$RELAY_TEST_DATABASE_URL" cargo run --release -p sms-relay --example load'
 	@$(MAKE) --no-print-directory bench-browser

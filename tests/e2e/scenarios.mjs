@@ -43,6 +43,12 @@ async function customerTexts(from, to, body) {
   if (!r.ok) throw new Error(`phone send answered ${r.status}`);
 }
 
+/** The administrator prunes every event logged so far (`POST /admin/prune`). */
+async function prune() {
+  const r = await fetch(`${base}admin/prune`, { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer demo-admin-token" }, body: JSON.stringify({ keep_after: 1e15 }) });
+  return { ok: r.ok, body: await r.json().catch(() => null) };
+}
+
 // ---- scenario plumbing ----
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -291,6 +297,40 @@ try {
     await customerTexts("+91 95555 00003", "+14155550100", "Sent while you were away");
     check(await until(page, () => document.querySelector("#grid tbody").textContent.includes("Sent while you were away"), null, 40000), "it reconnects by itself and catches up");
     check(await until(page, () => !document.getElementById("status").textContent.includes("reconnecting")), "the warning goes away");
+  });
+
+  await scenario("a new device on a pruned log starts from the relay's snapshot", async ({ page }) => {
+    for (const body of ["Snapshot one", "Snapshot two", "Snapshot three"]) await customerTexts("+91 95555 00011", "+14155550100", body);
+    check((await prune()).ok, "the administrator prunes the whole log");
+    const asked = [];
+    page.on("request", (r) => asked.push(new URL(r.url()).pathname));
+    await signIn(page);
+    check(asked.includes("/snapshot"), "the page took the snapshot");
+    check(await visible(page.getByRole("row").filter({ hasText: "Snapshot three" })), "the grid shows the conversation");
+    await openFromGrid(page, "Snapshot three");
+    const shown = await pane(page).locator("#messages").textContent();
+    check(["Snapshot one", "Snapshot two", "Snapshot three"].every((b) => shown.includes(b)), "its whole history is in the pane");
+    await customerTexts("+91 95555 00011", "+14155550100", "After the snapshot");
+    check(await visible(pane(page).getByText("After the snapshot")), "later messages stream in after it");
+  });
+
+  await scenario("a device whose position was pruned catches up from a snapshot", async ({ context, page }) => {
+    await signIn(page);
+    await customerTexts("+91 95555 00012", "+14155550100", "Before the gap");
+    check(await visible(page.getByRole("row").filter({ hasText: "Before the gap" })), "the first message arrives live");
+    await page.close();
+    for (const body of ["Missed one", "Missed two"]) await customerTexts("+91 95555 00012", "+14155550100", body);
+    check((await prune()).ok, "the log is pruned past what this device applied");
+    const again = await context.newPage();
+    const asked = [];
+    again.on("request", (r) => asked.push(new URL(r.url()).pathname));
+    await again.goto(base);
+    check(await until(again, () => document.getElementById("status").textContent.includes("Live"), null, 20000), "it is live again");
+    check(asked.includes("/snapshot"), "it took a snapshot instead of skipping the pruned events");
+    await openFromGrid(again, "Missed two");
+    const shown = await pane(again).locator("#messages").textContent();
+    check(["Before the gap", "Missed one", "Missed two"].every((b) => shown.includes(b)), "nothing is missing");
+    check((shown.match(/Before the gap/g) ?? []).length === 1, "nothing is doubled");
   });
 
   await scenario("an opted-out customer cannot be texted, and says so", async ({ page }) => {
