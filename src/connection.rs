@@ -546,7 +546,9 @@ impl Driver {
         at: &mut Snapshot,
     ) -> Result<Option<Position>, String> {
         use sms_core::protocol::SnapshotLine;
-        use sms_core::store::snapshot::{older_writes, position_write, SnapshotConversations};
+        use sms_core::store::snapshot::{
+            older_writes, position_write, SnapshotConversations, SnapshotPrune,
+        };
         let store_error = |e: crate::store::StoreError| e.code.to_owned();
         let Ok(value) = js_sys::JSON::parse(line) else {
             return Err("snapshot_unreadable".into());
@@ -588,6 +590,7 @@ impl Driver {
                     .await
                     .map_err(store_error)?;
                 at.done += conversations.len() as u64;
+                at.kept.extend(plan.stored);
                 self.client.announce("snapshot", None);
                 self.handle(Input::SnapshotProgress {
                     done: at.done,
@@ -609,6 +612,12 @@ impl Driver {
                 let Some(position) = at.position.take() else {
                     return Err("snapshot_unreadable".into());
                 };
+                // What this device held that the snapshot no longer has goes first.
+                self.client
+                    .store
+                    .execute(&mut SnapshotPrune::new(&at.kept))
+                    .await
+                    .map_err(store_error)?;
                 let mut writes = std::mem::take(&mut at.older);
                 writes.push(position_write(&position.epoch, position.id));
                 self.client
@@ -862,6 +871,8 @@ struct Snapshot {
     done: u64,
     /// Older messages not stored yet (they go in batches, the last with the position).
     older: Vec<sms_core::store::Write>,
+    /// The conversations stored.
+    kept: std::collections::HashSet<String>,
 }
 
 /// A snapshot's writes that need no read: older messages, and the position last.

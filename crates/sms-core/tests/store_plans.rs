@@ -535,3 +535,51 @@ fn a_snapshot_stores_conversations_then_older_messages_keeping_local_read_marks(
         .rows(Table::Meta)
         .any(|r| matches!(r, Row::Position(p) if p.id == 77 && p.epoch == "e1")));
 }
+
+#[test]
+fn after_a_snapshot_what_it_no_longer_has_goes_unless_a_send_to_it_waits() {
+    use sms_core::store::snapshot::SnapshotPrune;
+    let (mut s, _) = store();
+    let kept = conversation("contact:1", "+15550000001", "+15551110001", 1.0);
+    let moved = conversation("contact:3", "+15550000001", "+15551110001", 2.0);
+    let waiting = conversation("contact:2", "+15550000001", "+15551110002", 3.0);
+    let mut w: Vec<Write> = [&kept, &moved, &waiting]
+        .iter()
+        .map(|c| Write::Put(Row::Conversation((*c).clone())))
+        .collect();
+    w.push(Write::Put(message(&kept.id, "k1", 1.0)));
+    w.push(Write::Put(message(&moved.id, "m1", 2.0)));
+    w.push(Write::Put(Row::Notification(row(
+        json!({"id": "m1", "kind": "new_message",
+        "conversation_id": moved.id, "text": "m1", "at_ms": 2.0, "unread": 1}),
+    ))));
+    let mut out = send("r9", "Still going out");
+    out.request.from = "+15550000001".into();
+    out.request.to = "+15551110002".into();
+    out.request.record_id = Some("contact:2".into());
+    w.push(Write::Put(Row::Outbox(out)));
+    s.write(w).unwrap();
+
+    let snapshot: std::collections::HashSet<String> = [kept.id.clone()].into();
+    s.execute(&mut SnapshotPrune::new(&snapshot)).unwrap();
+    let ids = |t: Table| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .rows(t)
+            .map(|r| match r {
+                Row::Conversation(c) => c.id.clone(),
+                Row::Message(m) => m.id.clone(),
+                Row::Notification(n) => n.id.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(Table::Conversations), {
+        let mut v = vec![kept.id.clone(), waiting.id.clone()];
+        v.sort();
+        v
+    });
+    assert_eq!(ids(Table::Messages), ["k1"]);
+    assert!(ids(Table::Notifications).is_empty());
+}

@@ -2,17 +2,24 @@
 //! message rows, a chunk per transaction, and the snapshot's position is stored last
 //! (with its `end` line), so a cut snapshot leaves no position and is taken again.
 //!
+//! Once the whole snapshot is stored, [`SnapshotPrune`] removes what the device held
+//! that the snapshot no longer has (a conversation moved or merged while this device's
+//! position was pruned, or one of an older epoch), unless a send to it still waits in
+//! the outbox.
+//!
 //! A conversation the device already holds keeps its unread count (read marks are
 //! the device's own); a new one counts the inbound messages after the seller's last
 //! reply ([`unanswered`]): the relay keeps no read marks, and a customer who wrote
 //! last is waiting for an answer. Snapshots raise no notifications: the bell is for
 //! what arrives, not for history.
 
+use std::collections::HashSet;
+
 use crate::protocol::{SnapshotConversation, SnapshotOlder};
 use crate::relay::history::HistoryMessage;
 
-use super::key::Key;
-use super::ops::{Got, Read, Row, Table, Write};
+use super::key::{Key, KeyRange};
+use super::ops::{Got, Index, Read, Row, Table, Write};
 use super::plan::{Next, Plan};
 use super::rows::{conversation_id, preview, Position, StoredConversation, StoredMessage};
 use crate::pane::Direction;
@@ -123,4 +130,93 @@ pub fn position_write(epoch: &str, id: i64) -> Write {
         epoch: epoch.to_owned(),
         id,
     }))
+}
+
+/// Removes the conversations the snapshot did not have (with their messages and
+/// notifications), keeping those a waiting send belongs to.
+#[derive(Debug)]
+pub struct SnapshotPrune<'a> {
+    kept: &'a HashSet<String>,
+    stale: Vec<String>,
+}
+
+impl<'a> SnapshotPrune<'a> {
+    /// `kept`: the ids the snapshot stored.
+    pub fn new(kept: &'a HashSet<String>) -> Self {
+        Self {
+            kept,
+            stale: Vec::new(),
+        }
+    }
+}
+
+impl Plan for SnapshotPrune<'_> {
+    fn tables(&self) -> &'static [Table] {
+        &[
+            Table::Conversations,
+            Table::Messages,
+            Table::Notifications,
+            Table::Outbox,
+        ]
+    }
+    fn writes(&self) -> bool {
+        true
+    }
+    fn start(&mut self) -> Vec<Read> {
+        vec![Read::Scan(Table::Conversations), Read::Scan(Table::Outbox)]
+    }
+    fn step(&mut self, got: Vec<Got>) -> Next {
+        let mut got = got.into_iter();
+        if !self.stale.is_empty() {
+            // The second round: the stale conversations' messages and notifications.
+            let mut writes = Vec::new();
+            for row in got.flat_map(Got::many) {
+                writes.push(Write::Delete(row.table(), row.key()));
+            }
+            writes.extend(
+                self.stale
+                    .iter()
+                    .map(|id| Write::Delete(Table::Conversations, Key::str(&**id))),
+            );
+            return Next::Write(writes);
+        }
+        let conversations = got.next().map(Got::many).unwrap_or_default();
+        let waiting: HashSet<String> = got
+            .next()
+            .map(Got::many)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Row::outbox)
+            .filter_map(|o| {
+                let r = o.request;
+                Some(conversation_id(&r.from, &r.to, r.record_id.as_deref()?))
+            })
+            .collect();
+        self.stale = conversations
+            .into_iter()
+            .filter_map(Row::conversation)
+            .map(|c| c.id)
+            .filter(|id| !self.kept.contains(id) && !waiting.contains(id))
+            .collect();
+        if self.stale.is_empty() {
+            return Next::Write(Vec::new());
+        }
+        let reads = self
+            .stale
+            .iter()
+            .flat_map(|id| {
+                [
+                    Read::All(
+                        Index::MessagesByConversation,
+                        KeyRange::closed(Key::pair(&**id, f64::MIN), Key::pair(&**id, f64::MAX)),
+                    ),
+                    Read::All(
+                        Index::NotificationsByConversation,
+                        KeyRange::closed(Key::pair(&**id, 0.0), Key::pair(&**id, 1.0)),
+                    ),
+                ]
+            })
+            .collect();
+        Next::Read(reads)
+    }
 }
