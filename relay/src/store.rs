@@ -347,8 +347,11 @@ CREATE INDEX IF NOT EXISTS dedupe_by_age ON dedupe_keys (at_ms);
 -- latest delivery, per conversation, moves and merges applied; kept at the head
 -- whatever is pruned. Reports whose message is not logged yet wait in
 -- history_pending (D2).
+-- A conversation's rule is the JSON of its RouteRule (NULL: none yet); its moves
+-- the JSON list of its MoveEntry, oldest first.
 CREATE TABLE IF NOT EXISTS history_conversations (
   org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL, last_ms INTEGER NOT NULL,
+  rule TEXT, moves TEXT NOT NULL DEFAULT '[]',
   PRIMARY KEY (org, customer, record)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_messages (
@@ -819,24 +822,30 @@ impl LogReader for SqliteReader {
         let after = after.cloned().unwrap_or_default();
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT org, customer, record, last_ms FROM history_conversations
+                "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
                  WHERE (org, customer, record) > (?1, ?2, ?3)
                  ORDER BY org, customer, record LIMIT ?4",
             )?;
-            let rows = stmt.query_map(
-                params![after.org, after.customer, after.record, limit as i64],
-                |r| {
-                    Ok(HistoryConversation {
-                        key: ConversationKey {
-                            org: r.get(0)?,
-                            customer: r.get(1)?,
-                            record: r.get(2)?,
-                        },
-                        last: sms_core::Timestamp::from_millis(r.get(3)?),
-                    })
-                },
-            )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = stmt.query(params![
+                after.org,
+                after.customer,
+                after.record,
+                limit as i64
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(conversation_row(
+                    ConversationKey {
+                        org: r.get(0)?,
+                        customer: r.get(1)?,
+                        record: r.get(2)?,
+                    },
+                    r.get(3)?,
+                    r.get(4)?,
+                    &r.get::<_, String>(5)?,
+                )?);
+            }
+            Ok(out)
         })
     }
 
@@ -1038,33 +1047,120 @@ pub(crate) fn message_in(json: &str, key: &ConversationKey) -> StoreResult<Histo
     Ok(m)
 }
 
+/// A conversation from its row: key, `last_ms`, `rule` (JSON or NULL), `moves` (JSON).
+pub(crate) fn conversation_row(
+    key: ConversationKey,
+    last_ms: i64,
+    rule: Option<String>,
+    moves: &str,
+) -> StoreResult<HistoryConversation> {
+    Ok(HistoryConversation {
+        key,
+        last: sms_core::Timestamp::from_millis(last_ms),
+        rule: rule.as_deref().map(from_json).transpose()?,
+        moves: from_json(moves)?,
+    })
+}
+
+/// A conversation's `rule` and `moves` columns.
+pub(crate) fn conversation_columns(
+    c: &HistoryConversation,
+) -> StoreResult<(Option<String>, String)> {
+    Ok((
+        c.rule.as_ref().map(to_json).transpose()?,
+        to_json(&c.moves)?,
+    ))
+}
+
 /// Carries out one history op ([`HistoryOp`] says what each means).
 fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
     match op {
-        HistoryOp::PutConversation(c) => {
+        HistoryOp::PutConversation { key, last, rule } => {
+            let rule = rule.as_ref().map(to_json).transpose()?;
             conn.prepare_cached(
-                "INSERT OR REPLACE INTO history_conversations (org, customer, record, last_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '[]')
+                 ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = excluded.last_ms,
+                   rule = COALESCE(excluded.rule, history_conversations.rule)",
             )?
             .execute(params![
-                c.key.org,
-                c.key.customer,
-                c.key.record,
-                c.last.as_millis()
+                key.org,
+                key.customer,
+                key.record,
+                last.as_millis(),
+                rule
             ])?;
         }
-        HistoryOp::DropConversation(k) => {
+        HistoryOp::Move { from, to, entry } => {
+            // Both rows in one read; the merge is the core's rule, not SQL's.
+            let mut source = None;
+            let mut target = None;
+            {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
+                     WHERE (org = ?1 AND customer = ?2 AND record = ?3)
+                        OR (org = ?4 AND customer = ?5 AND record = ?6)",
+                )?;
+                let mut rows = stmt.query(params![
+                    from.org,
+                    from.customer,
+                    from.record,
+                    to.org,
+                    to.customer,
+                    to.record
+                ])?;
+                while let Some(r) = rows.next()? {
+                    let c = conversation_row(
+                        ConversationKey {
+                            org: r.get(0)?,
+                            customer: r.get(1)?,
+                            record: r.get(2)?,
+                        },
+                        r.get(3)?,
+                        r.get(4)?,
+                        &r.get::<_, String>(5)?,
+                    )?;
+                    if c.key == *from {
+                        source = Some(c.clone());
+                    }
+                    if c.key == *to && from != to {
+                        target = Some(c);
+                    }
+                }
+            }
+            let moved = HistoryConversation::moved(source, target, to.clone(), entry.clone());
             conn.prepare_cached(
-                "DELETE FROM history_conversations WHERE org = ?1 AND customer = ?2 AND record = ?3",
-            )?
-            .execute(params![k.org, k.customer, k.record])?;
-        }
-        HistoryOp::MoveMessages { from, to } => {
-            conn.prepare_cached(
-                "UPDATE history_messages SET record = ?4
+                "UPDATE history_messages SET org = ?4, customer = ?5, record = ?6
                  WHERE org = ?1 AND customer = ?2 AND record = ?3",
             )?
-            .execute(params![from.org, from.customer, from.record, to.record])?;
+            .execute(params![
+                from.org,
+                from.customer,
+                from.record,
+                to.org,
+                to.customer,
+                to.record
+            ])?;
+            if from != to {
+                conn.prepare_cached(
+                    "DELETE FROM history_conversations
+                     WHERE org = ?1 AND customer = ?2 AND record = ?3",
+                )?
+                .execute(params![from.org, from.customer, from.record])?;
+            }
+            let (rule, moves) = conversation_columns(&moved)?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO history_conversations
+                 (org, customer, record, last_ms, rule, moves) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                moved.key.org,
+                moved.key.customer,
+                moved.key.record,
+                moved.last.as_millis(),
+                rule,
+                moves
+            ])?;
         }
         HistoryOp::PutMessage(m) => {
             let mut m = m.clone();
@@ -1137,18 +1233,21 @@ fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
 /// columns': a move re-keys the columns only).
 fn sqlite_history(conn: &Connection) -> StoreResult<History> {
     let mut h = History::default();
-    let mut stmt =
-        conn.prepare("SELECT org, customer, record, last_ms FROM history_conversations")?;
+    let mut stmt = conn
+        .prepare("SELECT org, customer, record, last_ms, rule, moves FROM history_conversations")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        h.conversations.insert(
+        let c = conversation_row(
             history::ConversationKey {
                 org: r.get(0)?,
                 customer: r.get(1)?,
                 record: r.get(2)?,
             },
-            sms_core::Timestamp::from_millis(r.get(3)?),
-        );
+            r.get(3)?,
+            r.get(4)?,
+            &r.get::<_, String>(5)?,
+        )?;
+        h.conversations.insert(c.key.clone(), c);
     }
     let mut stmt = conn.prepare("SELECT org, customer, record, message FROM history_messages")?;
     let mut rows = stmt.query([])?;

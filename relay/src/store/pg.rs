@@ -35,7 +35,7 @@ use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::{from_json, message_in, to_json};
+use super::{conversation_columns, conversation_row, from_json, message_in, to_json};
 use super::{
     new_epoch, outcome_parse, parse_event, sent_columns, session_hash, LogReader, LogWriter,
     NewEvent, PendingSend, PushSubscription, SendStage, SentColumns, SentMessage, SentRow,
@@ -118,8 +118,11 @@ INSERT INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
 -- latest delivery, per conversation, moves and merges applied; kept at the head
 -- whatever is pruned. Reports whose message is not logged yet wait in
 -- history_pending (D2).
+-- A conversation's rule is the JSON of its RouteRule (NULL: none yet); its moves
+-- the JSON list of its MoveEntry, oldest first.
 CREATE TABLE history_conversations (
   org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL, last_ms BIGINT NOT NULL,
+  rule TEXT, moves TEXT NOT NULL DEFAULT '[]',
   PRIMARY KEY (org, customer, record)
 );
 CREATE TABLE history_messages (
@@ -892,19 +895,22 @@ impl LogWriter for PgWriter {
             let mut h = History::default();
             for r in conn
                 .query(
-                    "SELECT org, customer, record, last_ms FROM history_conversations",
+                    "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations",
                     &[],
                 )
                 .await?
             {
-                h.conversations.insert(
+                let c = conversation_row(
                     ConversationKey {
                         org: r.get(0),
                         customer: r.get(1),
                         record: r.get(2),
                     },
-                    sms_core::Timestamp::from_millis(r.get(3)),
-                );
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )?;
+                h.conversations.insert(c.key.clone(), c);
             }
             for r in conn
                 .query(
@@ -1219,7 +1225,7 @@ impl LogReader for PgReader {
     ) -> StoreResult<Vec<HistoryConversation>> {
         let after = after.cloned().unwrap_or_default();
         let rows = self.query(
-            "SELECT org, customer, record, last_ms FROM history_conversations
+            "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
              WHERE (org, customer, record) > ($1, $2, $3)
              ORDER BY org, customer, record LIMIT $4",
             vec![
@@ -1229,17 +1235,20 @@ impl LogReader for PgReader {
                 Box::new(limit as i64),
             ],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryConversation {
-                key: ConversationKey {
-                    org: r.get(0),
-                    customer: r.get(1),
-                    record: r.get(2),
-                },
-                last: sms_core::Timestamp::from_millis(r.get(3)),
+        rows.iter()
+            .map(|r| {
+                conversation_row(
+                    ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )
             })
-            .collect())
+            .collect()
     }
 
     fn history_messages(
@@ -1622,43 +1631,104 @@ async fn read_new(
 /// what each means; the SQLite store does the same).
 async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
     match op {
-        HistoryOp::PutConversation(c) => {
+        HistoryOp::PutConversation { key, last, rule } => {
             let stmt = conn
                 .prepare_cached(
-                    "INSERT INTO history_conversations (org, customer, record, last_ms)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms",
+                    "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+                     VALUES ($1, $2, $3, $4, $5, '[]')
+                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms,
+                       rule = COALESCE(EXCLUDED.rule, history_conversations.rule)",
                 )
                 .await?;
-            let k = &c.key;
+            let rule = rule.as_ref().map(to_json).transpose()?;
             conn.execute(
                 &stmt,
-                &[&k.org, &k.customer, &k.record, &c.last.as_millis()],
+                &[
+                    &key.org,
+                    &key.customer,
+                    &key.record,
+                    &last.as_millis(),
+                    &rule,
+                ],
             )
             .await?;
         }
-        HistoryOp::DropConversation(k) => {
-            let stmt = conn
-                .prepare_cached(
+        HistoryOp::Move { from, to, entry } => {
+            // Round trip 1: both rows. The merge is the core's rule, computed here.
+            let (read, rekey, delete, put) = futures_util::future::try_join4(
+                conn.prepare_cached(
+                    "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
+                     WHERE (org, customer, record) IN (($1, $2, $3), ($4, $5, $6))",
+                ),
+                conn.prepare_cached(
+                    "UPDATE history_messages SET org = $4, customer = $5, record = $6
+                     WHERE org = $1 AND customer = $2 AND record = $3",
+                ),
+                conn.prepare_cached(
                     "DELETE FROM history_conversations
                      WHERE org = $1 AND customer = $2 AND record = $3",
-                )
-                .await?;
-            conn.execute(&stmt, &[&k.org, &k.customer, &k.record])
-                .await?;
-        }
-        HistoryOp::MoveMessages { from, to } => {
-            let stmt = conn
-                .prepare_cached(
-                    "UPDATE history_messages SET record = $4
-                     WHERE org = $1 AND customer = $2 AND record = $3",
-                )
-                .await?;
-            conn.execute(
-                &stmt,
-                &[&from.org, &from.customer, &from.record, &to.record],
+                ),
+                conn.prepare_cached(
+                    "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms,
+                       rule = EXCLUDED.rule, moves = EXCLUDED.moves",
+                ),
             )
             .await?;
+            let both: [&(dyn ToSql + Sync); 6] = [
+                &from.org,
+                &from.customer,
+                &from.record,
+                &to.org,
+                &to.customer,
+                &to.record,
+            ];
+            let (mut source, mut target) = (None, None);
+            for r in conn.query(&read, &both).await? {
+                let c = conversation_row(
+                    ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )?;
+                if c.key == *from {
+                    source = Some(c.clone());
+                }
+                if c.key == *to && from != to {
+                    target = Some(c);
+                }
+            }
+            let moved = HistoryConversation::moved(source, target, to.clone(), entry.clone());
+            let (rule, moves) = conversation_columns(&moved)?;
+            let last = moved.last.as_millis();
+            // Round trip 2, pipelined: re-key the messages, drop the source, put the target.
+            let source_p: [&(dyn ToSql + Sync); 3] = [&from.org, &from.customer, &from.record];
+            let put_p: [&(dyn ToSql + Sync); 6] = [
+                &moved.key.org,
+                &moved.key.customer,
+                &moved.key.record,
+                &last,
+                &rule,
+                &moves,
+            ];
+            let same = from == to;
+            let (a, b, c) = futures_util::join!(
+                conn.execute(&rekey, &both),
+                async {
+                    if same {
+                        Ok(0)
+                    } else {
+                        conn.execute(&delete, &source_p).await
+                    }
+                },
+                conn.execute(&put, &put_p),
+            );
+            a.and(b).and(c)?;
         }
         HistoryOp::PutMessage(m) => {
             let mut m = m.clone();
