@@ -210,6 +210,34 @@ pub struct PushSubscription {
     pub auth: String,
 }
 
+/// Which conversations a snapshot keeps (the seller's sight).
+pub type Keep = std::sync::Arc<dyn Fn(&ConversationKey) -> bool + Send + Sync>;
+
+/// Conversations per [`SnapshotPart::Conversations`].
+pub const SNAPSHOT_CHUNK: usize = 200;
+/// Most messages per [`SnapshotPart::Older`].
+pub const SNAPSHOT_OLDER: usize = 1000;
+
+/// A part of a snapshot ([`LogReader::snapshot`]), in the order they come.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SnapshotPart {
+    /// First: the position the snapshot reflects, and how many conversations follow.
+    Head {
+        /// The log's epoch.
+        epoch: String,
+        /// The log's head (the last id allocated, kept or pruned).
+        head: i64,
+        /// How many conversations the `keep` filter accepted.
+        conversations: u64,
+    },
+    /// Up to [`SNAPSHOT_CHUNK`] conversations in key order, each with its latest
+    /// messages, oldest first.
+    Conversations(Vec<(HistoryConversation, Vec<HistoryMessage>)>),
+    /// Up to [`SNAPSHOT_OLDER`] messages of one conversation from before its latest
+    /// page, oldest first (only conversations whose latest page was full).
+    Older(ConversationKey, Vec<HistoryMessage>),
+}
+
 /// The reader side: replays for SSE clients, sessions and push subscriptions.
 pub trait LogReader: Send + Sync {
     /// The current epoch.
@@ -234,6 +262,19 @@ pub trait LogReader: Send + Sync {
         key: &ConversationKey,
         limit: usize,
     ) -> StoreResult<Vec<HistoryMessage>>;
+    /// A consistent snapshot of the history for one seller (E3): the log's head and
+    /// epoch, the conversations `keep` accepts in key order each with its latest
+    /// `page` messages (oldest first), then every older message of those
+    /// conversations, all read in one read transaction: it reflects exactly the
+    /// head it names. Parts go to `out` as they are read (a bounded channel: a slow
+    /// client slows the read); returns when done, when `out` is closed (the client
+    /// went), or on an error. Blocks: call it from a blocking task.
+    fn snapshot(
+        &self,
+        page: usize,
+        keep: Keep,
+        out: tokio::sync::mpsc::Sender<SnapshotPart>,
+    ) -> StoreResult<()>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session, and when it expires.
@@ -872,6 +913,21 @@ impl LogReader for SqliteReader {
         })
     }
 
+    fn snapshot(
+        &self,
+        page: usize,
+        keep: Keep,
+        out: tokio::sync::mpsc::Sender<SnapshotPart>,
+    ) -> StoreResult<()> {
+        let conn = self.pool.get()?;
+        // Deferred: the first read fixes the snapshot (WAL), the writer goes on.
+        conn.execute_batch("BEGIN")?;
+        let result = sqlite_snapshot(&conn, page.max(1), &*keep, &out);
+        let end = conn.execute_batch("COMMIT");
+        result?;
+        Ok(end?)
+    }
+
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
         let now_ms = crate::sequencer::now().as_millis();
         self.with(|conn| {
@@ -1223,6 +1279,127 @@ fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
                     )?
                     .execute(params![message_sid, to_json(&d)?])?;
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where an older page ends: a message's `(at_ms, id)`.
+type Cursor = (i64, String);
+
+/// [`LogReader::snapshot`] inside the reader's transaction. `Ok` early when the
+/// receiver went.
+fn sqlite_snapshot(
+    conn: &Connection,
+    page: usize,
+    keep: &(dyn Fn(&ConversationKey) -> bool + Send + Sync),
+    out: &tokio::sync::mpsc::Sender<SnapshotPart>,
+) -> StoreResult<()> {
+    let epoch = read_epoch(conn)?;
+    let head: i64 = conn.query_row(SQLITE_HEAD, [], |r| r.get(0))?;
+    // First pass: the keys only.
+    let mut keys = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT org, customer, record FROM history_conversations ORDER BY org, customer, record",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let key = ConversationKey {
+                org: r.get(0)?,
+                customer: r.get(1)?,
+                record: r.get(2)?,
+            };
+            if keep(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let part = SnapshotPart::Head {
+        epoch,
+        head,
+        conversations: keys.len() as u64,
+    };
+    if out.blocking_send(part).is_err() {
+        return Ok(());
+    }
+    // The conversations with their latest page; remember where full pages start.
+    let mut full: Vec<(ConversationKey, Cursor)> = Vec::new();
+    let mut row = conn.prepare_cached(
+        "SELECT last_ms, rule, moves FROM history_conversations
+         WHERE org = ?1 AND customer = ?2 AND record = ?3",
+    )?;
+    let mut latest = conn.prepare_cached(
+        "SELECT at_ms, id, message FROM history_messages
+         WHERE org = ?1 AND customer = ?2 AND record = ?3
+         ORDER BY at_ms DESC, id DESC LIMIT ?4",
+    )?;
+    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+        let mut part = Vec::with_capacity(chunk.len());
+        for key in chunk {
+            let (last_ms, rule, moves): (i64, Option<String>, String) = row
+                .query_row(params![key.org, key.customer, key.record], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let c = conversation_row(key.clone(), last_ms, rule, &moves)?;
+            let mut messages = Vec::new();
+            let mut first: Option<Cursor> = None;
+            let mut rows = latest.query(params![key.org, key.customer, key.record, page as i64])?;
+            while let Some(r) = rows.next()? {
+                first = Some((r.get(0)?, r.get(1)?));
+                messages.push(message_in(&r.get::<_, String>(2)?, key)?);
+            }
+            messages.reverse();
+            if let (true, Some(first)) = (messages.len() >= page, first) {
+                full.push((key.clone(), first));
+            }
+            part.push((c, messages));
+        }
+        if out
+            .blocking_send(SnapshotPart::Conversations(part))
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    // Then what came before each full page, oldest first.
+    let mut older = conn.prepare_cached(
+        "SELECT at_ms, id, message FROM history_messages
+         WHERE org = ?1 AND customer = ?2 AND record = ?3
+           AND (at_ms, id) < (?4, ?5) AND (at_ms, id) > (?6, ?7)
+         ORDER BY at_ms, id LIMIT ?8",
+    )?;
+    for (key, before) in full {
+        let mut after: Cursor = (i64::MIN, String::new());
+        loop {
+            let mut messages = Vec::new();
+            let mut rows = older.query(params![
+                key.org,
+                key.customer,
+                key.record,
+                before.0,
+                before.1,
+                after.0,
+                after.1,
+                SNAPSHOT_OLDER as i64
+            ])?;
+            while let Some(r) = rows.next()? {
+                after = (r.get(0)?, r.get(1)?);
+                messages.push(message_in(&r.get::<_, String>(2)?, &key)?);
+            }
+            let more = messages.len() == SNAPSHOT_OLDER;
+            if messages.is_empty() {
+                break;
+            }
+            if out
+                .blocking_send(SnapshotPart::Older(key.clone(), messages))
+                .is_err()
+            {
+                return Ok(());
+            }
+            if !more {
+                break;
             }
         }
     }
