@@ -376,6 +376,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/me", get(me))
         .route("/events", get(sse::events))
         .route("/events/page", get(sse::page))
+        .route("/snapshot", get(crate::snapshot::snapshot))
         .route(
             "/directory",
             get(get_directory)

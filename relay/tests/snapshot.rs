@@ -1,0 +1,431 @@
+//! `GET /snapshot` (E3, X10) on either backend: each seller gets exactly the
+//! conversations they can see (the core's one rule, and what `/events` delivers
+//! them), every message of each in the history's fold (a latest page, then the
+//! older ones), with rule, moves and consent, all at one log position; after a
+//! prune a client that gets `410 snapshot_required` takes the snapshot and
+//! streams from its position.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{Relay, SseClient};
+use serde_json::{json, Value};
+use sms_core::consent::Consent;
+use sms_core::protocol::SnapshotLine;
+use sms_core::relay::history::{ConversationKey, History, HistoryMessage};
+use sms_core::relay::State;
+
+const ASHA_ORG: &str = "+14155550100";
+const ZOE_ORG: &str = "+14155550102";
+const PRIYA: &str = "+919812345678";
+const JOHN: &str = "+14155552671";
+
+/// The history the tables hold and the state, both folded from the log (the suite
+/// `history.rs` checks the tables equal the fold), read on a thread of its own.
+fn history_and_state(db: &std::path::Path) -> (History, State) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut log = common::open_writer(db);
+            let mut state = State::new(Some("IN".into()));
+            let mut folded = History::default();
+            log.replay(0, &mut |e| folded.fold(&mut state, &e)).unwrap();
+            let tables = log.history().unwrap();
+            assert_eq!(tables, folded, "the tables are the fold of the log");
+            (tables, state)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// The tables alone (after a prune the log no longer folds).
+fn tables(db: &std::path::Path) -> History {
+    std::thread::scope(|s| {
+        s.spawn(|| common::open_writer(db).history().unwrap())
+            .join()
+            .unwrap()
+    })
+}
+
+/// Two sellers' conversations: Asha's on her number (a re-attach, a send with its
+/// reports, a merge), Zoe's with John (several messages, then STOP), and Priya
+/// writing to Zoe's number (Zoe's number, Asha's record: both see it).
+async fn activity(relay: &Relay) {
+    for (sid, from, to, body) in [
+        ("SMs1", PRIYA, ASHA_ORG, "Hello"),
+        ("SMj1", JOHN, ZOE_ORG, "Hi Zoe"),
+        ("SMj2", JOHN, ZOE_ORG, "About the order"),
+        ("SMj3", JOHN, ZOE_ORG, "Any news?"),
+        ("SMp1", PRIYA, ZOE_ORG, "Is this Acme?"),
+    ] {
+        assert_eq!(relay.inbound(sid, from, to, body).await.status(), 200);
+    }
+    let mv = json!({"org_number": ASHA_ORG, "customer_number": PRIYA,
+                    "from_record": "contact:priya", "to_record": "opportunity:sharma-q3"});
+    let r = relay
+        .post_json("/conversations/move", "asha", mv.clone())
+        .await;
+    assert!(r.status().is_success(), "move: {}", r.status());
+    let r = relay
+        .post_json(
+            "/messages",
+            "asha",
+            json!({"from": ASHA_ORG, "to": PRIYA, "body": "Hi", "client_ref": "s-1",
+                   "record_id": "contact:priya"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "send: {}", r.status());
+    let sent: Value = r.json().await.unwrap();
+    let sid = sent["message_sid"].as_str().expect("accepted").to_owned();
+    for status in ["sent", "delivered"] {
+        let r = relay.status_report(&sid, status, ASHA_ORG, PRIYA).await;
+        assert_eq!(r.status(), 200);
+    }
+    // Onto the record holding the same numbers: a merge.
+    let r = relay.post_json("/conversations/move", "asha", mv).await;
+    assert!(r.status().is_success(), "merge: {}", r.status());
+    // A consent change.
+    assert_eq!(
+        relay.inbound("SMj4", JOHN, ZOE_ORG, "STOP").await.status(),
+        200
+    );
+}
+
+/// `GET /snapshot` as `seller`, its lines parsed.
+async fn snapshot(relay: &Relay, seller: &str, query: &str) -> Vec<SnapshotLine> {
+    let r = relay
+        .http
+        .get(format!("{}/snapshot{query}", relay.url))
+        .bearer_auth(format!("{seller}-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    let body = r.text().await.unwrap();
+    assert!(body.ends_with('\n'), "every line ends with a newline");
+    body.lines()
+        .map(|l| serde_json::from_str::<SnapshotLine>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The message ids a seller's events carry (what `/events` delivers them).
+async fn delivered_ids(relay: &Relay, seller: &str) -> BTreeSet<String> {
+    relay
+        .events(seller)
+        .await
+        .iter()
+        .filter_map(|e| match e["kind"].as_str() {
+            Some("inbound") => e["message_sid"].as_str().map(str::to_owned),
+            Some("outbound") => e["client_ref"].as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a snapshot holds: its position, and per conversation (key order) the
+/// conversation line's messages, the older ones, and the line itself.
+struct Taken {
+    epoch: String,
+    position: String,
+    directory: Value,
+    conversations: Vec<sms_core::protocol::SnapshotConversation>,
+    older: BTreeMap<ConversationKey, Vec<HistoryMessage>>,
+}
+
+fn key_of(org: &str, customer: &str, record: &str) -> ConversationKey {
+    ConversationKey::new(org, customer, record)
+}
+
+/// Checks the shape of a snapshot (start first, conversations, older, end last,
+/// counts) and splits it.
+fn taken(lines: &[SnapshotLine]) -> Taken {
+    let Some(SnapshotLine::Start(start)) = lines.first() else {
+        panic!("a start line first: {lines:?}");
+    };
+    let Some(SnapshotLine::End {
+        conversations: end_conversations,
+        messages: end_messages,
+    }) = lines.last()
+    else {
+        panic!("an end line last: {lines:?}");
+    };
+    let mut conversations = Vec::new();
+    let mut older: BTreeMap<ConversationKey, Vec<HistoryMessage>> = BTreeMap::new();
+    let mut messages = 0;
+    for line in &lines[1..lines.len() - 1] {
+        match line {
+            SnapshotLine::Conversations {
+                conversations: list,
+            } => {
+                assert!(
+                    older.is_empty(),
+                    "older lines come after every conversation"
+                );
+                assert!(!list.is_empty());
+                for c in list {
+                    messages += c.messages.len() as u64;
+                    conversations.push(c.clone());
+                }
+            }
+            SnapshotLine::Older(o) => {
+                assert!(!o.messages.is_empty());
+                messages += o.messages.len() as u64;
+                older
+                    .entry(key_of(&o.org_number, &o.customer_number, &o.record_id))
+                    .or_default()
+                    .extend(o.messages.iter().cloned());
+            }
+            other => panic!("one start and one end only: {other:?}"),
+        }
+    }
+    assert_eq!(
+        start.conversations,
+        conversations.len() as u64,
+        "start's count"
+    );
+    assert_eq!(
+        *end_conversations,
+        conversations.len() as u64,
+        "end's count"
+    );
+    assert_eq!(*end_messages, messages, "end's count of messages");
+    assert!(
+        start.position.starts_with(&format!("{}:", start.epoch)),
+        "{}",
+        start.position
+    );
+    Taken {
+        epoch: start.epoch.clone(),
+        position: start.position.clone(),
+        directory: serde_json::to_value(&start.directory).unwrap(),
+        conversations,
+        older,
+    }
+}
+
+/// Checks a seller's snapshot against the history and the state: exactly the
+/// conversations they can see, in key order, each whole (latest `page`, then
+/// older), with its last activity, rule, moves and consent.
+fn check(t: &Taken, history: &History, state: &State, seller: &str, page: usize) {
+    let visible: Vec<&ConversationKey> = history
+        .conversations
+        .keys()
+        .filter(|k| state.can_see(seller, &k.org, Some(&k.record)))
+        .collect();
+    let got: Vec<ConversationKey> = t
+        .conversations
+        .iter()
+        .map(|c| key_of(&c.org_number, &c.customer_number, &c.record_id))
+        .collect();
+    assert_eq!(
+        got.iter().collect::<Vec<_>>(),
+        visible,
+        "{seller}: the conversations they can see, in key order"
+    );
+    for (c, key) in t.conversations.iter().zip(&got) {
+        let h = &history.conversations[key];
+        assert_eq!(
+            (c.last, &c.rule, &c.moves),
+            (h.last, &h.rule, &h.moves),
+            "{seller}: {key:?}"
+        );
+        assert_eq!(c.consent, state.consent(&key.org, &key.customer), "{key:?}");
+        let expected: Vec<HistoryMessage> = history.messages_of(key).into_iter().cloned().collect();
+        let with_key = |list: &[HistoryMessage]| -> Vec<HistoryMessage> {
+            list.iter()
+                .cloned()
+                .map(|mut m| {
+                    m.conversation = key.clone();
+                    m
+                })
+                .collect()
+        };
+        let latest = with_key(&c.messages);
+        let older = with_key(t.older.get(key).map_or(&[][..], |o| &o[..]));
+        assert_eq!(latest.len(), expected.len().min(page), "{key:?}: a page");
+        assert_eq!(
+            latest[..],
+            expected[expected.len() - latest.len()..],
+            "{key:?}: the latest page, oldest first"
+        );
+        assert_eq!(
+            older[..],
+            expected[..expected.len() - latest.len()],
+            "{key:?}: the older messages, oldest first"
+        );
+    }
+    for key in t.older.keys() {
+        assert!(got.contains(key), "older lines of a listed conversation");
+    }
+}
+
+#[tokio::test]
+async fn each_seller_gets_the_history_they_can_see_at_one_position_and_after_a_prune() {
+    let relay = Relay::start().await;
+    activity(&relay).await;
+    let (history, state) = history_and_state(&relay.db);
+    let (epoch, head) = relay.head().await;
+
+    let mut before = BTreeMap::new();
+    for seller in ["asha", "zoe"] {
+        let lines = snapshot(&relay, seller, "").await;
+        let t = taken(&lines);
+        check(&t, &history, &state, seller, 20);
+        assert_eq!(t.epoch, epoch);
+        assert_eq!(t.position, format!("{epoch}:{head}"), "the head");
+        assert!(t.older.is_empty(), "every conversation fits a page of 20");
+        let (_, d) = relay.get_as("/directory", seller).await;
+        assert_eq!(
+            t.directory, d["directory"],
+            "{seller}: as /directory has it"
+        );
+        // The same messages as the seller's events carry.
+        let ids: BTreeSet<String> = t
+            .conversations
+            .iter()
+            .flat_map(|c| c.messages.iter().map(|m| m.id.clone()))
+            .collect();
+        assert_eq!(ids, delivered_ids(&relay, seller).await, "{seller}");
+        before.insert(seller, lines);
+    }
+
+    // Different sights: Asha's number and record, Zoe's number; both see Priya on
+    // Zoe's number (Zoe's number, a record of Asha's).
+    let keys = |seller: &str| -> Vec<(String, String)> {
+        taken(&before[seller])
+            .conversations
+            .iter()
+            .map(|c| (c.org_number.clone(), c.customer_number.clone()))
+            .collect()
+    };
+    assert_eq!(
+        keys("asha"),
+        [
+            (ASHA_ORG.to_owned(), PRIYA.to_owned()),
+            (ZOE_ORG.to_owned(), PRIYA.to_owned())
+        ]
+    );
+    assert_eq!(
+        keys("zoe"),
+        [
+            (ZOE_ORG.to_owned(), JOHN.to_owned()),
+            (ZOE_ORG.to_owned(), PRIYA.to_owned())
+        ]
+    );
+    let asha = taken(&before["asha"]);
+    let merged = &asha.conversations[0];
+    assert_eq!(merged.record_id, "opportunity:sharma-q3");
+    assert_eq!(merged.moves.len(), 2, "a re-attach and a merge");
+    assert!(merged.rule.is_some());
+    let ids: Vec<&str> = merged.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["SMs1", "s-1"]);
+    let sent = &merged.messages[1];
+    assert_eq!(
+        sent.delivery.as_ref().map(|d| d.status),
+        Some(sms_core::delivery::DeliveryStatus::Delivered)
+    );
+    let zoe = taken(&before["zoe"]);
+    let john = &zoe.conversations[0];
+    assert_eq!(john.consent, Consent::OptedOut, "after STOP");
+    assert_eq!(john.messages.len(), 4);
+
+    // A page of 2: the latest two on the conversation line, the rest in older lines.
+    let lines = snapshot(&relay, "zoe", "?page=2").await;
+    let t = taken(&lines);
+    check(&t, &history, &state, "zoe", 2);
+    let john_key = key_of(ZOE_ORG, JOHN, &john.record_id);
+    let ids = |list: &[HistoryMessage]| -> Vec<String> {
+        list.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&t.conversations[0].messages), ["SMj3", "SMj4"]);
+    assert_eq!(ids(&t.older[&john_key]), ["SMj1", "SMj2"]);
+    // Out of range pages are clamped.
+    check(
+        &taken(&snapshot(&relay, "zoe", "?page=0").await),
+        &history,
+        &state,
+        "zoe",
+        1,
+    );
+    check(
+        &taken(&snapshot(&relay, "asha", "?page=5000").await),
+        &history,
+        &state,
+        "asha",
+        200,
+    );
+
+    // Prune everything: a client from the start needs the snapshot ...
+    assert_eq!(relay.prune(head).await.0, 200);
+    let r = relay
+        .http
+        .get(format!("{}/events?since=0", relay.url))
+        .bearer_auth("zoe-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "snapshot_required");
+    // ... which still has every message, at the same position.
+    assert_eq!(tables(&relay.db), history, "pruning leaves the history");
+    for seller in ["asha", "zoe"] {
+        let after = snapshot(&relay, seller, "").await;
+        assert_eq!(after, before[seller], "{seller}: the same snapshot");
+    }
+    // Streaming from its position delivers only what came after.
+    let position = taken(&before["zoe"]).position;
+    let mut stream = SseClient::connect(&relay.url, "zoe", Some(position.as_str())).await;
+    assert_eq!(
+        relay
+            .inbound("SMlater", JOHN, ZOE_ORG, "Still there?")
+            .await
+            .status(),
+        200
+    );
+    let first = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the later event");
+    assert_eq!(first.data["message_sid"], "SMlater", "{:?}", first.data);
+    let id: i64 = first
+        .id
+        .as_deref()
+        .and_then(|i| i.split_once(':'))
+        .and_then(|(_, i)| i.parse().ok())
+        .unwrap();
+    assert!(id > head, "{id} after {head}");
+}
+
+#[tokio::test]
+async fn a_snapshot_needs_a_seller() {
+    let relay = Relay::start().await;
+    let r = relay
+        .http
+        .get(format!("{}/snapshot", relay.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    let r = relay
+        .http
+        .get(format!("{}/snapshot", relay.url))
+        .bearer_auth("nobody-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A seller with nothing to see gets a whole, empty snapshot.
+    let lines = snapshot(&relay, "ravi", "").await;
+    let t = taken(&lines);
+    assert!(t.conversations.is_empty());
+    assert_eq!(lines.len(), 2, "start and end");
+}
