@@ -13,9 +13,14 @@ use std::time::Duration;
 use common::{Relay, SseClient};
 use serde_json::{json, Value};
 use sms_core::consent::Consent;
+use sms_core::protocol::events::{DirectoryReplacedEvent, InboundEvent};
 use sms_core::protocol::SnapshotLine;
-use sms_core::relay::history::{ConversationKey, History, HistoryMessage};
+use sms_core::protocol::{Directory, EventBody};
+use sms_core::relay::history::{self, ConversationKey, History, HistoryMessage};
 use sms_core::relay::State;
+use sms_core::routing::RouteRule;
+use sms_core::Timestamp;
+use sms_relay::store::{Keep, NewEvent, SnapshotPart, SNAPSHOT_CHUNK, SNAPSHOT_OLDER};
 
 const ASHA_ORG: &str = "+14155550100";
 const ZOE_ORG: &str = "+14155550102";
@@ -428,4 +433,170 @@ async fn a_snapshot_needs_a_seller() {
     let t = taken(&lines);
     assert!(t.conversations.is_empty());
     assert_eq!(lines.len(), 2, "start and end");
+}
+
+/// Records whose ids sort differently bytewise than in a natural-language collation.
+const PREFIXES: [&str; 5] = ["a", "B", "_", "b", "A"];
+const SMALL: usize = 450;
+const BIG: usize = 2_500;
+
+/// Many conversations and one long one, through the store's seam (each event with
+/// the ops the core gives it). The long one's messages come three to a
+/// millisecond with ids of mixed case: ties are ordered by id, bytewise.
+fn fill(log: &mut dyn sms_relay::store::LogWriter) -> History {
+    let mut state = State::new(Some("IN".into()));
+    let directory: Directory = serde_json::from_value(json!({
+        "sellers": [{"id": "asha", "name": "Asha"}],
+        "org_numbers": [{"number": ASHA_ORG, "owner": {"seller": "asha"}}]
+    }))
+    .unwrap();
+    let inbound = |sid: String, record: String, at: i64| {
+        EventBody::Inbound(InboundEvent {
+            body: format!("hi {sid}"),
+            message_sid: sid,
+            from: PRIYA.into(),
+            to: ASHA_ORG.into(),
+            media: Vec::new(),
+            at: Timestamp::from_millis(at),
+            record_id: record,
+            rule: RouteRule::RecordType,
+        })
+    };
+    let mut events = vec![EventBody::DirectoryReplaced(DirectoryReplacedEvent {
+        directory,
+    })];
+    for i in 0..SMALL {
+        let record = format!("{}-{i:03}", PREFIXES[i % PREFIXES.len()]);
+        events.push(inbound(format!("SMc{i:03}"), record, 1_000 + i as i64));
+    }
+    for i in 0..BIG {
+        let case = if i % 2 == 0 { "m" } else { "M" };
+        events.push(inbound(
+            format!("{case}{i:05}"),
+            "big".into(),
+            10_000 + (i / 3) as i64,
+        ));
+    }
+    let mut folded = History::default();
+    for batch in events.chunks(500) {
+        log.begin(&[]).unwrap();
+        for body in batch {
+            folded.fold(&mut state, body);
+            let event = NewEvent {
+                audience: state.audience(body),
+                history: history::ops(&state, body),
+                dedupe: None,
+                body: body.clone(),
+            };
+            log.append(&event).unwrap();
+        }
+        log.commit().unwrap();
+    }
+    folded
+}
+
+#[tokio::test]
+async fn the_store_reads_a_snapshot_in_chunks_in_key_order_and_stops_when_the_client_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Key order and ties are bytewise (Rust's) whatever the database's collation.
+    let db = common::database_en_us(dir.path()).await;
+    // Off the test's runtime: the store's calls block.
+    std::thread::scope(|s| s.spawn(|| chunks_case(&db)).join().unwrap());
+}
+
+fn chunks_case(db: &std::path::Path) {
+    let (mut log, reader) = common::open_store(db);
+    let folded = fill(&mut *log);
+    assert_eq!(log.history().unwrap(), folded);
+    let head = reader.head().unwrap();
+    let epoch = reader.epoch().unwrap();
+    let keep: Keep = std::sync::Arc::new(|k: &ConversationKey| !k.record.starts_with('_'));
+    let kept: Vec<&ConversationKey> = folded.conversations.keys().filter(|k| keep(k)).collect();
+    assert_eq!(kept.len(), SMALL - SMALL / PREFIXES.len() + 1);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let (parts, read) = std::thread::scope(|s| {
+        let reader = reader.clone();
+        let keep = keep.clone();
+        let read = s.spawn(move || reader.snapshot(20, keep, tx));
+        let mut parts = Vec::new();
+        while let Some(p) = rx.blocking_recv() {
+            parts.push(p);
+        }
+        (parts, read.join().unwrap())
+    });
+    read.unwrap();
+    assert_eq!(
+        parts[0],
+        SnapshotPart::Head {
+            epoch: epoch.clone(),
+            head,
+            conversations: kept.len() as u64
+        }
+    );
+    let mut listed = Vec::new();
+    let mut older: Vec<(ConversationKey, Vec<HistoryMessage>)> = Vec::new();
+    for p in &parts[1..] {
+        match p {
+            SnapshotPart::Conversations(list) => {
+                assert!(older.is_empty());
+                assert!(!list.is_empty() && list.len() <= SNAPSHOT_CHUNK);
+                listed.extend(list.iter().cloned());
+            }
+            SnapshotPart::Older(key, messages) => {
+                assert!(!messages.is_empty() && messages.len() <= SNAPSHOT_OLDER);
+                older.push((key.clone(), messages.clone()));
+            }
+            SnapshotPart::Head { .. } => panic!("one head"),
+        }
+    }
+    let chunks = parts
+        .iter()
+        .filter(|p| matches!(p, SnapshotPart::Conversations(_)))
+        .count();
+    assert_eq!(chunks, kept.len().div_ceil(SNAPSHOT_CHUNK));
+    assert_eq!(
+        listed.iter().map(|(c, _)| &c.key).collect::<Vec<_>>(),
+        kept,
+        "key order, bytewise"
+    );
+    for (c, messages) in &listed {
+        assert_eq!(c, &folded.conversations[&c.key]);
+        let expected: Vec<HistoryMessage> =
+            folded.messages_of(&c.key).into_iter().cloned().collect();
+        let page = expected.len().min(20);
+        assert_eq!(
+            messages[..],
+            expected[expected.len() - page..],
+            "{:?}",
+            c.key
+        );
+    }
+    let big = ConversationKey::new(ASHA_ORG, PRIYA, "big");
+    assert_eq!(
+        older.iter().map(|(k, m)| (k, m.len())).collect::<Vec<_>>(),
+        [(&big, 1_000), (&big, 1_000), (&big, BIG - 20 - 2_000)],
+        "only the long conversation has older messages, in pages"
+    );
+    let all: Vec<HistoryMessage> = older.into_iter().flat_map(|(_, m)| m).collect();
+    let expected: Vec<HistoryMessage> = folded.messages_of(&big).into_iter().cloned().collect();
+    assert_eq!(
+        all[..],
+        expected[..BIG - 20],
+        "oldest first, ties by id bytewise"
+    );
+
+    // A client that goes after the head: the read ends, without an error.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let read = std::thread::scope(|s| {
+        let reader = reader.clone();
+        let read = s.spawn(move || reader.snapshot(20, keep, tx));
+        assert!(matches!(
+            rx.blocking_recv(),
+            Some(SnapshotPart::Head { .. })
+        ));
+        drop(rx);
+        read.join().unwrap()
+    });
+    read.unwrap();
 }
