@@ -51,29 +51,43 @@ pub async fn snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    // Visibility by the core's one rule (V1) and the directory as `/directory` has
-    // it, taken together from the sequencer, judged here off its thread.
-    let s = seller.clone();
-    let (sight, directory) = app
-        .seq
-        .query(move |state| (state.sight(&s), state.directory_for(&s)))
-        .await?;
-    let sight = Arc::new(sight);
-    let keep: Keep = {
-        let sight = sight.clone();
-        Arc::new(move |key: &ConversationKey| sight.sees(key))
-    };
-    let (parts_tx, mut parts) = mpsc::channel::<SnapshotPart>(AHEAD);
-    let reader = app.reader.clone();
-    let mut read = tokio::task::spawn_blocking(move || reader.snapshot(page, keep, parts_tx));
-    // The first part before answering: a store that fails at once is a 500, not a
-    // cut stream.
-    let Some(first) = parts.recv().await else {
-        return Err(match (&mut read).await {
-            Ok(Ok(())) => ApiError::internal("the snapshot read ended without its head"),
-            Ok(Err(e)) => ApiError::from(e),
-            Err(e) => ApiError::internal(e),
-        });
+    let mut attempt = 0;
+    let (sight, directory, first, mut parts, read) = loop {
+        attempt += 1;
+        // Visibility by the core's one rule (V1), from the sequencer, judged in the
+        // store's read off its thread.
+        let s = seller.clone();
+        let sight = Arc::new(app.seq.query(move |state| state.sight(&s)).await?);
+        let keep: Keep = {
+            let sight = sight.clone();
+            Arc::new(move |key: &ConversationKey| sight.sees(key))
+        };
+        let (parts_tx, mut parts) = mpsc::channel::<SnapshotPart>(AHEAD);
+        let reader = app.reader.clone();
+        let mut read = tokio::task::spawn_blocking(move || reader.snapshot(page, keep, parts_tx));
+        // The head first, before answering: a store that fails at once is a 500,
+        // not a cut stream.
+        let Some(first) = parts.recv().await else {
+            return Err(match (&mut read).await {
+                Ok(Ok(())) => ApiError::internal("the snapshot read ended without its head"),
+                Ok(Err(e)) => ApiError::from(e),
+                Err(e) => ApiError::internal(e),
+            });
+        };
+        // The directory and consent from a state at or after the head the read
+        // fixed (a change after it is replayed from the position: no harm), and the
+        // visibility it used must still hold; a directory change in between (rare)
+        // takes the snapshot again.
+        let s = seller.clone();
+        let (now, directory) = app
+            .seq
+            .query(move |state| (state.sight(&s), state.directory_for(&s)))
+            .await?;
+        if now.sees_as(&sight) || attempt == 3 {
+            break (Arc::new(now), directory, first, parts, read);
+        }
+        tracing::info!(%seller, "the directory changed while a snapshot began: taken again");
+        // Dropping `parts` ends that read.
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(AHEAD);
     let mut lines = Lines {

@@ -560,6 +560,15 @@ impl Sight {
             .can_see(org_owner, self.record_owners.get(&key.record))
     }
 
+    /// Whether `other` sees exactly what this sight sees (consent aside): the same
+    /// seller, teams, number and record owners.
+    pub fn sees_as(&self, other: &Self) -> bool {
+        self.access == other.access
+            && self.default_region == other.default_region
+            && self.org_owners == other.org_owners
+            && self.record_owners == other.record_owners
+    }
+
     /// Consent of `customer` for `org` ([`State::consent`]).
     pub fn consent(&self, org: &str, customer: &str) -> Consent {
         self.consent
@@ -626,6 +635,16 @@ mod sight_tests {
             }
         }
         assert!(seen > 3 && seen < 28, "a mix of answers: {seen}");
+        assert!(state.sight("ravi").sees_as(&state.sight("ravi")));
+        assert!(!state.sight("ravi").sees_as(&state.sight("asha")));
+        let before = state.sight("zoe");
+        state.apply(&EventBody::ConsentChanged(ConsentChangedEvent {
+            org_number: "+14155550102".into(),
+            customer_number: "+919812345678".into(),
+            consent: Consent::OptedOut,
+            at: Timestamp::from_millis(2_000),
+        }));
+        assert!(before.sees_as(&state.sight("zoe")), "consent aside");
         let sight = state.sight("ravi");
         assert!(sight.sees(&ConversationKey::new("+14155550101", "x", "contact:dev")));
         assert!(!sight.sees(&ConversationKey::new("+14155550100", "x", "contact:priya")));
