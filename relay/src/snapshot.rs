@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -51,6 +51,16 @@ pub async fn snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    // A snapshot holds a database reader while its client reads: slow clients must
+    // not take every reader (sign-in, sessions, replays use them too).
+    let Ok(permit) = app.snapshots.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "snapshot_busy",
+            "too many snapshots are being read; try again",
+        )
+        .with(serde_json::json!({ "retry_after": 1 })));
+    };
     let mut attempt = 0;
     let (sight, directory, first, mut parts, read) = loop {
         attempt += 1;
@@ -97,6 +107,7 @@ pub async fn snapshot(
         messages: 0,
     };
     tokio::spawn(async move {
+        let _permit = permit;
         let mut next = Some(first);
         while let Some(part) = next {
             if tx.send(Ok(line(&lines.line(part)))).await.is_err() {

@@ -180,8 +180,8 @@ pub trait LogWriter: Send {
     fn expire(&mut self, before_ms: i64) -> StoreResult<()>;
     /// Empties the log and starts a new epoch (S4).
     fn reset(&mut self) -> StoreResult<String>;
-    /// The per-conversation history as its tables hold it (tests; the snapshot
-    /// reads it in pages).
+    /// The per-conversation history as its tables hold it, whole (tests; a client
+    /// reads it through [`LogReader::snapshot`]).
     fn history(&mut self) -> StoreResult<History>;
     /// Whether the history tables were filled from the log (not yet in a database
     /// an older version left).
@@ -250,7 +250,8 @@ pub trait LogReader: Send + Sync {
     /// The last event pruned (0: none); a client at an older position needs a snapshot.
     fn pruned(&self) -> StoreResult<i64>;
     /// The history's conversations after `after` in key order (org, customer,
-    /// record), at most `limit` (the snapshot pages them).
+    /// record), at most `limit`, outside any transaction (a consistent read is
+    /// [`Self::snapshot`]).
     fn history_conversations(
         &self,
         after: Option<&ConversationKey>,

@@ -428,6 +428,23 @@ async fn a_snapshot_needs_a_seller() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Snapshots at once are capped (each holds a database reader while its client
+    // reads): past the cap, 503 `snapshot_busy`.
+    let all = relay.app().snapshots.available_permits() as u32;
+    assert!(all >= 1);
+    let held = relay
+        .app()
+        .snapshots
+        .clone()
+        .try_acquire_many_owned(all)
+        .unwrap();
+    let (status, body) = relay.get_as("/snapshot", "zoe").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("snapshot_busy")),
+        "{body}"
+    );
+    drop(held);
     // A seller with nothing to see gets a whole, empty snapshot.
     let lines = snapshot(&relay, "ravi", "").await;
     let t = taken(&lines);
