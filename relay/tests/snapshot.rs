@@ -617,3 +617,76 @@ fn chunks_case(db: &std::path::Path) {
     });
     read.unwrap();
 }
+
+/// PostgreSQL: a read that fails midway (its connection killed while the client is
+/// slow) ends the body without its `end` line: the client sees it was cut.
+#[tokio::test]
+async fn a_snapshot_cut_midway_has_no_end_line() {
+    if common::postgres_url().is_none() {
+        return; // A SQLite read has no connection to kill.
+    }
+    let relay = Relay::start().await;
+    // One long conversation of Asha's, written straight into the tables: older
+    // lines enough to fill every buffer between the read and a client not reading.
+    let body = "x".repeat(2_000);
+    let message = json!({"id": "m", "direction": "inbound", "body": body, "media": [],
+        "at": "2026-11-30T00:00:00Z", "provider_id": null, "by": null, "delivery": null});
+    let sql = format!(
+        "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+           VALUES ('{ASHA_ORG}', '{PRIYA}', 'contact:priya', 0, NULL, '[]');
+         INSERT INTO history_messages (id, org, customer, record, at_ms, provider_id, outbound, message)
+           SELECT 'm' || lpad(g::text, 6, '0'), '{ASHA_ORG}', '{PRIYA}', 'contact:priya', g, NULL,
+                  false, '{message}' FROM generate_series(1, 30000) g;"
+    );
+    common::execute_sql(&relay.db, "", &sql).await;
+    let r = relay
+        .http
+        .get(format!("{}/snapshot?page=1", relay.url))
+        .bearer_auth("asha-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The read waits for the client, in its transaction: kill its connection.
+    let db = relay.db.to_str().unwrap().to_owned();
+    let admin = common::pg_client(&db).await;
+    let mut killed = 0;
+    for _ in 0..100 {
+        killed = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state = 'idle in transaction'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .len();
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(killed, 1, "the snapshot's read, waiting for its client");
+    let text = r.text().await.unwrap();
+    let lines: Vec<SnapshotLine> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(matches!(lines.first(), Some(SnapshotLine::Start(_))));
+    assert!(
+        matches!(lines.last(), Some(SnapshotLine::Older(_))),
+        "cut: no end line"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| matches!(l, SnapshotLine::Older(_)))
+            .count()
+            < 30,
+        "cut before the last older line"
+    );
+    // Taken again, it is whole.
+    let lines = snapshot(&relay, "asha", "?page=1").await;
+    let t = taken(&lines);
+    assert_eq!(t.older.values().map(Vec::len).sum::<usize>(), 29_999);
+}
