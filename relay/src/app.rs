@@ -97,6 +97,9 @@ pub struct App {
     pub send_limits: crate::limits::SendLimits,
     /// Open event streams per seller (X4).
     pub streams: Arc<crate::limits::Streams>,
+    /// Snapshots read at once: each holds a database reader for as long as its
+    /// client takes (half the reader pool, at least one).
+    pub snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Most push subscriptions one seller may hold (X2).
@@ -257,6 +260,9 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .purge_sessions(now().as_millis())
         .map_err(|e| e.to_string())?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let snapshots = Arc::new(tokio::sync::Semaphore::new(
+        (config.limits.db_readers as usize / 2).max(1),
+    ));
     let app = Arc::new(App {
         config,
         seq,
@@ -271,6 +277,7 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         sends,
         send_limits,
         streams,
+        snapshots,
     });
     auth::refresh_sellers(&app).await.map_err(|e| e.message)?;
     // Sends a stop left: queued ones go out, calling ones are reconciled (X3).
@@ -376,6 +383,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/me", get(me))
         .route("/events", get(sse::events))
         .route("/events/page", get(sse::page))
+        .route("/snapshot", get(crate::snapshot::snapshot))
         .route(
             "/directory",
             get(get_directory)

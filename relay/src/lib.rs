@@ -25,5 +25,6 @@ pub mod push_guard;
 pub mod sends;
 pub mod sequencer;
 pub mod signature;
+pub mod snapshot;
 pub mod sse;
 pub mod store;

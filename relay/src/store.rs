@@ -180,8 +180,8 @@ pub trait LogWriter: Send {
     fn expire(&mut self, before_ms: i64) -> StoreResult<()>;
     /// Empties the log and starts a new epoch (S4).
     fn reset(&mut self) -> StoreResult<String>;
-    /// The per-conversation history as its tables hold it (tests; the snapshot
-    /// reads it in pages).
+    /// The per-conversation history as its tables hold it, whole (tests; a client
+    /// reads it through [`LogReader::snapshot`]).
     fn history(&mut self) -> StoreResult<History>;
     /// Whether the history tables were filled from the log (not yet in a database
     /// an older version left).
@@ -210,6 +210,34 @@ pub struct PushSubscription {
     pub auth: String,
 }
 
+/// Which conversations a snapshot keeps (the seller's sight).
+pub type Keep = std::sync::Arc<dyn Fn(&ConversationKey) -> bool + Send + Sync>;
+
+/// Conversations per [`SnapshotPart::Conversations`].
+pub const SNAPSHOT_CHUNK: usize = 200;
+/// Most messages per [`SnapshotPart::Older`].
+pub const SNAPSHOT_OLDER: usize = 1000;
+
+/// A part of a snapshot ([`LogReader::snapshot`]), in the order they come.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SnapshotPart {
+    /// First: the position the snapshot reflects, and how many conversations follow.
+    Head {
+        /// The log's epoch.
+        epoch: String,
+        /// The log's head (the last id allocated, kept or pruned).
+        head: i64,
+        /// How many conversations the `keep` filter accepted.
+        conversations: u64,
+    },
+    /// Up to [`SNAPSHOT_CHUNK`] conversations in key order, each with its latest
+    /// messages, oldest first.
+    Conversations(Vec<(HistoryConversation, Vec<HistoryMessage>)>),
+    /// Up to [`SNAPSHOT_OLDER`] messages of one conversation from before its latest
+    /// page, oldest first (only conversations whose latest page was full).
+    Older(ConversationKey, Vec<HistoryMessage>),
+}
+
 /// The reader side: replays for SSE clients, sessions and push subscriptions.
 pub trait LogReader: Send + Sync {
     /// The current epoch.
@@ -222,7 +250,8 @@ pub trait LogReader: Send + Sync {
     /// The last event pruned (0: none); a client at an older position needs a snapshot.
     fn pruned(&self) -> StoreResult<i64>;
     /// The history's conversations after `after` in key order (org, customer,
-    /// record), at most `limit` (the snapshot pages them).
+    /// record), at most `limit`, outside any transaction (a consistent read is
+    /// [`Self::snapshot`]).
     fn history_conversations(
         &self,
         after: Option<&ConversationKey>,
@@ -234,6 +263,19 @@ pub trait LogReader: Send + Sync {
         key: &ConversationKey,
         limit: usize,
     ) -> StoreResult<Vec<HistoryMessage>>;
+    /// A consistent snapshot of the history for one seller (E3): the log's head and
+    /// epoch, the conversations `keep` accepts in key order each with its latest
+    /// `page` messages (oldest first), then every older message of those
+    /// conversations, all read in one read transaction: it reflects exactly the
+    /// head it names. Parts go to `out` as they are read (a bounded channel: a slow
+    /// client slows the read); returns when done, when `out` is closed (the client
+    /// went), or on an error. Blocks: call it from a blocking task.
+    fn snapshot(
+        &self,
+        page: usize,
+        keep: Keep,
+        out: tokio::sync::mpsc::Sender<SnapshotPart>,
+    ) -> StoreResult<()>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session, and when it expires.
@@ -347,8 +389,11 @@ CREATE INDEX IF NOT EXISTS dedupe_by_age ON dedupe_keys (at_ms);
 -- latest delivery, per conversation, moves and merges applied; kept at the head
 -- whatever is pruned. Reports whose message is not logged yet wait in
 -- history_pending (D2).
+-- A conversation's rule is the JSON of its RouteRule (NULL: none yet); its moves
+-- the JSON list of its MoveEntry, oldest first.
 CREATE TABLE IF NOT EXISTS history_conversations (
   org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL, last_ms INTEGER NOT NULL,
+  rule TEXT, moves TEXT NOT NULL DEFAULT '[]',
   PRIMARY KEY (org, customer, record)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_messages (
@@ -819,24 +864,30 @@ impl LogReader for SqliteReader {
         let after = after.cloned().unwrap_or_default();
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT org, customer, record, last_ms FROM history_conversations
+                "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
                  WHERE (org, customer, record) > (?1, ?2, ?3)
                  ORDER BY org, customer, record LIMIT ?4",
             )?;
-            let rows = stmt.query_map(
-                params![after.org, after.customer, after.record, limit as i64],
-                |r| {
-                    Ok(HistoryConversation {
-                        key: ConversationKey {
-                            org: r.get(0)?,
-                            customer: r.get(1)?,
-                            record: r.get(2)?,
-                        },
-                        last: sms_core::Timestamp::from_millis(r.get(3)?),
-                    })
-                },
-            )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = stmt.query(params![
+                after.org,
+                after.customer,
+                after.record,
+                limit as i64
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(conversation_row(
+                    ConversationKey {
+                        org: r.get(0)?,
+                        customer: r.get(1)?,
+                        record: r.get(2)?,
+                    },
+                    r.get(3)?,
+                    r.get(4)?,
+                    &r.get::<_, String>(5)?,
+                )?);
+            }
+            Ok(out)
         })
     }
 
@@ -861,6 +912,21 @@ impl LogReader for SqliteReader {
             out.reverse();
             Ok(out)
         })
+    }
+
+    fn snapshot(
+        &self,
+        page: usize,
+        keep: Keep,
+        out: tokio::sync::mpsc::Sender<SnapshotPart>,
+    ) -> StoreResult<()> {
+        let conn = self.pool.get()?;
+        // Deferred: the first read fixes the snapshot (WAL), the writer goes on.
+        conn.execute_batch("BEGIN")?;
+        let result = sqlite_snapshot(&conn, page.max(1), &*keep, &out);
+        let end = conn.execute_batch("COMMIT");
+        result?;
+        Ok(end?)
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
@@ -1038,33 +1104,120 @@ pub(crate) fn message_in(json: &str, key: &ConversationKey) -> StoreResult<Histo
     Ok(m)
 }
 
+/// A conversation from its row: key, `last_ms`, `rule` (JSON or NULL), `moves` (JSON).
+pub(crate) fn conversation_row(
+    key: ConversationKey,
+    last_ms: i64,
+    rule: Option<String>,
+    moves: &str,
+) -> StoreResult<HistoryConversation> {
+    Ok(HistoryConversation {
+        key,
+        last: sms_core::Timestamp::from_millis(last_ms),
+        rule: rule.as_deref().map(from_json).transpose()?,
+        moves: from_json(moves)?,
+    })
+}
+
+/// A conversation's `rule` and `moves` columns.
+pub(crate) fn conversation_columns(
+    c: &HistoryConversation,
+) -> StoreResult<(Option<String>, String)> {
+    Ok((
+        c.rule.as_ref().map(to_json).transpose()?,
+        to_json(&c.moves)?,
+    ))
+}
+
 /// Carries out one history op ([`HistoryOp`] says what each means).
 fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
     match op {
-        HistoryOp::PutConversation(c) => {
+        HistoryOp::PutConversation { key, last, rule } => {
+            let rule = rule.as_ref().map(to_json).transpose()?;
             conn.prepare_cached(
-                "INSERT OR REPLACE INTO history_conversations (org, customer, record, last_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '[]')
+                 ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = excluded.last_ms,
+                   rule = COALESCE(excluded.rule, history_conversations.rule)",
             )?
             .execute(params![
-                c.key.org,
-                c.key.customer,
-                c.key.record,
-                c.last.as_millis()
+                key.org,
+                key.customer,
+                key.record,
+                last.as_millis(),
+                rule
             ])?;
         }
-        HistoryOp::DropConversation(k) => {
+        HistoryOp::Move { from, to, entry } => {
+            // Both rows in one read; the merge is the core's rule, not SQL's.
+            let mut source = None;
+            let mut target = None;
+            {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
+                     WHERE (org = ?1 AND customer = ?2 AND record = ?3)
+                        OR (org = ?4 AND customer = ?5 AND record = ?6)",
+                )?;
+                let mut rows = stmt.query(params![
+                    from.org,
+                    from.customer,
+                    from.record,
+                    to.org,
+                    to.customer,
+                    to.record
+                ])?;
+                while let Some(r) = rows.next()? {
+                    let c = conversation_row(
+                        ConversationKey {
+                            org: r.get(0)?,
+                            customer: r.get(1)?,
+                            record: r.get(2)?,
+                        },
+                        r.get(3)?,
+                        r.get(4)?,
+                        &r.get::<_, String>(5)?,
+                    )?;
+                    if c.key == *from {
+                        source = Some(c.clone());
+                    }
+                    if c.key == *to && from != to {
+                        target = Some(c);
+                    }
+                }
+            }
+            let moved = HistoryConversation::moved(source, target, to.clone(), entry.clone());
             conn.prepare_cached(
-                "DELETE FROM history_conversations WHERE org = ?1 AND customer = ?2 AND record = ?3",
-            )?
-            .execute(params![k.org, k.customer, k.record])?;
-        }
-        HistoryOp::MoveMessages { from, to } => {
-            conn.prepare_cached(
-                "UPDATE history_messages SET record = ?4
+                "UPDATE history_messages SET org = ?4, customer = ?5, record = ?6
                  WHERE org = ?1 AND customer = ?2 AND record = ?3",
             )?
-            .execute(params![from.org, from.customer, from.record, to.record])?;
+            .execute(params![
+                from.org,
+                from.customer,
+                from.record,
+                to.org,
+                to.customer,
+                to.record
+            ])?;
+            if from != to {
+                conn.prepare_cached(
+                    "DELETE FROM history_conversations
+                     WHERE org = ?1 AND customer = ?2 AND record = ?3",
+                )?
+                .execute(params![from.org, from.customer, from.record])?;
+            }
+            let (rule, moves) = conversation_columns(&moved)?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO history_conversations
+                 (org, customer, record, last_ms, rule, moves) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                moved.key.org,
+                moved.key.customer,
+                moved.key.record,
+                moved.last.as_millis(),
+                rule,
+                moves
+            ])?;
         }
         HistoryOp::PutMessage(m) => {
             let mut m = m.clone();
@@ -1133,22 +1286,146 @@ fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
     Ok(())
 }
 
+/// Where an older page ends: a message's `(at_ms, id)`.
+type Cursor = (i64, String);
+
+/// [`LogReader::snapshot`] inside the reader's transaction. `Ok` early when the
+/// receiver went.
+fn sqlite_snapshot(
+    conn: &Connection,
+    page: usize,
+    keep: &(dyn Fn(&ConversationKey) -> bool + Send + Sync),
+    out: &tokio::sync::mpsc::Sender<SnapshotPart>,
+) -> StoreResult<()> {
+    let epoch = read_epoch(conn)?;
+    let head: i64 = conn.query_row(SQLITE_HEAD, [], |r| r.get(0))?;
+    // First pass: the keys only.
+    let mut keys = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT org, customer, record FROM history_conversations ORDER BY org, customer, record",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let key = ConversationKey {
+                org: r.get(0)?,
+                customer: r.get(1)?,
+                record: r.get(2)?,
+            };
+            if keep(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let part = SnapshotPart::Head {
+        epoch,
+        head,
+        conversations: keys.len() as u64,
+    };
+    if out.blocking_send(part).is_err() {
+        return Ok(());
+    }
+    // The conversations with their latest page; remember where full pages start.
+    let mut full: Vec<(ConversationKey, Cursor)> = Vec::new();
+    let mut row = conn.prepare_cached(
+        "SELECT last_ms, rule, moves FROM history_conversations
+         WHERE org = ?1 AND customer = ?2 AND record = ?3",
+    )?;
+    let mut latest = conn.prepare_cached(
+        "SELECT at_ms, id, message FROM history_messages
+         WHERE org = ?1 AND customer = ?2 AND record = ?3
+         ORDER BY at_ms DESC, id DESC LIMIT ?4",
+    )?;
+    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+        let mut part = Vec::with_capacity(chunk.len());
+        for key in chunk {
+            let (last_ms, rule, moves): (i64, Option<String>, String) = row
+                .query_row(params![key.org, key.customer, key.record], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let c = conversation_row(key.clone(), last_ms, rule, &moves)?;
+            let mut messages = Vec::new();
+            let mut first: Option<Cursor> = None;
+            let mut rows = latest.query(params![key.org, key.customer, key.record, page as i64])?;
+            while let Some(r) = rows.next()? {
+                first = Some((r.get(0)?, r.get(1)?));
+                messages.push(message_in(&r.get::<_, String>(2)?, key)?);
+            }
+            messages.reverse();
+            if let (true, Some(first)) = (messages.len() >= page, first) {
+                full.push((key.clone(), first));
+            }
+            part.push((c, messages));
+        }
+        if out
+            .blocking_send(SnapshotPart::Conversations(part))
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    // Then what came before each full page, oldest first.
+    let mut older = conn.prepare_cached(
+        "SELECT at_ms, id, message FROM history_messages
+         WHERE org = ?1 AND customer = ?2 AND record = ?3
+           AND (at_ms, id) < (?4, ?5) AND (at_ms, id) > (?6, ?7)
+         ORDER BY at_ms, id LIMIT ?8",
+    )?;
+    for (key, before) in full {
+        let mut after: Cursor = (i64::MIN, String::new());
+        loop {
+            let mut messages = Vec::new();
+            let mut rows = older.query(params![
+                key.org,
+                key.customer,
+                key.record,
+                before.0,
+                before.1,
+                after.0,
+                after.1,
+                SNAPSHOT_OLDER as i64
+            ])?;
+            while let Some(r) = rows.next()? {
+                after = (r.get(0)?, r.get(1)?);
+                messages.push(message_in(&r.get::<_, String>(2)?, &key)?);
+            }
+            let more = messages.len() == SNAPSHOT_OLDER;
+            if messages.is_empty() {
+                break;
+            }
+            if out
+                .blocking_send(SnapshotPart::Older(key.clone(), messages))
+                .is_err()
+            {
+                return Ok(());
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The whole history as the tables hold it (a message's conversation is its
 /// columns': a move re-keys the columns only).
 fn sqlite_history(conn: &Connection) -> StoreResult<History> {
     let mut h = History::default();
-    let mut stmt =
-        conn.prepare("SELECT org, customer, record, last_ms FROM history_conversations")?;
+    let mut stmt = conn
+        .prepare("SELECT org, customer, record, last_ms, rule, moves FROM history_conversations")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        h.conversations.insert(
+        let c = conversation_row(
             history::ConversationKey {
                 org: r.get(0)?,
                 customer: r.get(1)?,
                 record: r.get(2)?,
             },
-            sms_core::Timestamp::from_millis(r.get(3)?),
-        );
+            r.get(3)?,
+            r.get(4)?,
+            &r.get::<_, String>(5)?,
+        )?;
+        h.conversations.insert(c.key.clone(), c);
     }
     let mut stmt = conn.prepare("SELECT org, customer, record, message FROM history_messages")?;
     let mut rows = stmt.query([])?;

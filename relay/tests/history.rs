@@ -9,9 +9,7 @@ use serde_json::json;
 use sms_core::delivery::{Delivery, DeliveryStatus};
 use sms_core::protocol::events::*;
 use sms_core::protocol::{Directory, EventBody, SendOutcome};
-use sms_core::relay::history::{
-    self, ConversationKey, History, HistoryConversation, HistoryMessage,
-};
+use sms_core::relay::history::{self, ConversationKey, History, HistoryMessage};
 use sms_core::relay::State;
 use sms_core::routing::RouteRule;
 use sms_core::Timestamp;
@@ -177,6 +175,20 @@ fn merge_case(db: &std::path::Path) {
         ["SMlost"],
         "the early report was folded in"
     );
+    let b = &tables.conversations[&key("b")];
+    assert_eq!(
+        b.rule,
+        Some(RouteRule::RecentConversation),
+        "the rule stays"
+    );
+    assert_eq!(
+        b.moves
+            .iter()
+            .map(|m| (m.from_record.as_str(), m.to_record.as_str(), m.at))
+            .collect::<Vec<_>>(),
+        [("a", "b", t(4_000))],
+        "the merge is in the target's moves"
+    );
 }
 
 /// Messages, a send with its reports, a re-attach and a merge, through the relay.
@@ -235,6 +247,19 @@ async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
         before.messages["h-1"].delivery.as_ref().map(|d| d.status),
         Some(DeliveryStatus::Delivered)
     );
+    // The re-attach, then the merge: both moves, the inbound message's rule.
+    let c = &before.conversations[&opportunity];
+    assert_eq!(
+        c.moves
+            .iter()
+            .map(|m| (m.from_record.as_str(), m.to_record.as_str(), m.by.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("contact:priya", "opportunity:sharma-q3", "asha"),
+            ("contact:priya", "opportunity:sharma-q3", "asha")
+        ]
+    );
+    assert!(c.rule.is_some(), "{c:?}");
 
     let (_, head) = relay.head().await;
     assert_eq!(relay.prune(head).await.0, 200);
@@ -259,13 +284,7 @@ async fn the_history_follows_the_relay_and_survives_pruning_and_a_restart() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        conversations,
-        [HistoryConversation {
-            key: opportunity.clone(),
-            last: before.conversations[&opportunity],
-        }]
-    );
+    assert_eq!(conversations, [before.conversations[&opportunity].clone()]);
     assert!(rest.is_empty());
     let all: Vec<HistoryMessage> = before
         .messages_of(&opportunity)

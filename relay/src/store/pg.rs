@@ -35,11 +35,11 @@ use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::{from_json, message_in, to_json};
+use super::{conversation_columns, conversation_row, from_json, message_in, to_json};
 use super::{
-    new_epoch, outcome_parse, parse_event, sent_columns, session_hash, LogReader, LogWriter,
+    new_epoch, outcome_parse, parse_event, sent_columns, session_hash, Keep, LogReader, LogWriter,
     NewEvent, PendingSend, PushSubscription, SendStage, SentColumns, SentMessage, SentRow,
-    StoreError, StoreResult, StoredCheckpoint,
+    SnapshotPart, StoreError, StoreResult, StoredCheckpoint, SNAPSHOT_CHUNK, SNAPSHOT_OLDER,
 };
 use crate::model::{Audience, EventBody, LoggedEvent};
 use sms_core::relay::history::{
@@ -118,8 +118,11 @@ INSERT INTO sent (seller, client_ref, message_sid, outcome, error_code, at_ms)
 -- latest delivery, per conversation, moves and merges applied; kept at the head
 -- whatever is pruned. Reports whose message is not logged yet wait in
 -- history_pending (D2).
+-- A conversation's rule is the JSON of its RouteRule (NULL: none yet); its moves
+-- the JSON list of its MoveEntry, oldest first.
 CREATE TABLE history_conversations (
   org TEXT NOT NULL, customer TEXT NOT NULL, record TEXT NOT NULL, last_ms BIGINT NOT NULL,
+  rule TEXT, moves TEXT NOT NULL DEFAULT '[]',
   PRIMARY KEY (org, customer, record)
 );
 CREATE TABLE history_messages (
@@ -892,19 +895,22 @@ impl LogWriter for PgWriter {
             let mut h = History::default();
             for r in conn
                 .query(
-                    "SELECT org, customer, record, last_ms FROM history_conversations",
+                    "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations",
                     &[],
                 )
                 .await?
             {
-                h.conversations.insert(
+                let c = conversation_row(
                     ConversationKey {
                         org: r.get(0),
                         customer: r.get(1),
                         record: r.get(2),
                     },
-                    sms_core::Timestamp::from_millis(r.get(3)),
-                );
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )?;
+                h.conversations.insert(c.key.clone(), c);
             }
             for r in conn
                 .query(
@@ -1219,7 +1225,7 @@ impl LogReader for PgReader {
     ) -> StoreResult<Vec<HistoryConversation>> {
         let after = after.cloned().unwrap_or_default();
         let rows = self.query(
-            "SELECT org, customer, record, last_ms FROM history_conversations
+            "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
              WHERE (org, customer, record) > ($1, $2, $3)
              ORDER BY org, customer, record LIMIT $4",
             vec![
@@ -1229,17 +1235,20 @@ impl LogReader for PgReader {
                 Box::new(limit as i64),
             ],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryConversation {
-                key: ConversationKey {
-                    org: r.get(0),
-                    customer: r.get(1),
-                    record: r.get(2),
-                },
-                last: sms_core::Timestamp::from_millis(r.get(3)),
+        rows.iter()
+            .map(|r| {
+                conversation_row(
+                    ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )
             })
-            .collect())
+            .collect()
     }
 
     fn history_messages(
@@ -1263,6 +1272,28 @@ impl LogReader for PgReader {
             .collect::<StoreResult<Vec<_>>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    fn snapshot(
+        &self,
+        page: usize,
+        keep: Keep,
+        out: tokio::sync::mpsc::Sender<SnapshotPart>,
+    ) -> StoreResult<()> {
+        let pool = self.pool.clone();
+        self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            // One snapshot of the database for every read below.
+            conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let result = pg_snapshot(&conn, page.max(1), &*keep, &out).await;
+            // Read only: ending it either way changes nothing. A connection that
+            // cannot end its transaction is broken: not pooled again.
+            if conn.batch_execute("COMMIT").await.is_err() {
+                let _ = Object::take(conn);
+            }
+            result
+        })
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
@@ -1447,6 +1478,156 @@ impl LogReader for PgReader {
     }
 }
 
+/// The latest page of each conversation of a chunk, in one statement: the chunk's
+/// keys in order (`$1..$3`), each with its row and its latest `$4` messages,
+/// oldest first (a conversation without messages comes once, with NULLs).
+const SNAPSHOT_LATEST: &str = "SELECT k.n, c.last_ms, c.rule, c.moves, m.at_ms, m.id, m.message
+   FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(org, customer, record, n)
+   JOIN history_conversations c
+     ON c.org = k.org AND c.customer = k.customer AND c.record = k.record
+   LEFT JOIN LATERAL (
+     SELECT h.at_ms, h.id, h.message FROM history_messages h
+      WHERE h.org = k.org AND h.customer = k.customer AND h.record = k.record
+      ORDER BY h.at_ms DESC, h.id COLLATE \"C\" DESC LIMIT $4) m ON true
+  ORDER BY k.n, m.at_ms, m.id COLLATE \"C\"";
+
+/// A page of the messages of one conversation before `($4, $5)` and after
+/// `($6, $7)` (`(at_ms, id)`, ids compared bytewise as Rust does), oldest first.
+const SNAPSHOT_OLDER_READ: &str = "SELECT at_ms, id, message FROM history_messages
+  WHERE org = $1 AND customer = $2 AND record = $3
+    AND (at_ms < $4 OR (at_ms = $4 AND id COLLATE \"C\" < $5))
+    AND (at_ms > $6 OR (at_ms = $6 AND id COLLATE \"C\" > $7))
+  ORDER BY at_ms, id COLLATE \"C\" LIMIT $8";
+
+/// [`LogReader::snapshot`] inside the reader's transaction. `Ok` early when the
+/// receiver went.
+async fn pg_snapshot(
+    conn: &Object,
+    page: usize,
+    keep: &(dyn Fn(&ConversationKey) -> bool + Send + Sync),
+    out: &tokio::sync::mpsc::Sender<SnapshotPart>,
+) -> StoreResult<()> {
+    let (head, keys, latest, older) = futures_util::future::try_join4(
+        conn.prepare_cached(&format!(
+            "SELECT (SELECT value FROM meta WHERE key = 'epoch'),
+               GREATEST(COALESCE((SELECT MAX(id) FROM events), 0)::bigint, {PG_PRUNED})"
+        )),
+        conn.prepare_cached("SELECT org, customer, record FROM history_conversations"),
+        conn.prepare_cached(SNAPSHOT_LATEST),
+        conn.prepare_cached(SNAPSHOT_OLDER_READ),
+    )
+    .await?;
+    // One round trip: the position and every key (the first pass: keys only).
+    let (head, rows) =
+        futures_util::future::try_join(conn.query_one(&head, &[]), conn.query(&keys, &[])).await?;
+    let epoch: Option<String> = head.get(0);
+    let head: i64 = head.get(1);
+    let mut keys: Vec<ConversationKey> = rows
+        .iter()
+        .map(|r| ConversationKey {
+            org: r.get(0),
+            customer: r.get(1),
+            record: r.get(2),
+        })
+        .filter(|k| keep(k))
+        .collect();
+    drop(rows);
+    // Key order as Rust compares strings (bytewise), whatever the database's collation.
+    keys.sort_unstable();
+    let part = SnapshotPart::Head {
+        epoch: epoch.unwrap_or_default(),
+        head,
+        conversations: keys.len() as u64,
+    };
+    if out.send(part).await.is_err() {
+        return Ok(());
+    }
+    let limit = page as i64;
+    let mut full: Vec<(ConversationKey, (i64, String))> = Vec::new();
+    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+        let orgs: Vec<&str> = chunk.iter().map(|k| k.org.as_str()).collect();
+        let customers: Vec<&str> = chunk.iter().map(|k| k.customer.as_str()).collect();
+        let records: Vec<&str> = chunk.iter().map(|k| k.record.as_str()).collect();
+        let rows = conn
+            .query(&latest, &[&orgs, &customers, &records, &limit])
+            .await?;
+        let mut part: Vec<(HistoryConversation, Vec<HistoryMessage>)> =
+            Vec::with_capacity(chunk.len());
+        let mut firsts: Vec<Option<(i64, String)>> = Vec::with_capacity(chunk.len());
+        for r in &rows {
+            let n = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+            let Some(key) = chunk.get(n) else {
+                continue;
+            };
+            if part.last().is_none_or(|(c, _)| c.key != *key) {
+                part.push((
+                    conversation_row(key.clone(), r.get(1), r.get(2), r.get(3))?,
+                    Vec::new(),
+                ));
+                firsts.push(None);
+            }
+            let Some(json) = r.get::<_, Option<&str>>(6) else {
+                continue;
+            };
+            let (c, messages) = part.last_mut().expect("pushed above");
+            if messages.is_empty() {
+                *firsts.last_mut().expect("pushed above") = Some((r.get(4), r.get(5)));
+            }
+            messages.push(message_in(json, &c.key)?);
+        }
+        drop(rows);
+        for ((c, messages), first) in part.iter().zip(firsts) {
+            if let (true, Some(first)) = (messages.len() >= page, first) {
+                full.push((c.key.clone(), first));
+            }
+        }
+        if out.send(SnapshotPart::Conversations(part)).await.is_err() {
+            return Ok(());
+        }
+    }
+    let page_size = SNAPSHOT_OLDER as i64;
+    for (key, (before_at, before_id)) in full {
+        let (mut after_at, mut after_id) = (i64::MIN, String::new());
+        loop {
+            let rows = conn
+                .query(
+                    &older,
+                    &[
+                        &key.org,
+                        &key.customer,
+                        &key.record,
+                        &before_at,
+                        &before_id,
+                        &after_at,
+                        &after_id,
+                        &page_size,
+                    ],
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let more = rows.len() == SNAPSHOT_OLDER;
+            let mut messages = Vec::with_capacity(rows.len());
+            for r in &rows {
+                (after_at, after_id) = (r.get(0), r.get(1));
+                messages.push(message_in(r.get(2), &key)?);
+            }
+            if out
+                .send(SnapshotPart::Older(key.clone(), messages))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts [`tail`] on a thread of its own (its own small runtime): waking on a
 /// notification and reading the log do not queue behind the node's HTTP and SSE
 /// tasks.
@@ -1622,43 +1803,104 @@ async fn read_new(
 /// what each means; the SQLite store does the same).
 async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
     match op {
-        HistoryOp::PutConversation(c) => {
+        HistoryOp::PutConversation { key, last, rule } => {
             let stmt = conn
                 .prepare_cached(
-                    "INSERT INTO history_conversations (org, customer, record, last_ms)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms",
+                    "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+                     VALUES ($1, $2, $3, $4, $5, '[]')
+                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms,
+                       rule = COALESCE(EXCLUDED.rule, history_conversations.rule)",
                 )
                 .await?;
-            let k = &c.key;
+            let rule = rule.as_ref().map(to_json).transpose()?;
             conn.execute(
                 &stmt,
-                &[&k.org, &k.customer, &k.record, &c.last.as_millis()],
+                &[
+                    &key.org,
+                    &key.customer,
+                    &key.record,
+                    &last.as_millis(),
+                    &rule,
+                ],
             )
             .await?;
         }
-        HistoryOp::DropConversation(k) => {
-            let stmt = conn
-                .prepare_cached(
+        HistoryOp::Move { from, to, entry } => {
+            // Round trip 1: both rows. The merge is the core's rule, computed here.
+            let (read, rekey, delete, put) = futures_util::future::try_join4(
+                conn.prepare_cached(
+                    "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
+                     WHERE (org, customer, record) IN (($1, $2, $3), ($4, $5, $6))",
+                ),
+                conn.prepare_cached(
+                    "UPDATE history_messages SET org = $4, customer = $5, record = $6
+                     WHERE org = $1 AND customer = $2 AND record = $3",
+                ),
+                conn.prepare_cached(
                     "DELETE FROM history_conversations
                      WHERE org = $1 AND customer = $2 AND record = $3",
-                )
-                .await?;
-            conn.execute(&stmt, &[&k.org, &k.customer, &k.record])
-                .await?;
-        }
-        HistoryOp::MoveMessages { from, to } => {
-            let stmt = conn
-                .prepare_cached(
-                    "UPDATE history_messages SET record = $4
-                     WHERE org = $1 AND customer = $2 AND record = $3",
-                )
-                .await?;
-            conn.execute(
-                &stmt,
-                &[&from.org, &from.customer, &from.record, &to.record],
+                ),
+                conn.prepare_cached(
+                    "INSERT INTO history_conversations (org, customer, record, last_ms, rule, moves)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (org, customer, record) DO UPDATE SET last_ms = EXCLUDED.last_ms,
+                       rule = EXCLUDED.rule, moves = EXCLUDED.moves",
+                ),
             )
             .await?;
+            let both: [&(dyn ToSql + Sync); 6] = [
+                &from.org,
+                &from.customer,
+                &from.record,
+                &to.org,
+                &to.customer,
+                &to.record,
+            ];
+            let (mut source, mut target) = (None, None);
+            for r in conn.query(&read, &both).await? {
+                let c = conversation_row(
+                    ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )?;
+                if c.key == *from {
+                    source = Some(c.clone());
+                }
+                if c.key == *to && from != to {
+                    target = Some(c);
+                }
+            }
+            let moved = HistoryConversation::moved(source, target, to.clone(), entry.clone());
+            let (rule, moves) = conversation_columns(&moved)?;
+            let last = moved.last.as_millis();
+            // Round trip 2, pipelined: re-key the messages, drop the source, put the target.
+            let source_p: [&(dyn ToSql + Sync); 3] = [&from.org, &from.customer, &from.record];
+            let put_p: [&(dyn ToSql + Sync); 6] = [
+                &moved.key.org,
+                &moved.key.customer,
+                &moved.key.record,
+                &last,
+                &rule,
+                &moves,
+            ];
+            let same = from == to;
+            let (a, b, c) = futures_util::join!(
+                conn.execute(&rekey, &both),
+                async {
+                    if same {
+                        Ok(0)
+                    } else {
+                        conn.execute(&delete, &source_p).await
+                    }
+                },
+                conn.execute(&put, &put_p),
+            );
+            a.and(b).and(c)?;
         }
         HistoryOp::PutMessage(m) => {
             let mut m = m.clone();

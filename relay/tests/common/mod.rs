@@ -52,6 +52,24 @@ pub async fn database(dir: &std::path::Path) -> PathBuf {
     PathBuf::from(format!("{base}/{name}"))
 }
 
+/// [`database`], on PostgreSQL with a natural-language collation (ICU `en-US`: `a` <
+/// `B`), as production databases often have, where the suite's server has `C`.
+pub async fn database_en_us(dir: &std::path::Path) -> PathBuf {
+    let Some(url) = postgres_url() else {
+        return dir.join("relay.db");
+    };
+    let name = format!("relay_t_{:016x}", rand_u64());
+    pg_client(&url)
+        .await
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        ))
+        .await
+        .expect("create a test database (ICU)");
+    let (base, _) = url.rsplit_once('/').expect("a database URL");
+    PathBuf::from(format!("{base}/{name}"))
+}
+
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -114,6 +132,26 @@ pub fn open_writer(db: &std::path::Path) -> Box<dyn sms_relay::store::LogWriter>
                 .0,
         ),
         None => Box::new(sms_relay::store::open_sqlite(db).unwrap().0),
+    }
+}
+
+/// The store's writer and reader over `db` (either backend). Not from an async task:
+/// both block.
+pub fn open_store(
+    db: &std::path::Path,
+) -> (
+    Box<dyn sms_relay::store::LogWriter>,
+    std::sync::Arc<dyn sms_relay::store::LogReader>,
+) {
+    match db.to_str().filter(|d| d.starts_with("postgres")) {
+        Some(url) => {
+            let (w, r) = sms_relay::store::pg::open(url, "test-store", 4, 0).unwrap();
+            (Box::new(w), std::sync::Arc::new(r))
+        }
+        None => {
+            let (w, r) = sms_relay::store::open_sqlite(db).unwrap();
+            (Box::new(w), std::sync::Arc::new(r))
+        }
     }
 }
 

@@ -11,7 +11,9 @@ pub mod retention;
 mod state;
 
 pub use lens::DirectoryLens;
-pub use state::{Checkpoint, CheckpointConsent, CheckpointConversation, Pair, SentMessage, State};
+pub use state::{
+    Checkpoint, CheckpointConsent, CheckpointConversation, Pair, SentMessage, Sight, State,
+};
 
 use thiserror::Error;
 

@@ -450,6 +450,22 @@ impl State {
             .can_see(self.org_owner(org), record_owner)
     }
 
+    /// What `seller` sees, as an owned value: judged off the sequencer's thread by
+    /// the same rule as [`Self::can_see`] (a snapshot filters the history with it).
+    pub fn sight(&self, seller: &str) -> Sight {
+        Sight {
+            access: self.access(seller),
+            default_region: self.default_region.clone(),
+            org_owners: self.org_index.clone(),
+            record_owners: self
+                .record_index
+                .iter()
+                .filter_map(|(id, &i)| Some((id.clone(), self.directory.records[i].owner.clone()?)))
+                .collect(),
+            consent: self.consent.clone(),
+        }
+    }
+
     /// The sellers an owner stands for: the seller, or the team's members.
     fn expand<'a>(&'a self, owner: &'a Owner) -> impl Iterator<Item = &'a String> + 'a {
         let (seller, team) = match owner {
@@ -516,6 +532,135 @@ impl State {
         out.sort();
         out.dedup();
         Audience::Sellers(out)
+    }
+}
+
+/// What one seller sees (V1) and the consent of every conversation (B2), owned:
+/// [`State::sight`] at one moment, for work off the sequencer's thread.
+#[derive(Clone, Debug, Default)]
+pub struct Sight {
+    access: Access,
+    default_region: Option<String>,
+    /// Org number key -> owner.
+    org_owners: HashMap<String, Owner>,
+    /// Record id -> owner (records with one).
+    record_owners: HashMap<String, Owner>,
+    consent: HashMap<Pair, Consent>,
+}
+
+impl Sight {
+    /// Whether the seller sees the conversation `key`: [`State::can_see`] of its org
+    /// number and record.
+    pub fn sees(&self, key: &super::history::ConversationKey) -> bool {
+        let org_owner = self.org_owners.get(&key.org).or_else(|| {
+            self.org_owners
+                .get(&match_key(&key.org, self.default_region.as_deref()))
+        });
+        self.access
+            .can_see(org_owner, self.record_owners.get(&key.record))
+    }
+
+    /// Whether `other` sees exactly what this sight sees (consent aside): the same
+    /// seller, teams, number and record owners.
+    pub fn sees_as(&self, other: &Self) -> bool {
+        self.access == other.access
+            && self.default_region == other.default_region
+            && self.org_owners == other.org_owners
+            && self.record_owners == other.record_owners
+    }
+
+    /// Consent of `customer` for `org` ([`State::consent`]).
+    pub fn consent(&self, org: &str, customer: &str) -> Consent {
+        self.consent
+            .get(&(org.to_owned(), customer.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod sight_tests {
+    use super::*;
+    use crate::relay::history::ConversationKey;
+
+    #[test]
+    fn a_sight_sees_what_can_see_sees() {
+        let directory: Directory = serde_json::from_value(serde_json::json!({
+            "sellers": [{"id": "asha", "name": "Asha"}, {"id": "ravi", "name": "Ravi"},
+                        {"id": "zoe", "name": "Zoe"}],
+            "teams": [{"id": "north", "members": ["ravi"]}],
+            "org_numbers": [
+                {"number": "+14155550100", "owner": {"seller": "asha"}},
+                {"number": "+14155550101", "owner": {"team": "north"}}
+            ],
+            "records": [
+                {"id": "contact:priya", "kind": "contact", "owner": {"seller": "asha"},
+                 "phones": ["+919812345678"]},
+                {"id": "contact:dev", "kind": "contact", "owner": {"seller": "zoe"},
+                 "phones": ["+919812340000"]},
+                {"id": "lead:none", "kind": "lead"}
+            ]
+        }))
+        .unwrap();
+        let mut state = State::new(Some("IN".into()));
+        state.apply(&EventBody::DirectoryReplaced(DirectoryReplacedEvent {
+            directory,
+        }));
+        state.apply(&EventBody::ConsentChanged(ConsentChangedEvent {
+            org_number: "+14155550101".into(),
+            customer_number: "+919812345678".into(),
+            consent: Consent::OptedOut,
+            at: Timestamp::from_millis(1_000),
+        }));
+        let cases = [
+            // A team-owned org number, records of several owners.
+            ("+14155550101", "contact:dev"),
+            ("+14155550101", "lead:none"),
+            // A seller-owned record on someone else's number.
+            ("+14155550100", "contact:priya"),
+            ("+14155550101", "contact:priya"),
+            // Neither held, an unknown record, an unknown number.
+            ("+14155550100", "contact:dev"),
+            ("+14155550100", "nowhere"),
+            ("+14155559999", "contact:dev"),
+        ];
+        let mut seen = 0;
+        for seller in ["asha", "ravi", "zoe", "nobody"] {
+            let sight = state.sight(seller);
+            for (org, record) in cases {
+                let key = ConversationKey::new(org, "+919812345678", record);
+                let expected = state.can_see(seller, org, Some(record));
+                assert_eq!(sight.sees(&key), expected, "{seller} {org} {record}");
+                seen += usize::from(expected);
+            }
+        }
+        assert!(seen > 3 && seen < 28, "a mix of answers: {seen}");
+        assert!(state.sight("ravi").sees_as(&state.sight("ravi")));
+        assert!(!state.sight("ravi").sees_as(&state.sight("asha")));
+        let before = state.sight("zoe");
+        state.apply(&EventBody::ConsentChanged(ConsentChangedEvent {
+            org_number: "+14155550102".into(),
+            customer_number: "+919812345678".into(),
+            consent: Consent::OptedOut,
+            at: Timestamp::from_millis(2_000),
+        }));
+        assert!(before.sees_as(&state.sight("zoe")), "consent aside");
+        let sight = state.sight("ravi");
+        assert!(sight.sees(&ConversationKey::new("+14155550101", "x", "contact:dev")));
+        assert!(!sight.sees(&ConversationKey::new("+14155550100", "x", "contact:priya")));
+        assert!(state.sight("asha").sees(&ConversationKey::new(
+            "+14155550101",
+            "x",
+            "contact:priya"
+        )));
+        assert_eq!(
+            sight.consent("+14155550101", "+919812345678"),
+            Consent::OptedOut
+        );
+        assert_eq!(
+            sight.consent("+14155550100", "+919812345678"),
+            state.consent("+14155550100", "+919812345678")
+        );
     }
 }
 
