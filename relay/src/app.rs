@@ -97,6 +97,9 @@ pub struct App {
     pub send_limits: crate::limits::SendLimits,
     /// Open event streams per seller (X4).
     pub streams: Arc<crate::limits::Streams>,
+    /// The automatic replies configured (F5), handed to the sequencer with each
+    /// inbound message.
+    pub auto_reply: Arc<sms_core::autoreply::AutoReply>,
 }
 
 /// Most push subscriptions one seller may hold (X2).
@@ -257,6 +260,7 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .purge_sessions(now().as_millis())
         .map_err(|e| e.to_string())?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let auto_reply = Arc::new(config.auto_reply.clone());
     let app = Arc::new(App {
         config,
         seq,
@@ -271,6 +275,7 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         sends,
         send_limits,
         streams,
+        auto_reply,
     });
     auth::refresh_sellers(&app).await.map_err(|e| e.message)?;
     // Sends a stop left: queued ones go out, calling ones are reconciled (X3).
@@ -539,7 +544,14 @@ async fn inbound_webhook(
             .provider
             .parse_inbound(&params)
             .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
-        app.seq.inbound(sms).await
+        let outcome = app.seq.inbound(sms, app.auto_reply.clone()).await?;
+        // The automatic reply is durably queued with the message: the worker calls
+        // the provider on a task of its own, so the webhook is answered at once (a
+        // stop before the call leaves it queued for the next start).
+        if let Some(SendPlan::Go(p)) = outcome.send {
+            app.sends.dispatch(p);
+        }
+        Ok(outcome.events)
     }
     .await;
     let events = counted("inbound", started, result)?;
