@@ -260,7 +260,12 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         .purge_sessions(now().as_millis())
         .map_err(|e| e.to_string())?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let auto_reply = Arc::new(config.auto_reply.clone());
+    // Replies go only where sends may go (X4): texting HELP from abroad does not make
+    // the relay text a country it does not serve.
+    let auto_reply = Arc::new(sms_core::autoreply::AutoReply {
+        allowed_country_codes: config.limits.allowed_country_codes.clone(),
+        ..config.auto_reply.clone()
+    });
     let app = Arc::new(App {
         config,
         seq,

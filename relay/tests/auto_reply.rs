@@ -273,3 +273,18 @@ async fn by_default_the_provider_confirms_opt_outs_and_nothing_else_is_configure
     assert!(relay.phone_messages(PRIYA).await.is_empty());
     assert!(auto_replies(&relay, "asha").await.is_empty());
 }
+
+#[tokio::test]
+async fn replies_go_only_to_the_countries_sends_may_go_to() {
+    // Sends may go to +1 only: a HELP from India is logged but not answered.
+    let relay = Relay::start_demo(|c| {
+        c.auto_reply = demo_replies();
+        c.limits.allowed_country_codes = vec![1];
+    })
+    .await;
+    const US_CUSTOMER: &str = "+14155552671";
+    relay.inbound("SMin", PRIYA, ASHA_ORG, "HELP").await;
+    relay.inbound("SMus", US_CUSTOMER, ASHA_ORG, "HELP").await;
+    phone_settles(&relay, US_CUSTOMER, 1).await;
+    assert!(relay.phone_messages(PRIYA).await.is_empty());
+}

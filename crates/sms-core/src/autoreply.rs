@@ -42,6 +42,11 @@ pub struct AutoReply {
     pub provider_handles_opt_out: bool,
     /// Per org number overrides.
     pub numbers: Vec<NumberReplies>,
+    /// Country calling codes a reply may go to (empty: any). Not read from the
+    /// `[auto_reply]` table: the relay sets it to its `limits.allowed_country_codes`,
+    /// so a number abroad cannot make the relay text it by texting HELP.
+    #[serde(skip)]
+    pub allowed_country_codes: Vec<u16>,
 }
 
 impl Default for AutoReply {
@@ -52,6 +57,7 @@ impl Default for AutoReply {
             start: None,
             provider_handles_opt_out: true,
             numbers: Vec::new(),
+            allowed_country_codes: Vec::new(),
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct Replies<'a> {
     pub start: Option<&'a str>,
     /// Whether the provider answers STOP / START itself.
     pub provider_handles_opt_out: bool,
+    /// Country calling codes a reply may go to (empty: any).
+    pub allowed_country_codes: &'a [u16],
 }
 
 fn text(s: Option<&String>) -> Option<&str> {
@@ -119,6 +127,7 @@ impl AutoReply {
             provider_handles_opt_out: number
                 .and_then(|n| n.provider_handles_opt_out)
                 .unwrap_or(self.provider_handles_opt_out),
+            allowed_country_codes: &self.allowed_country_codes,
         }
     }
 
@@ -189,15 +198,18 @@ pub fn is_help(body: &str) -> bool {
 
 /// Whether a sender may get an automatic reply: a full international number
 /// (`+` and a number valid for its country), never a short code or an alphanumeric
-/// sender id.
-pub fn replies_to(sender: &str) -> bool {
+/// sender id; and one in a country replies may go to (`allowed`, empty: any).
+pub fn replies_to(sender: &str, allowed: &[u16]) -> bool {
     let s = sender.trim();
-    s.starts_with('+') && normalize(s, None).is_ok()
+    s.starts_with('+')
+        && normalize(s, None)
+            .is_ok_and(|n| allowed.is_empty() || allowed.contains(&n.calling_code()))
 }
 
 /// The automatic reply to an inbound `body` from `sender`, under the org number's
 /// `replies`, when the customer's consent was `before` the message:
-/// - nothing to a short code or an alphanumeric sender ([`replies_to`]);
+/// - nothing to a short code, an alphanumeric sender, or a country replies may not go
+///   to ([`replies_to`]);
 /// - HELP / INFO: the help text, unless the customer is opted out;
 /// - a STOP-family keyword that opts the customer out: the stop confirmation when the
 ///   provider does not send one (a repeated STOP of an opted-out customer: nothing,
@@ -205,7 +217,7 @@ pub fn replies_to(sender: &str) -> bool {
 /// - a START-family keyword: the start confirmation when the provider does not send one;
 /// - no configured text: nothing.
 pub fn reply(replies: Replies<'_>, sender: &str, body: &str, before: Consent) -> Option<Reply> {
-    if !replies_to(sender) {
+    if !replies_to(sender, replies.allowed_country_codes) {
         return None;
     }
     let (kind, text) = match keyword(body) {
@@ -241,6 +253,7 @@ mod tests {
             stop: Some("You are unsubscribed"),
             start: Some("You are subscribed again"),
             provider_handles_opt_out: false,
+            allowed_country_codes: &[],
         }
     }
 
@@ -284,10 +297,35 @@ mod tests {
                 );
             }
         }
-        assert!(replies_to(" +14155552671 "));
-        assert!(replies_to("+447911123456"));
+        assert!(replies_to(" +14155552671 ", &[]));
+        assert!(replies_to("+447911123456", &[]));
         // A number without its country code is not one a reply may assume.
-        assert!(!replies_to("09812345678"));
+        assert!(!replies_to("09812345678", &[]));
+    }
+
+    #[test]
+    fn replies_go_only_to_the_countries_sends_may_go_to() {
+        let us_only = Replies {
+            allowed_country_codes: &[1],
+            ..replies()
+        };
+        assert_eq!(kind(us_only, CUSTOMER, "HELP", Consent::OptedIn), None);
+        assert_eq!(kind(us_only, CUSTOMER, "STOP", Consent::OptedIn), None);
+        assert_eq!(
+            kind(us_only, "+14155552671", "HELP", Consent::OptedIn),
+            Some(ReplyKind::Help)
+        );
+        let config = AutoReply {
+            help: Some("Help".into()),
+            allowed_country_codes: vec![91],
+            ..AutoReply::default()
+        };
+        assert_eq!(
+            config
+                .for_number("+14155550100", None)
+                .allowed_country_codes,
+            [91]
+        );
     }
 
     #[test]
@@ -346,6 +384,7 @@ mod tests {
             stop: None,
             start: None,
             provider_handles_opt_out: false,
+            allowed_country_codes: &[],
         };
         for body in ["HELP", "STOP", "START"] {
             assert_eq!(
@@ -385,7 +424,8 @@ mod tests {
                 help: None,
                 stop: None,
                 start: None,
-                provider_handles_opt_out: true
+                provider_handles_opt_out: true,
+                allowed_country_codes: &[],
             }
         );
     }
