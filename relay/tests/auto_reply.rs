@@ -288,3 +288,33 @@ async fn replies_go_only_to_the_countries_sends_may_go_to() {
     phone_settles(&relay, US_CUSTOMER, 1).await;
     assert!(relay.phone_messages(PRIYA).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_webhook_is_answered_before_the_provider_is_called() {
+    let relay = demo_relay().await;
+    // The provider takes 2 s to answer a send: the webhook does not wait for it.
+    assert_eq!(
+        relay.fault(json!({"send_delay_ms": 2000})).await.status(),
+        204
+    );
+    let started = std::time::Instant::now();
+    let r = relay.inbound("SMslow", PRIYA, ASHA_ORG, "HELP").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        auto_replies(&relay, "asha").await.is_empty(),
+        "not sent yet"
+    );
+    let phone = phone_settles(&relay, PRIYA, 1).await;
+    eventually("the reply is logged with its outcome", || async {
+        auto_replies(&relay, "asha")
+            .await
+            .iter()
+            .any(|e| e["message_sid"] == phone[0]["sid"] && e["outcome"] == "accepted")
+    })
+    .await;
+}
