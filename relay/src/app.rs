@@ -100,6 +100,9 @@ pub struct App {
     /// Snapshots read at once: each holds a database reader for as long as its
     /// client takes (half the reader pool, at least one).
     pub snapshots: Arc<tokio::sync::Semaphore>,
+    /// The automatic replies configured (F5), handed to the sequencer with each
+    /// inbound message.
+    pub auto_reply: Arc<sms_core::autoreply::AutoReply>,
 }
 
 /// Most push subscriptions one seller may hold (X2).
@@ -263,6 +266,12 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     let snapshots = Arc::new(tokio::sync::Semaphore::new(
         (config.limits.db_readers as usize / 2).max(1),
     ));
+    // Replies go only where sends may go (X4): texting HELP from abroad does not make
+    // the relay text a country it does not serve.
+    let auto_reply = Arc::new(sms_core::autoreply::AutoReply {
+        allowed_country_codes: config.limits.allowed_country_codes.clone(),
+        ..config.auto_reply.clone()
+    });
     let app = Arc::new(App {
         config,
         seq,
@@ -278,6 +287,7 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         send_limits,
         streams,
         snapshots,
+        auto_reply,
     });
     auth::refresh_sellers(&app).await.map_err(|e| e.message)?;
     // Sends a stop left: queued ones go out, calling ones are reconciled (X3).
@@ -547,7 +557,14 @@ async fn inbound_webhook(
             .provider
             .parse_inbound(&params)
             .map_err(|e| ApiError::bad_request("malformed_webhook", e.to_string()))?;
-        app.seq.inbound(sms).await
+        let outcome = app.seq.inbound(sms, app.auto_reply.clone()).await?;
+        // The automatic reply is durably queued with the message: the worker calls
+        // the provider on a task of its own, so the webhook is answered at once (a
+        // stop before the call leaves it queued for the next start).
+        if let Some(SendPlan::Go(p)) = outcome.send {
+            app.sends.dispatch(p);
+        }
+        Ok(outcome.events)
     }
     .await;
     let events = counted("inbound", started, result)?;

@@ -7,6 +7,8 @@ use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use sms_core::autoreply::AutoReply;
+
 use crate::model::Directory;
 use crate::provider::TwilioConfig;
 use crate::push_guard::PushNetwork;
@@ -278,6 +280,11 @@ pub struct Config {
     /// (default 300).
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_every_secs: u64,
+    /// HELP / INFO auto-replies and opt-out confirmations (F5), per org number:
+    /// `[auto_reply]` with `help`, `stop`, `start`, `provider_handles_opt_out` and
+    /// `[[auto_reply.numbers]]` overrides (`sms_core::autoreply::AutoReply`).
+    #[serde(default)]
+    pub auto_reply: AutoReply,
     /// How doorbells reach push services (tests swap the DNS lookup; only demo mode
     /// may let them reach private addresses). Not configurable from files.
     #[serde(skip)]
@@ -323,6 +330,7 @@ impl Default for Config {
             retention_days: None,
             idempotency_days: default_idempotency_days(),
             checkpoint_every_secs: default_checkpoint_secs(),
+            auto_reply: AutoReply::default(),
             push_network: PushNetwork::default(),
         }
     }
@@ -458,6 +466,7 @@ impl Config {
         if let Some(p) = &self.provider {
             p.check()?;
         }
+        self.auto_reply.check(self.default_region.as_deref())?;
         if self.demo {
             if !self.bind.ip().is_loopback() {
                 return Err(format!(

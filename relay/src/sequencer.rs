@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
+use sms_core::autoreply::AutoReply;
 use sms_core::protocol::events::*;
 use sms_core::relay::{
     decide, Command, ListedMessage, Op, PendingSend, ProviderAnswer, Reconciled, SendPlan,
@@ -315,9 +316,15 @@ impl Sequencer {
         Ok(self.run(command).await?.events)
     }
 
-    /// Logs an inbound message (with lead and consent events); empty for a duplicate.
-    pub async fn inbound(&self, sms: InboundSms) -> Result<Vec<LoggedEvent>, ApiError> {
-        self.events(Command::Inbound(sms)).await
+    /// Logs an inbound message (with lead and consent events; no events for a
+    /// duplicate) and queues the automatic reply it calls for (F5): the outcome's
+    /// `send` is then `Go`, for the send worker to call after this commit.
+    pub async fn inbound(
+        &self,
+        sms: InboundSms,
+        auto_reply: Arc<AutoReply>,
+    ) -> Result<Outcome, ApiError> {
+        self.run(Command::Inbound { sms, auto_reply }).await
     }
 
     /// Logs a delivery report; empty for a duplicate.

@@ -36,9 +36,33 @@ pub fn keyword(body: &str) -> Option<Consent> {
     }
 }
 
+/// What a message to a customer is, for the consent rule ([`may_send`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Anything but the confirmation of an opt-out: a seller's message, a HELP reply,
+    /// an opt-in confirmation.
+    Message,
+    /// The confirmation of the opt-out the customer just sent (F5).
+    OptOutConfirmation,
+}
+
+/// Whether a message may go to a customer whose consent is `consent` (B2, F5):
+/// nothing goes to an opted-out number except the one confirmation of that opt-out.
+pub fn may_send(consent: Consent, purpose: Purpose) -> bool {
+    consent == Consent::OptedIn || purpose == Purpose::OptOutConfirmation
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_opted_out_number_gets_only_its_opt_out_confirmation() {
+        assert!(may_send(Consent::OptedIn, Purpose::Message));
+        assert!(may_send(Consent::OptedIn, Purpose::OptOutConfirmation));
+        assert!(!may_send(Consent::OptedOut, Purpose::Message));
+        assert!(may_send(Consent::OptedOut, Purpose::OptOutConfirmation));
+    }
 
     #[test]
     fn whole_body_keywords_only() {

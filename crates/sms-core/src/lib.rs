@@ -14,6 +14,7 @@ pub mod time;
 pub use phone::{normalize, Party, PhoneError, E164};
 pub use time::Timestamp;
 pub mod access;
+pub mod autoreply;
 pub mod consent;
 pub mod delivery;
 pub mod directory;

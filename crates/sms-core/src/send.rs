@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use crate::consent::Consent;
+use crate::consent::{self, Consent, Purpose};
 use crate::phone::{normalize, PhoneError, E164};
 use crate::segments::MAX_BODY_CHARS;
 
@@ -112,7 +112,7 @@ pub fn check(o: &Outgoing<'_>) -> Result<E164, SendRefusal> {
         return Err(SendRefusal::NoToNumber);
     }
     let to = normalize(o.to, o.region).map_err(SendRefusal::InvalidPhone)?;
-    if o.consent == Consent::OptedOut {
+    if !consent::may_send(o.consent, Purpose::Message) {
         return Err(SendRefusal::OptedOut);
     }
     Ok(to)

@@ -3,8 +3,10 @@
 //! sends) the way the relay's executor does.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::json;
+use sms_core::autoreply::{AutoReply, AUTO_REPLY_SENDER};
 use sms_core::protocol::{EventBody, MoveRequest, SendOutcome, SendRequest};
 use sms_core::relay::{
     decide, reconcile, Command, DirectoryUpdate, InboundSms, ListedMessage, Op, PendingSend,
@@ -23,6 +25,8 @@ struct Harness {
     log: Vec<EventBody>,
     /// What the last reconciliation found.
     reconciled: Option<Reconciled>,
+    /// The automatic replies configured (none by default).
+    auto_reply: Arc<AutoReply>,
 }
 
 impl Harness {
@@ -50,6 +54,7 @@ impl Harness {
             calling: Vec::new(),
             log: Vec::new(),
             reconciled: None,
+            auto_reply: Arc::new(AutoReply::default()),
         };
         let update = DirectoryUpdate::Replace(serde_json::from_value(directory).unwrap());
         h.run(Command::Directory(update)).unwrap();
@@ -92,6 +97,17 @@ impl Harness {
     }
 
     fn inbound(&mut self, sid: &str, from: &str, to: &str, body: &str) -> Vec<EventBody> {
+        self.inbound_replied(sid, from, to, body).0
+    }
+
+    /// An inbound message: its events and the automatic reply it queued.
+    fn inbound_replied(
+        &mut self,
+        sid: &str,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> (Vec<EventBody>, Option<PendingSend>) {
         let sms = InboundSms {
             message_sid: sid.into(),
             from: from.into(),
@@ -99,7 +115,14 @@ impl Harness {
             body: body.into(),
             media: Vec::new(),
         };
-        self.run(Command::Inbound(sms)).unwrap().0
+        let auto_reply = self.auto_reply.clone();
+        let (events, plan) = self.run(Command::Inbound { sms, auto_reply }).unwrap();
+        let reply = match plan {
+            Some(SendPlan::Go(p)) => Some(p),
+            None => None,
+            other => panic!("an inbound message plans a reply or nothing: {other:?}"),
+        };
+        (events, reply)
     }
 
     fn send(&mut self, seller: &str, client_ref: &str, to: &str) -> Result<SendPlan, Refusal> {
@@ -514,5 +537,123 @@ fn a_match_the_provider_failed_is_a_failed_send() {
             answer.message_sid.as_deref()
         ),
         (SendOutcome::Failed, Some(30007), Some("SMf"))
+    );
+}
+
+fn replying() -> Harness {
+    let mut h = Harness::new();
+    h.auto_reply = Arc::new(
+        serde_json::from_value(json!({
+            "help": "Acme help: reply STOP to opt out",
+            "stop": "Acme: you are unsubscribed",
+            "start": "Acme: you are subscribed again",
+            "provider_handles_opt_out": false,
+            "numbers": [{"number": "+14155550101", "help": "North help"}]
+        }))
+        .unwrap(),
+    );
+    h
+}
+
+#[test]
+fn help_queues_the_numbers_reply_as_a_send_on_the_conversations_record() {
+    let mut h = replying();
+    let (events, reply) = h.inbound_replied("SM1", "+919812345678", "+14155550100", " help ");
+    assert_eq!(kinds(&events), ["inbound"]);
+    let p = reply.expect("a reply");
+    assert_eq!(p.seller, AUTO_REPLY_SENDER);
+    assert_eq!(p.client_ref, "auto:SM1");
+    assert_eq!(
+        (p.from.as_str(), p.to.as_str()),
+        ("+14155550100", "+919812345678")
+    );
+    assert_eq!(p.body, "Acme help: reply STOP to opt out");
+    assert_eq!(p.record_id, "contact:priya");
+    assert_eq!(
+        h.pending,
+        std::slice::from_ref(&p),
+        "durably queued by the same decision"
+    );
+    // Another number's own text; a new lead's reply goes on the lead.
+    let (_, north) = h.inbound_replied("SM2", "+15550001111", "+14155550101", "INFO");
+    let north = north.unwrap();
+    assert_eq!(north.body, "North help");
+    assert_eq!(north.record_id, "lead:+15550001111");
+    // It ends like any send: an outbound event by the system sender.
+    let events = h.finish(p, "SMr1");
+    let EventBody::Outbound(o) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(o.by, AUTO_REPLY_SENDER);
+    assert_eq!(o.message_sid.as_deref(), Some("SMr1"));
+}
+
+#[test]
+fn the_same_help_message_twice_is_answered_once() {
+    let mut h = replying();
+    let (_, first) = h.inbound_replied("SM1", "+919812345678", "+14155550100", "HELP");
+    let p = first.unwrap();
+    assert_eq!(
+        h.inbound_replied("SM1", "+919812345678", "+14155550100", "HELP"),
+        (vec![], None)
+    );
+    h.finish(p, "SMr1");
+    // Even with the webhook's key gone, the reply's reference is known.
+    h.seen.remove("in:SM1");
+    let (events, again) = h.inbound_replied("SM1", "+919812345678", "+14155550100", "HELP");
+    assert_eq!(kinds(&events), ["inbound"]);
+    assert_eq!(again, None);
+}
+
+#[test]
+fn stop_gets_its_confirmation_although_the_customer_is_now_opted_out() {
+    let mut h = replying();
+    let (events, reply) = h.inbound_replied("SM1", "+919812345678", "+14155550100", "STOP");
+    assert_eq!(kinds(&events), ["consent_changed", "inbound"]);
+    let p = reply.expect("the confirmation");
+    assert_eq!(p.body, "Acme: you are unsubscribed");
+    // A seller's send is refused; the confirmation is called and logged.
+    assert_eq!(
+        h.send("asha", "c1", "+919812345678").unwrap_err().code(),
+        "opted_out"
+    );
+    let (_, plan) = h.run(Command::Call(p.clone())).unwrap();
+    assert_eq!(plan, Some(SendPlan::Go(p.clone())));
+    assert_eq!(kinds(&h.finish(p, "SMr1")), ["outbound"]);
+    // A second STOP, or HELP, while opted out: nothing more.
+    assert_eq!(
+        h.inbound_replied("SM2", "+919812345678", "+14155550100", "stop")
+            .1,
+        None
+    );
+    assert_eq!(
+        h.inbound_replied("SM3", "+919812345678", "+14155550100", "HELP")
+            .1,
+        None
+    );
+    let (_, start) = h.inbound_replied("SM4", "+919812345678", "+14155550100", "START");
+    assert_eq!(start.unwrap().body, "Acme: you are subscribed again");
+}
+
+#[test]
+fn no_reply_to_short_codes_alphanumeric_senders_or_our_own_numbers() {
+    let mut h = replying();
+    for (sid, from) in [
+        ("SM1", "12345"),
+        ("SM2", "ACMEBANK"),
+        ("SM3", "+14155550102"),
+    ] {
+        let (events, reply) = h.inbound_replied(sid, from, "+14155550100", "HELP");
+        assert!(kinds(&events).contains(&"inbound"), "{from} is logged");
+        assert_eq!(reply, None, "{from}");
+    }
+    assert!(h.pending.is_empty());
+    // Without a configuration, nothing either.
+    let mut plain = Harness::new();
+    assert_eq!(
+        plain
+            .inbound_replied("SM1", "+919812345678", "+14155550100", "HELP")
+            .1,
+        None
     );
 }

@@ -15,8 +15,11 @@ pub use state::{
     Checkpoint, CheckpointConsent, CheckpointConversation, Pair, SentMessage, Sight, State,
 };
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
+use crate::autoreply::{self, AutoReply, AUTO_REPLY_SENDER};
 use crate::consent::keyword;
 use crate::delivery::DeliveryStatus;
 use crate::lead;
@@ -231,8 +234,13 @@ pub enum DirectoryUpdate {
 /// One thing to sequence.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    /// An inbound message (R1–R3, B2).
-    Inbound(InboundSms),
+    /// An inbound message (R1–R3, B2), with the automatic replies configured (F5).
+    Inbound {
+        /// The message.
+        sms: InboundSms,
+        /// The configured replies (HELP / INFO, opt-out and opt-in confirmations).
+        auto_reply: Arc<AutoReply>,
+    },
     /// A delivery report (C5).
     Status(StatusReport),
     /// A seller moves a conversation (M1).
@@ -279,7 +287,7 @@ impl Command {
     /// is answered with nothing (the executor checks the log before deciding).
     pub fn dedupe_key(&self) -> Option<String> {
         match self {
-            Self::Inbound(sms) => Some(format!("in:{}", sms.message_sid)),
+            Self::Inbound { sms, .. } => Some(format!("in:{}", sms.message_sid)),
             Self::Status(r) => Some(format!("st:{}:{:?}", r.message_sid, r.status)),
             _ => None,
         }
@@ -320,7 +328,8 @@ pub enum Op {
 pub struct Decision {
     /// Writes, in order.
     pub ops: Vec<Op>,
-    /// For [`Command::BeginSend`] and [`Command::Call`]: the plan.
+    /// For [`Command::BeginSend`] and [`Command::Call`]: the plan; for
+    /// [`Command::Inbound`]: the automatic reply to send, if any (F5).
     pub send: Option<SendPlan>,
     /// For [`Command::Reconcile`]: what was found.
     pub reconciled: Option<Reconciled>,
@@ -380,7 +389,7 @@ impl Refusal {
 pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decision, Refusal> {
     let mut d = Decision::default();
     match command {
-        Command::Inbound(sms) => inbound(state, sms, now, &mut d),
+        Command::Inbound { sms, auto_reply } => inbound(state, sms, &auto_reply, now, &mut d),
         Command::Status(r) => {
             let dedupe = format!("st:{}:{:?}", r.message_sid, r.status);
             d.append(
@@ -470,8 +479,15 @@ fn directory(update: DirectoryUpdate, d: &mut Decision) {
 }
 
 /// An inbound message: a lead for an unknown number (R3), a consent change for a
-/// keyword (B2), then the message with its routing decision (S2).
-fn inbound(state: &State, sms: InboundSms, now: Timestamp, d: &mut Decision) {
+/// keyword (B2), then the message with its routing decision (S2), then the automatic
+/// reply it calls for (F5), queued like a seller's send.
+fn inbound(
+    state: &State,
+    sms: InboundSms,
+    auto_reply: &AutoReply,
+    now: Timestamp,
+    d: &mut Decision,
+) {
     let from = state.key(&sms.from);
     let to = state.key(&sms.to);
     let decision = state.route(&from, &to);
@@ -485,8 +501,19 @@ fn inbound(state: &State, sms: InboundSms, now: Timestamp, d: &mut Decision) {
             Some(format!("lead:{}", new_lead.id)),
         );
     }
+    let before = state.consent(&to, &from);
+    let reply =
+        auto_reply_to(state, &sms, &from, &to, auto_reply, before).map(|body| PendingSend {
+            client_ref: autoreply::client_ref(&sms.message_sid),
+            seller: AUTO_REPLY_SENDER.to_owned(),
+            from: to.clone(),
+            to: from.clone(),
+            body,
+            record_id: decision.record_id().to_owned(),
+            at: now,
+        });
     if let Some(consent) = keyword(&sms.body) {
-        if state.consent(&to, &from) != consent {
+        if before != consent {
             d.append(
                 EventBody::ConsentChanged(ConsentChangedEvent {
                     org_number: to.clone(),
@@ -512,6 +539,34 @@ fn inbound(state: &State, sms: InboundSms, now: Timestamp, d: &mut Decision) {
         }),
         Some(dedupe),
     );
+    if let Some(p) = reply {
+        d.ops.push(Op::AddPending(p.clone()));
+        d.send = Some(SendPlan::Go(p));
+    }
+}
+
+/// The text of the automatic reply to an inbound message (F5): never to one of the
+/// org's own numbers (two auto-replying numbers would answer each other), never twice
+/// for the same message (its client reference is derived from the message).
+fn auto_reply_to(
+    state: &State,
+    sms: &InboundSms,
+    from: &str,
+    to: &str,
+    config: &AutoReply,
+    before: crate::consent::Consent,
+) -> Option<String> {
+    if state.org_owner(from).is_some() {
+        return None;
+    }
+    let client_ref = autoreply::client_ref(&sms.message_sid);
+    if state.sent(AUTO_REPLY_SENDER, &client_ref).is_some()
+        || state.in_flight(AUTO_REPLY_SENDER, &client_ref)
+    {
+        return None;
+    }
+    let replies = config.for_number(to, state.default_region());
+    autoreply::reply(replies, &sms.from, &sms.body, before).map(|r| r.body)
 }
 
 /// A move (M1): visibility first, so a seller learns nothing of conversations that
