@@ -297,7 +297,11 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
     }
     tokio::spawn(upkeep(app.clone()));
     if let Some(hook) = app.config.crm_webhook.clone() {
-        tokio::spawn(crate::crm_webhook::run(app.clone(), hook));
+        tokio::spawn(crate::crm_webhook::run(
+            app.clone(),
+            hook,
+            public_url.clone(),
+        ));
     }
     crate::metrics::handle();
     let metrics_server = match app.config.metrics_bind {

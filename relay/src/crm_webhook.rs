@@ -55,8 +55,42 @@ pub fn sign(key: &[u8], event: &LoggedEvent, timestamp: i64) -> (String, String,
     (id, signature, body)
 }
 
-/// Delivers every logged event to the CRM until the relay stops.
-pub async fn run(app: Arc<App>, hook: CrmWebhook) {
+/// Whether a request is signed with `key` in the Standard Webhooks format, at most
+/// five minutes from `now` (unix seconds): what a CRM checks (the demo's CRM inbox
+/// does; the tests also check with the `standardwebhooks` package).
+pub fn verify(key: &[u8], headers: &axum::http::HeaderMap, body: &str, now: i64) -> bool {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let (Some(id), Some(ts), Some(signatures)) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    ) else {
+        return false;
+    };
+    let Ok(ts) = ts.parse::<i64>() else {
+        return false;
+    };
+    if (now - ts).abs() > 300 {
+        return false;
+    }
+    let signed = format!("{id}.{ts}.{body}");
+    signatures.split(' ').any(|s| {
+        s.strip_prefix("v1,")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .is_some_and(|sig| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+                mac.update(signed.as_bytes());
+                mac.verify_slice(&sig).is_ok() // constant time
+            })
+    })
+}
+
+/// Delivers every logged event to the CRM until the relay stops. A `url` that starts
+/// with `/` is on the relay itself (`own`: its public URL; the demo's CRM inbox).
+pub async fn run(app: Arc<App>, mut hook: CrmWebhook, own: String) {
+    if hook.url.starts_with('/') {
+        hook.url = format!("{}{}", own.trim_end_matches('/'), hook.url);
+    }
     let Ok(key) = hook.key() else { return };
     let timeout = Duration::from_millis(hook.timeout_ms.unwrap_or(10_000));
     let max_backoff = Duration::from_secs(hook.max_backoff_secs.unwrap_or(300).max(1));
@@ -181,4 +215,54 @@ fn backoff(failures: u32, max: Duration) -> Duration {
             .min(max);
     let jitter = rand::random::<f64>();
     cap.mul_f64(0.5 + jitter / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sms_core::protocol::events::ConsentChangedEvent;
+    use sms_core::protocol::EventBody;
+
+    #[test]
+    fn a_signed_request_verifies_and_a_changed_one_does_not() {
+        let key = b"a key of at least twenty-four bytes";
+        let event = LoggedEvent {
+            epoch: "e1".into(),
+            id: 7,
+            body: EventBody::ConsentChanged(ConsentChangedEvent {
+                org_number: "+14155550100".into(),
+                customer_number: "+919812345678".into(),
+                consent: sms_core::consent::Consent::OptedOut,
+                at: sms_core::Timestamp::from_millis(0),
+            }),
+        };
+        let (id, signature, body) = sign(key, &event, 1_700_000_000);
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("webhook-id", id.parse().unwrap());
+        headers.insert("webhook-timestamp", "1700000000".parse().unwrap());
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        assert_eq!(id, "evt_e1_7");
+        assert!(verify(key, &headers, &body, 1_700_000_100));
+        assert!(!verify(
+            key,
+            &headers,
+            &body.replace("opted_out", "opted_in"),
+            1_700_000_100
+        ));
+        assert!(!verify(
+            b"another key of twenty-four bytes",
+            &headers,
+            &body,
+            1_700_000_100
+        ));
+        assert!(
+            !verify(key, &headers, &body, 1_700_000_000 + 301),
+            "too old"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["data"]["id"].as_i64()),
+            (Some("consent_changed"), Some(7))
+        );
+    }
 }

@@ -328,3 +328,37 @@ async fn a_failing_endpoint_is_retried_across_a_restart_and_a_dead_one_blocks_no
         "each, in order"
     );
 }
+
+#[tokio::test]
+async fn the_demo_crm_inbox_receives_and_verifies_every_event() {
+    let relay = Relay::start_demo(|c| {
+        c.crm_webhook = Some(CrmWebhook {
+            url: "/demo/crm/webhook".into(),
+            ..hook("")
+        })
+    })
+    .await;
+    activity(&relay).await;
+    let (_, head) = relay.head().await;
+    let received = || async {
+        relay
+            .http
+            .get(format!("{}/demo/crm/received", relay.url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    };
+    for _ in 0..100 {
+        if received().await.len() as i64 == head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = received().await;
+    assert_eq!(got.len() as i64, head, "{got:?}");
+    assert!(got.iter().all(|r| r["verified"] == true), "{got:?}");
+    assert!(got.iter().any(|r| r["kind"] == "lead_created"), "{got:?}");
+}
