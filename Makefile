@@ -41,7 +41,7 @@ browser-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-lohit-deva curl nginx; fi
 
 node-tools:
-	@[ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/tsc ] && [ -d node_modules/sms-segments-calculator ] \
+	@[ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/tsc ] && [ -d node_modules/sms-segments-calculator ] && [ -d node_modules/standardwebhooks ] \
 		|| npm install --no-audit --no-fund
 
 ## ---- build ----

@@ -405,6 +405,7 @@ async function start(profile) {
     if (last?.record) openRecordPane(last.record, last.customer, { via: "grid" });
   }
   setInterval(renderPhone, 2000);
+  setInterval(renderCrm, 2000);
 }
 
 // ---- service worker and Web Push (N2) ----
@@ -430,6 +431,15 @@ async function renderPhone() {
   // Offline, the poll fails: the panel keeps what it showed (no uncaught rejection).
   const r = await api(`/demo/phone/messages?number=${encodeURIComponent(number)}`).catch(() => null);
   if (r?.ok) $("phone-inbox").replaceChildren(...r.body.slice(-10).map((m) => el("li", { text: `${m.from}: ${m.body}` })));
+}
+
+/** The demo CRM's inbox: the signed webhooks the relay sent it (F1), newest first. */
+async function renderCrm() {
+  const r = await api("/demo/crm/received").catch(() => null);
+  if (!r?.ok) return;
+  $("crm-inbox").replaceChildren(...r.body.slice(-8).reverse().map((w) => el("li", {
+    text: `${time(Date.parse(w.at))} · ${t(`crm_kind_${w.kind}`)} · #${w.event_id} · ${t(w.verified ? "crm_verified" : "crm_unverified")}`,
+  })));
 }
 
 async function main() {

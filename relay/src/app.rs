@@ -313,6 +313,13 @@ pub async fn start(mut config: Config, reset_log: bool) -> Result<Running, Strin
         tokio::spawn(take_over_sends(app.clone()));
     }
     tokio::spawn(upkeep(app.clone()));
+    if let Some(hook) = app.config.crm_webhook.clone() {
+        tokio::spawn(crate::crm_webhook::run(
+            app.clone(),
+            hook,
+            public_url.clone(),
+        ));
+    }
     crate::metrics::handle();
     let metrics_server = match app.config.metrics_bind {
         Some(bind) => {
@@ -407,6 +414,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/push/subscriptions", post(subscribe_push))
         .route("/push/subscriptions", delete(unsubscribe_push))
         .route("/push/vapid-public-key", get(vapid_public_key))
+        .route("/admin/events", get(crate::feed::admin_events))
         .route("/admin/reset", post(reset_log))
         .route("/admin/prune", post(prune_log));
     // Demo routes hand out every seller's token and forge messages: demo mode only.
@@ -1036,16 +1044,31 @@ async fn prune_log(
 /// keys after `idempotency_days`, until the relay stops.
 async fn upkeep(app: Arc<App>) {
     let every = std::time::Duration::from_secs(app.config.checkpoint_every_secs.max(1));
-    let retention = crate::sequencer::Retention {
-        log_days: app.config.retention_days,
-        idempotency_days: app.config.idempotency_days,
-    };
     let mut closing = app.closing.clone();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = closing.changed() => return,
         }
+        // Events the CRM's webhook has not delivered yet stay (read before the
+        // upkeep: the cursor only moves forward, so this errs on keeping).
+        let hold_after = match app.config.crm_webhook {
+            Some(_) => {
+                let reader = app.reader.clone();
+                let epoch = app.seq.epoch().borrow().clone();
+                let cursor = tokio::task::spawn_blocking(move || reader.hook_cursor()).await;
+                match cursor {
+                    Ok(Ok(c)) => Some(crate::crm_webhook::delivered_through(c.as_deref(), &epoch)),
+                    _ => continue,
+                }
+            }
+            None => None,
+        };
+        let retention = crate::sequencer::Retention {
+            log_days: app.config.retention_days,
+            idempotency_days: app.config.idempotency_days,
+            hold_after,
+        };
         if let Err(e) = app.seq.maintain(retention).await {
             tracing::warn!(error = %e.message, "log upkeep failed; retried next time");
         }

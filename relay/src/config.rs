@@ -231,6 +231,10 @@ pub struct Config {
     /// Twilio-compatible provider; in demo mode it defaults to the built-in fake.
     #[serde(default)]
     pub provider: Option<TwilioConfig>,
+    /// Outgoing webhooks to the CRM's backend (F1): every logged event, signed in the
+    /// Standard Webhooks format.
+    #[serde(default)]
+    pub crm_webhook: Option<CrmWebhook>,
     /// Sellers' static tokens (demo only; refused outside demo mode).
     #[serde(default)]
     pub sellers: Vec<SellerToken>,
@@ -296,6 +300,47 @@ pub fn is_postgres_url(database: &str) -> bool {
     database.starts_with("postgres://") || database.starts_with("postgresql://")
 }
 
+/// `[crm_webhook]`: where the CRM hears every logged event (F1).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CrmWebhook {
+    /// The CRM's endpoint (`https://…`); env `RELAY_CRM_WEBHOOK_URL`.
+    pub url: String,
+    /// The Standard Webhooks secret (`whsec_` + base64 of 24–64 random bytes); env
+    /// `RELAY_CRM_WEBHOOK_SECRET`, or a file (`secret_file`,
+    /// `RELAY_CRM_WEBHOOK_SECRET_FILE`). Never logged.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// A file holding the secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// How long one delivery may take (ms, default 10,000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The longest wait between retries (s, default 300).
+    #[serde(default)]
+    pub max_backoff_secs: Option<u64>,
+}
+
+impl CrmWebhook {
+    /// The signing key: the secret's bytes after `whsec_`, base64-decoded.
+    pub fn key(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        let secret = self
+            .secret
+            .as_ref()
+            .ok_or("crm_webhook needs a secret (RELAY_CRM_WEBHOOK_SECRET)")?;
+        let text = secret.expose_secret();
+        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| "the crm_webhook secret is not whsec_ + base64")?;
+        if key.len() < 24 {
+            return Err("the crm_webhook secret is shorter than 24 bytes".into());
+        }
+        Ok(key)
+    }
+}
+
 impl Config {
     /// The PostgreSQL URL when `database` is one (it may hold a password: never log it).
     pub fn database_url(&self) -> Option<&str> {
@@ -317,6 +362,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             frame_ancestors: None,
             provider: None,
+            crm_webhook: None,
             sellers: Vec::new(),
             directory: None,
             vapid_private_key: None,
@@ -422,6 +468,19 @@ impl Config {
                 p.api_key_secret.take(),
             )?;
         }
+        if let Some(url) = env("RELAY_CRM_WEBHOOK_URL") {
+            config
+                .crm_webhook
+                .get_or_insert_with(CrmWebhook::default)
+                .url = url;
+        }
+        if let Some(hook) = config.crm_webhook.as_mut() {
+            hook.secret = secret_from(
+                "RELAY_CRM_WEBHOOK_SECRET",
+                hook.secret_file.as_deref(),
+                hook.secret.take(),
+            )?;
+        }
         config.admin_token = secret_from(
             "RELAY_ADMIN_TOKEN",
             config.admin_token_file.as_deref(),
@@ -467,6 +526,15 @@ impl Config {
             p.check()?;
         }
         self.auto_reply.check(self.default_region.as_deref())?;
+        if let Some(hook) = &self.crm_webhook {
+            hook.key()?;
+            let own = self.demo && hook.url.starts_with('/');
+            if !(own || hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                return Err(
+                    "crm_webhook url: an http(s) URL (a path on the relay in demo mode)".into(),
+                );
+            }
+        }
         if self.demo {
             if !self.bind.ip().is_loopback() {
                 return Err(format!(

@@ -50,7 +50,27 @@ pub struct FakeProvider {
     sent: Mutex<Vec<FakeMessage>>,
     /// Each send waits this long before the fake answers (fault switch).
     send_delay_ms: AtomicU64,
+    /// What the demo's CRM received on `/demo/crm/webhook`, newest last.
+    crm: Mutex<std::collections::VecDeque<CrmReceived>>,
 }
+
+/// A webhook the demo's CRM received.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrmReceived {
+    /// `webhook-id`.
+    pub webhook_id: String,
+    /// The event's kind (`type`).
+    pub kind: String,
+    /// The logged event's id.
+    pub event_id: i64,
+    /// Whether its Standard Webhooks signature verified.
+    pub verified: bool,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
+/// Webhooks the demo's CRM keeps.
+const CRM_KEEP: usize = 50;
 
 impl FakeProvider {
     /// A fake with these credentials, calling back to `public_url`.
@@ -62,6 +82,7 @@ impl FakeProvider {
             counter: AtomicU64::new(now().as_millis() as u64),
             sent: Mutex::new(Vec::new()),
             send_delay_ms: AtomicU64::new(0),
+            crm: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -107,6 +128,53 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/demo/phone/messages", get(phone_messages))
         .route("/demo/fault", post(fault))
         .route("/demo/sellers", get(demo_sellers))
+        .route("/demo/crm/webhook", post(crm_webhook))
+        .route("/demo/crm/received", get(crm_received))
+}
+
+/// The demo's CRM backend: receives the relay's webhooks (F1), verifies them as a CRM
+/// would, keeps the last few for the page's "CRM inbox" panel.
+async fn crm_webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<StatusCode, ApiError> {
+    let fake = fake(&app)?;
+    let key = app.config.crm_webhook.as_ref().and_then(|h| h.key().ok());
+    let verified = key
+        .is_some_and(|k| crate::crm_webhook::verify(&k, &headers, &body, now().as_millis() / 1000));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let received = CrmReceived {
+        webhook_id: headers
+            .get("webhook-id")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        kind: v["type"].as_str().unwrap_or_default().to_owned(),
+        event_id: v["data"]["id"].as_i64().unwrap_or_default(),
+        verified,
+        at: now(),
+    };
+    let mut crm = fake.crm.lock().unwrap_or_else(|e| e.into_inner());
+    if crm.iter().any(|r| r.webhook_id == received.webhook_id) {
+        return Ok(StatusCode::NO_CONTENT); // a retry: already here
+    }
+    crm.push_back(received);
+    while crm.len() > CRM_KEEP {
+        crm.pop_front();
+    }
+    Ok(if verified {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::UNAUTHORIZED
+    })
+}
+
+/// What the demo's CRM received, newest last.
+async fn crm_received(State(app): State<Arc<App>>) -> Result<Json<Vec<CrmReceived>>, ApiError> {
+    let fake = fake(&app)?;
+    let crm = fake.crm.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Json(crm.iter().cloned().collect()))
 }
 
 fn fake(app: &App) -> Result<&Arc<FakeProvider>, ApiError> {

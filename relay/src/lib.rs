@@ -12,8 +12,10 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod crm_webhook;
 pub mod demo;
 pub mod error;
+pub mod feed;
 pub mod jwt;
 pub mod limits;
 pub mod metrics;

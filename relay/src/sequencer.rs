@@ -49,12 +49,17 @@ pub struct Fanout {
 #[derive(Default)]
 struct Channels {
     sellers: std::collections::HashMap<String, broadcast::Sender<Arc<Published>>>,
+    /// Every event, whoever may see it (the CRM's feed and webhooks, F1).
+    all: Option<broadcast::Sender<Arc<Published>>>,
     /// A shared log's position published last on this node: `(epoch, id)`.
     feed: (String, i64),
 }
 
 impl Channels {
     fn send(&mut self, p: &Arc<Published>) {
+        if let Some(all) = &self.all {
+            let _ = all.send(p.clone());
+        }
         self.sellers.retain(|_, tx| tx.receiver_count() > 0);
         match &p.audience {
             Audience::All => {
@@ -88,6 +93,14 @@ impl Fanout {
             .sellers
             .entry(seller.to_owned())
             .or_insert_with(|| broadcast::channel(SELLER_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Subscribes to every event (the CRM's feed and webhooks).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.lock()
+            .all
+            .get_or_insert_with(|| broadcast::channel(SELLER_BUFFER).0)
             .subscribe()
     }
 
@@ -173,6 +186,8 @@ pub struct Retention {
     pub log_days: Option<u32>,
     /// Sent rows and webhook idempotency keys are kept this many days.
     pub idempotency_days: u32,
+    /// Never prune past this event: the last one the CRM's webhook delivered (F1).
+    pub hold_after: Option<i64>,
 }
 
 /// Where the log stands after a prune or upkeep.
@@ -295,6 +310,11 @@ impl Sequencer {
     /// Subscribes to the events `seller` may see, as they are committed.
     pub fn subscribe(&self, seller: &str) -> broadcast::Receiver<Arc<Published>> {
         self.bus.subscribe(seller)
+    }
+
+    /// Subscribes to every event as it is committed (the CRM's feed, F1).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.bus.subscribe_all()
     }
 
     /// Watches the epoch (changes when the log is reset).
@@ -848,7 +868,8 @@ impl Worker {
                 let due = retention::checkpoint_due(head, newest(&checkpoints));
                 let target = r
                     .log_days
-                    .and_then(|days| retention::retention_target(&checkpoints, now, days));
+                    .and_then(|days| retention::retention_target(&checkpoints, now, days))
+                    .map(|t| r.hold_after.map_or(t, |h| t.min(h)));
                 (target, due)
             }
         };

@@ -30,8 +30,8 @@ use crate::model::{EventsPage, LoggedEvent, StreamNotice};
 /// `?since=` and `?limit=`.
 #[derive(Debug, Deserialize)]
 pub struct Since {
-    since: Option<String>,
-    limit: Option<usize>,
+    pub(crate) since: Option<String>,
+    pub(crate) limit: Option<usize>,
 }
 
 /// Where a client resumes: `(epoch it knew, last id it applied)`.
@@ -44,7 +44,7 @@ fn parse_position(text: &str) -> Option<(Option<String>, i64)> {
 }
 
 /// The id to replay after, and whether the client must be told to resynchronise.
-fn resume_point(known: Option<(Option<String>, i64)>, epoch: &str) -> (i64, bool) {
+pub(crate) fn resume_point(known: Option<(Option<String>, i64)>, epoch: &str) -> (i64, bool) {
     match known {
         None => (0, false),
         Some((Some(e), _)) if e != epoch => (0, true),
@@ -52,7 +52,7 @@ fn resume_point(known: Option<(Option<String>, i64)>, epoch: &str) -> (i64, bool
     }
 }
 
-fn position(headers: &HeaderMap, q: &Since) -> Option<(Option<String>, i64)> {
+pub(crate) fn position(headers: &HeaderMap, q: &Since) -> Option<(Option<String>, i64)> {
     headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -60,7 +60,7 @@ fn position(headers: &HeaderMap, q: &Since) -> Option<(Option<String>, i64)> {
         .or_else(|| q.since.as_deref().and_then(parse_position))
 }
 
-fn sse_event(e: &LoggedEvent, json: String) -> Event {
+pub(crate) fn sse_event(e: &LoggedEvent, json: String) -> Event {
     Event::default().id(e.sse_id()).data(json)
 }
 
@@ -68,7 +68,7 @@ fn sse_event(e: &LoggedEvent, json: String) -> Event {
 /// `ingestMany`, which understands it); `caught_up` goes as its own event type, so an
 /// `onmessage` consumer of logged events never sees it, and without an id, so it
 /// never moves `Last-Event-ID`.
-fn notice_event(n: &StreamNotice) -> Event {
+pub(crate) fn notice_event(n: &StreamNotice) -> Event {
     let data = serde_json::to_string(n).unwrap_or_default();
     match n {
         StreamNotice::Reset { .. } => Event::default().data(data),

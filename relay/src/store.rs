@@ -245,6 +245,9 @@ pub trait LogReader: Send + Sync {
     /// Up to `limit` events after `after` that `seller` may see, in log order;
     /// [`StoreError::Pruned`] when events after `after` were pruned.
     fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
+    /// Up to `limit` events after `after`, every one whoever may see it (the CRM's
+    /// feed, F1), in log order; [`StoreError::Pruned`] as for [`Self::since`].
+    fn all_since(&self, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>>;
     /// The id of the newest event (kept or pruned).
     fn head(&self) -> StoreResult<i64>;
     /// The last event pruned (0: none); a client at an older position needs a snapshot.
@@ -276,6 +279,11 @@ pub trait LogReader: Send + Sync {
         keep: Keep,
         out: tokio::sync::mpsc::Sender<SnapshotPart>,
     ) -> StoreResult<()>;
+    /// The last event delivered to the CRM's webhook (`<epoch>:<id>`), if any (F1).
+    fn hook_cursor(&self) -> StoreResult<Option<String>>;
+    /// Moves the CRM webhook's cursor from `from` (what was read) to `to`; `false`
+    /// when it was not at `from` (another node moved it: read it again).
+    fn advance_hook_cursor(&self, from: Option<&str>, to: &str) -> StoreResult<bool>;
     /// Stores a session (only the SHA-256 of its id is kept); expired ones are purged.
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()>;
     /// The seller of a live session, and when it expires.
@@ -824,27 +832,27 @@ impl LogReader for SqliteReader {
 
     fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
         self.with(|conn| {
-            let epoch = read_epoch(conn)?;
-            let mut stmt = conn.prepare_cached(
+            sqlite_page(
+                conn,
                 "SELECT id, body FROM events e WHERE e.id > ?1 AND (e.public = 1 OR EXISTS
-                   (SELECT 1 FROM event_audience a WHERE a.seller = ?2 AND a.event_id = e.id))
-                 ORDER BY e.id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![after, seller, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, body) = row?;
-                out.push(parse_event(&epoch, id, &body)?);
-            }
-            // Read after the events: a prune committed before that read is seen
-            // here, so a page never silently misses pruned events.
-            let through: i64 = conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?;
-            if !sms_core::relay::retention::can_resume(after, through) {
-                return Err(StoreError::Pruned { after, through });
-            }
-            Ok(out)
+                   (SELECT 1 FROM event_audience a WHERE a.seller = ?3 AND a.event_id = e.id))
+                 ORDER BY e.id LIMIT ?2",
+                after,
+                limit,
+                Some(seller),
+            )
+        })
+    }
+
+    fn all_since(&self, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+        self.with(|conn| {
+            sqlite_page(
+                conn,
+                "SELECT id, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                after,
+                limit,
+                None,
+            )
         })
     }
 
@@ -927,6 +935,34 @@ impl LogReader for SqliteReader {
         let end = conn.execute_batch("COMMIT");
         result?;
         Ok(end?)
+    }
+
+    fn hook_cursor(&self) -> StoreResult<Option<String>> {
+        self.with(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'crm_webhook_cursor'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn advance_hook_cursor(&self, from: Option<&str>, to: &str) -> StoreResult<bool> {
+        self.with(|conn| {
+            let changed = match from {
+                Some(from) => conn.execute(
+                    "UPDATE meta SET value = ?2 WHERE key = 'crm_webhook_cursor' AND value = ?1",
+                    params![from, to],
+                )?,
+                None => conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('crm_webhook_cursor', ?1)",
+                    params![to],
+                )?,
+            };
+            Ok(changed == 1)
+        })
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {
@@ -1127,6 +1163,36 @@ pub(crate) fn conversation_columns(
         c.rule.as_ref().map(to_json).transpose()?,
         to_json(&c.moves)?,
     ))
+}
+
+/// A page of events after `after` by `sql` (`?1` after, `?2` limit, `?3` the seller
+/// when given); [`StoreError::Pruned`] when events after `after` are gone.
+fn sqlite_page(
+    conn: &Connection,
+    sql: &str,
+    after: i64,
+    limit: usize,
+    seller: Option<&str>,
+) -> StoreResult<Vec<LoggedEvent>> {
+    let epoch = read_epoch(conn)?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
+    let rows = match seller {
+        Some(s) => stmt.query_map(params![after, limit as i64, s], row)?,
+        None => stmt.query_map(params![after, limit as i64], row)?,
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, body) = row?;
+        out.push(parse_event(&epoch, id, &body)?);
+    }
+    // Read after the events: a prune committed before that read is seen here, so a
+    // page never silently misses pruned events.
+    let through: i64 = conn.query_row(SQLITE_PRUNED, [], |r| r.get(0))?;
+    if !sms_core::relay::retention::can_resume(after, through) {
+        return Err(StoreError::Pruned { after, through });
+    }
+    Ok(out)
 }
 
 /// Carries out one history op ([`HistoryOp`] says what each means).

@@ -1156,32 +1156,29 @@ impl PgReader {
     }
 }
 
-impl LogReader for PgReader {
-    fn epoch(&self) -> StoreResult<String> {
-        Ok(self
-            .query("SELECT value FROM meta WHERE key = 'epoch'", vec![])?
-            .first()
-            .map(|r| r.get(0))
-            .unwrap_or_default())
-    }
-
-    fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+impl PgReader {
+    /// A page of events after `after` by `sql` (`$1` after, `$2` limit, `$3` the
+    /// seller when given); [`StoreError::Pruned`] when events after `after` are gone.
+    fn page(
+        &self,
+        sql: &'static str,
+        after: i64,
+        limit: usize,
+        seller: Option<String>,
+    ) -> StoreResult<Vec<LoggedEvent>> {
         let pool = self.pool.clone();
-        let seller = seller.to_owned();
         let (epoch, rows) = self.bridge.run(async move {
             let conn = pool.get().await.map_err(pool_error)?;
             // One snapshot for the epoch and the events.
             let epoch = conn.prepare_cached("SELECT value FROM meta WHERE key = 'epoch'");
-            let events = conn.prepare_cached(
-                "SELECT e.id, e.body FROM events e WHERE e.id > $1 AND (e.public OR EXISTS
-                   (SELECT 1 FROM event_audience a WHERE a.event_id = e.id AND a.seller = $2))
-                 ORDER BY e.id LIMIT $3",
-            );
+            let events = conn.prepare_cached(sql);
             let (epoch, events) = futures_util::future::try_join(epoch, events).await?;
             let epoch: String = conn.query_one(&epoch, &[]).await?.get(0);
-            let rows = conn
-                .query(&events, &[&after, &seller, &(limit as i64)])
-                .await?;
+            let limit = limit as i64;
+            let rows = match &seller {
+                Some(s) => conn.query(&events, &[&after, &limit, s]).await?,
+                None => conn.query(&events, &[&after, &limit]).await?,
+            };
             // Read after the events: a prune committed before they were read shows.
             let through: i64 = conn
                 .query_one(&format!("SELECT {PG_PRUNED}"), &[])
@@ -1195,6 +1192,36 @@ impl LogReader for PgReader {
         rows.iter()
             .map(|r| parse_event(&epoch, r.get(0), r.get::<_, &str>(1)))
             .collect()
+    }
+}
+
+impl LogReader for PgReader {
+    fn epoch(&self) -> StoreResult<String> {
+        Ok(self
+            .query("SELECT value FROM meta WHERE key = 'epoch'", vec![])?
+            .first()
+            .map(|r| r.get(0))
+            .unwrap_or_default())
+    }
+
+    fn since(&self, seller: &str, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+        self.page(
+            "SELECT e.id, e.body FROM events e WHERE e.id > $1 AND (e.public OR EXISTS
+               (SELECT 1 FROM event_audience a WHERE a.event_id = e.id AND a.seller = $3))
+             ORDER BY e.id LIMIT $2",
+            after,
+            limit,
+            Some(seller.to_owned()),
+        )
+    }
+
+    fn all_since(&self, after: i64, limit: usize) -> StoreResult<Vec<LoggedEvent>> {
+        self.page(
+            "SELECT id, body FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            after,
+            limit,
+            None,
+        )
     }
 
     fn head(&self) -> StoreResult<i64> {
@@ -1294,6 +1321,31 @@ impl LogReader for PgReader {
             }
             result
         })
+    }
+
+    fn hook_cursor(&self) -> StoreResult<Option<String>> {
+        Ok(self
+            .query(
+                "SELECT value FROM meta WHERE key = 'crm_webhook_cursor'",
+                vec![],
+            )?
+            .first()
+            .map(|r| r.get(0)))
+    }
+
+    fn advance_hook_cursor(&self, from: Option<&str>, to: &str) -> StoreResult<bool> {
+        let changed = match from {
+            Some(from) => self.exec(
+                "UPDATE meta SET value = $2 WHERE key = 'crm_webhook_cursor' AND value = $1",
+                vec![boxed(from.to_owned()), boxed(to.to_owned())],
+            )?,
+            None => self.exec(
+                "INSERT INTO meta (key, value) VALUES ('crm_webhook_cursor', $1)
+                 ON CONFLICT (key) DO NOTHING",
+                vec![boxed(to.to_owned())],
+            )?,
+        };
+        Ok(changed == 1)
     }
 
     fn put_session(&self, id: &str, seller: &str, expires_ms: i64) -> StoreResult<()> {

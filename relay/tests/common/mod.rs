@@ -513,6 +513,20 @@ impl SseClient {
         }
     }
 
+    /// Connects to `url` with these headers.
+    pub async fn connect_headers(url: &str, headers: &[(&str, &str)]) -> Self {
+        let mut req = reqwest::Client::new().get(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "SSE connect");
+        Self {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
     /// Connects with one header (`Cookie` or `Authorization`).
     pub async fn connect_with(url: &str, name: &str, value: &str) -> Self {
         let resp = reqwest::Client::new()
