@@ -1198,6 +1198,12 @@ fn sqlite_page(
 /// Carries out one history op ([`HistoryOp`] says what each means).
 fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
     match op {
+        HistoryOp::Erase { customer } => {
+            conn.prepare_cached("DELETE FROM history_messages WHERE customer = ?1")?
+                .execute([customer])?;
+            conn.prepare_cached("DELETE FROM history_conversations WHERE customer = ?1")?
+                .execute([customer])?;
+        }
         HistoryOp::PutConversation { key, last, rule } => {
             let rule = rule.as_ref().map(to_json).transpose()?;
             conn.prepare_cached(

@@ -201,6 +201,32 @@ pub mod events {
         pub patch: DirectoryPatch,
     }
 
+    /// A customer number was erased (F6, GDPR article 17): every device deletes what it
+    /// holds of it — these conversations with their messages, drafts, notifications
+    /// and waiting sends, and these leads. The relay has redacted its bodies and media
+    /// everywhere it keeps them.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ErasedEvent {
+        /// The customer number (key).
+        pub customer_number: String,
+        /// The conversations it had, by org number and record.
+        pub conversations: Vec<ErasedConversation>,
+        /// Leads created only for it, now removed.
+        #[serde(default)]
+        pub leads: Vec<String>,
+        /// When.
+        pub at: Timestamp,
+    }
+
+    /// A conversation an erasure removed.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ErasedConversation {
+        /// Org number (key).
+        pub org_number: String,
+        /// The record that held it.
+        pub record_id: String,
+    }
+
     /// The directory was replaced: browsers re-import it from `GET /directory`.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct DirectoryReplacedEvent {
@@ -232,6 +258,8 @@ pub enum EventBody {
     /// The directory was replaced: the event carries the reader's whole part, which
     /// ingest puts in place of the stored one (no `GET /directory`).
     DirectoryReplaced(DirectoryReplacedEvent),
+    /// A customer number was erased (F6).
+    Erased(ErasedEvent),
 }
 
 impl EventBody {
@@ -251,6 +279,7 @@ impl EventBody {
             Self::ConsentChanged { .. } => "consent_changed",
             Self::DirectoryChanged { .. } => "directory_changed",
             Self::DirectoryReplaced { .. } => "directory_replaced",
+            Self::Erased { .. } => "erased",
         }
     }
 }

@@ -1855,6 +1855,18 @@ async fn read_new(
 /// what each means; the SQLite store does the same).
 async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
     match op {
+        HistoryOp::Erase { customer } => {
+            conn.execute(
+                "DELETE FROM history_messages WHERE customer = $1",
+                &[customer],
+            )
+            .await?;
+            conn.execute(
+                "DELETE FROM history_conversations WHERE customer = $1",
+                &[customer],
+            )
+            .await?;
+        }
         HistoryOp::PutConversation { key, last, rule } => {
             let stmt = conn
                 .prepare_cached(

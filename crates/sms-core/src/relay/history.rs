@@ -183,6 +183,12 @@ pub enum HistoryOp {
     /// Insert a message unless one with its id exists. A pending report of its
     /// [`HistoryMessage::report_key`] is folded in ([`settle`]) and removed.
     PutMessage(HistoryMessage),
+    /// An erasure (F6): every conversation of this customer number goes, with its
+    /// messages.
+    Erase {
+        /// The customer number (key).
+        customer: String,
+    },
     /// A delivery report: applied to the message with this provider id
     /// ([`report`]), or kept pending until it arrives.
     Report {
@@ -304,6 +310,9 @@ pub fn ops(state: &State, event: &EventBody) -> Vec<HistoryOp> {
         | EventBody::ConsentChanged(_)
         | EventBody::DirectoryChanged(_)
         | EventBody::DirectoryReplaced(_) => Vec::new(),
+        EventBody::Erased(e) => vec![HistoryOp::Erase {
+            customer: e.customer_number.clone(),
+        }],
     }
 }
 
@@ -347,6 +356,11 @@ impl History {
                     m.delivery = settle(m.delivery, early.as_ref());
                 }
                 self.messages.insert(m.id.clone(), m);
+            }
+            HistoryOp::Erase { customer } => {
+                self.conversations.retain(|k, _| k.customer != customer);
+                self.messages
+                    .retain(|_, m| m.conversation.customer != customer);
             }
             HistoryOp::Report {
                 message_sid,

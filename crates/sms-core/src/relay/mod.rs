@@ -280,6 +280,12 @@ pub enum Command {
     Abandon(PendingSend),
     /// The CRM replaces or patches the directory (S3).
     Directory(DirectoryUpdate),
+    /// An administrator erases a customer number (F6): logged as `erased` whatever it
+    /// finds (the log's own record of the request); the store redacts the rest.
+    Erase {
+        /// The customer number (E.164).
+        number: String,
+    },
 }
 
 impl Command {
@@ -368,6 +374,9 @@ pub enum Refusal {
     /// that queued it did not commit).
     #[error("that send is not pending")]
     NotPending,
+    /// Not a phone number in E.164 form.
+    #[error("not an E.164 phone number")]
+    InvalidNumber,
 }
 
 impl Refusal {
@@ -381,6 +390,7 @@ impl Refusal {
             Self::RecordWithoutOwner(_) => "record_without_owner",
             Self::Send(r) => r.code(),
             Self::NotPending => "not_pending",
+            Self::InvalidNumber => "invalid_number",
         }
     }
 }
@@ -460,6 +470,12 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decisio
                 return Err(Refusal::RecordWithoutOwner(r.id.clone()));
             }
             directory(update, &mut d);
+        }
+        Command::Erase { number } => {
+            if crate::phone::normalize(&number, None).is_err() {
+                return Err(Refusal::InvalidNumber);
+            }
+            d.append(EventBody::Erased(state.erasure(&number, now)), None);
         }
     }
     Ok(d)

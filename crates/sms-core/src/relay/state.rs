@@ -336,6 +336,55 @@ impl State {
                 self.directory = directory.clone();
                 self.reindex();
             }
+            EventBody::Erased(ErasedEvent {
+                customer_number,
+                leads,
+                ..
+            }) => {
+                self.conversations.retain(|(_, c), _| c != customer_number);
+                self.consent.retain(|(_, c), _| c != customer_number);
+                if !leads.is_empty() {
+                    self.directory.records.retain(|r| !leads.contains(&r.id));
+                    self.reindex();
+                }
+            }
+        }
+    }
+
+    /// What erasing `customer` removes (F6): its conversations (org number, record),
+    /// and the leads created only for it — a lead whose only phone is that number.
+    pub fn erasure(&self, customer: &str, at: Timestamp) -> ErasedEvent {
+        let customer = self.key(customer);
+        let mut conversations: Vec<ErasedConversation> = self
+            .conversations
+            .iter()
+            .filter(|((_, c), _)| *c == customer)
+            .flat_map(|((org, _), records)| {
+                records.keys().map(|r| ErasedConversation {
+                    org_number: org.clone(),
+                    record_id: r.clone(),
+                })
+            })
+            .collect();
+        conversations
+            .sort_by(|a, b| (&a.org_number, &a.record_id).cmp(&(&b.org_number, &b.record_id)));
+        let mut leads: Vec<String> = self
+            .directory
+            .records
+            .iter()
+            .filter(|r| {
+                r.kind == crate::directory::RecordKind::Lead
+                    && !r.phones.is_empty()
+                    && r.phones.iter().all(|p| self.key(p) == customer)
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        leads.sort();
+        ErasedEvent {
+            customer_number: customer,
+            conversations,
+            leads,
+            at,
         }
     }
 
@@ -524,6 +573,21 @@ impl State {
             }
             EventBody::DirectoryChanged(DirectoryChangedEvent { .. })
             | EventBody::DirectoryReplaced(DirectoryReplacedEvent { .. }) => Audience::All,
+            // Who saw its conversations (their org numbers and records remain).
+            EventBody::Erased(ErasedEvent { conversations, .. }) => {
+                let mut out: Vec<String> = conversations
+                    .iter()
+                    .flat_map(
+                        |c| match self.sellers_seeing(&c.org_number, &[&c.record_id]) {
+                            Audience::Sellers(s) => s,
+                            Audience::All => Vec::new(),
+                        },
+                    )
+                    .collect();
+                out.sort();
+                out.dedup();
+                Audience::Sellers(out)
+            }
         }
     }
 

@@ -103,6 +103,9 @@ pub struct IngestOutcome {
     /// The message arrived in the conversation open in the pane: it was stored read.
     #[serde(skip)]
     pub read: bool,
+    /// The conversations an erasure deleted (F6): their notifications go too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<String>,
 }
 
 impl IngestOutcome {
@@ -143,6 +146,7 @@ const ALL_TABLES: &[Table] = &[
     Table::Messages,
     Table::PendingReports,
     Table::Notifications,
+    Table::Outbox,
 ];
 
 /// The stores an event may touch (the transaction's scope).
@@ -172,6 +176,8 @@ struct Merge {
 enum Stage {
     First,
     Merge(Box<Merge>),
+    /// An erasure waiting for its conversations' messages and notifications.
+    Erase(Vec<String>),
 }
 
 /// One event being applied.
@@ -183,6 +189,8 @@ pub struct Ingest<'a> {
     reading: Option<&'a ConversationKey>,
     stage: Stage,
     out: IngestOutcome,
+    /// Writes decided before a second round of reads (an erasure's).
+    pending: Vec<Write>,
 }
 
 fn pair(org: &str, customer: &str) -> Read {
@@ -244,6 +252,19 @@ impl<'a> Ingest<'a> {
             EventBody::ConversationMoved(e) => reads.push(pair(&e.org_number, &e.customer_number)),
             EventBody::ConsentChanged(e) => reads.push(pair(&e.org_number, &e.customer_number)),
             EventBody::DirectoryChanged(_) | EventBody::DirectoryReplaced(_) => {}
+            EventBody::Erased(e) => {
+                // Every conversation of the number on the org numbers named (a move
+                // may have re-keyed one since), and the sends waiting for it.
+                let mut orgs: Vec<&str> = e
+                    .conversations
+                    .iter()
+                    .map(|c| c.org_number.as_str())
+                    .collect();
+                orgs.sort_unstable();
+                orgs.dedup();
+                reads.extend(orgs.into_iter().map(|o| pair(o, &e.customer_number)));
+                reads.push(Read::Scan(Table::Outbox));
+            }
         }
         let out = IngestOutcome {
             kind: event.body.kind().to_owned(),
@@ -256,6 +277,7 @@ impl<'a> Ingest<'a> {
             reading,
             stage: Stage::First,
             out,
+            pending: Vec::new(),
         };
         (ingest, reads)
     }
@@ -266,6 +288,20 @@ impl<'a> Ingest<'a> {
         match std::mem::replace(&mut self.stage, Stage::First) {
             Stage::Merge(m) => {
                 let writes = self.merge(*m, &mut got);
+                self.finish(writes)
+            }
+            Stage::Erase(ids) => {
+                let mut writes = std::mem::take(&mut self.pending);
+                writes.extend(
+                    got.flat_map(Got::many)
+                        .map(|row| Write::Delete(row.table(), row.key())),
+                );
+                for id in &ids {
+                    writes.push(Write::Delete(Table::Conversations, Key::str(&**id)));
+                    writes.push(Write::Delete(Table::Drafts, Key::str(&**id)));
+                }
+                self.out.conversation_id = ids.first().cloned();
+                self.out.erased = ids;
                 self.finish(writes)
             }
             Stage::First => {
@@ -532,6 +568,55 @@ impl<'a> Ingest<'a> {
                 for n in &d.org_numbers {
                     w.push(Write::Delete(Table::OrgNumbers, Key::str(facts.key(n))));
                 }
+            }
+            EventBody::Erased(e) => {
+                let orgs = e
+                    .conversations
+                    .iter()
+                    .map(|c| c.org_number.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+                let ids: Vec<String> = got
+                    .by_ref()
+                    .take(orgs)
+                    .flat_map(|g| conversations(g.many()))
+                    .map(|c| c.id)
+                    .collect();
+                for row in got.next().map(Got::many).unwrap_or_default() {
+                    if let Row::Outbox(o) = row {
+                        if facts.key(&o.request.to) == e.customer_number {
+                            w.push(Write::Delete(
+                                Table::Outbox,
+                                Key::str(&*o.request.client_ref),
+                            ));
+                        }
+                    }
+                }
+                for lead in &e.leads {
+                    w.push(Write::Delete(Table::Records, Key::str(&**lead)));
+                }
+                let reads = ids
+                    .iter()
+                    .flat_map(|id| {
+                        [
+                            Read::All(
+                                Index::MessagesByConversation,
+                                KeyRange::closed(
+                                    Key::pair(&**id, f64::MIN),
+                                    Key::pair(&**id, f64::MAX),
+                                ),
+                            ),
+                            Read::All(
+                                Index::NotificationsByConversation,
+                                KeyRange::closed(Key::pair(&**id, 0.0), Key::pair(&**id, 1.0)),
+                            ),
+                        ]
+                    })
+                    .collect();
+                self.stage = Stage::Erase(ids);
+                // The deletes decided so far go with the second round's.
+                self.pending = std::mem::take(w);
+                return Some(reads);
             }
             EventBody::DirectoryReplaced(DirectoryReplacedEvent { directory }) => {
                 for table in [
