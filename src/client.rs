@@ -97,7 +97,10 @@ export type RelayEvent = { epoch: string; id: number } & (
   | { kind: "consent_changed"; org_number: string; customer_number: string; consent: "opted_in" | "opted_out"; at: string }
   | { kind: "directory_changed"; patch: { upsert?: Directory; delete?: { records?: string[]; sellers?: string[];
       teams?: string[]; org_numbers?: string[] } } }
-  | { kind: "directory_replaced"; directory: Directory });
+  | { kind: "directory_replaced"; directory: Directory }
+  /** A customer number was erased (F6): every copy of its conversations is deleted. */
+  | { kind: "erased"; customer_number: string; conversations: { org_number: string; record_id: string }[];
+      leads?: string[]; at: string });
 /** The relay's log has a new epoch: forget the position and resynchronise (S4). */
 export interface ResetEvent { kind: "reset"; epoch?: string }
 /** A message template (B6); defaults are written in the body (`{{ x | default: "..." }}`). */
@@ -111,6 +114,8 @@ export interface ChangeNotice {
   /** The relay event's kind, or a local change: `queued` (a send), `sent` (the outbox flushed), `read`, `snapshot` (part of the relay's snapshot was stored). */
   kind: RelayEvent["kind"] | "queued" | "sent" | "read" | "snapshot";
   conversation_id: string | null;
+  /** For `erased` (F6): the customer number erased. */
+  customer_number?: string;
 }
 "#;
 
@@ -171,7 +176,11 @@ impl Client {
         }
         let change = (outcome.kind.clone(), outcome.conversation_id.clone());
         if !announced.contains(&change) {
-            self.announce(&change.0, change.1.as_deref());
+            let customer = match &event.body {
+                EventBody::Erased(e) => Some(e.customer_number.as_str()),
+                _ => None,
+            };
+            self.announce_about(&change.0, change.1.as_deref(), customer);
             announced.push(change);
         }
         self.show_in_pane(event, outcome).await
@@ -181,15 +190,24 @@ impl Client {
     /// this tab's connection listeners as a `conversation` event — never this tab's
     /// own subscribers, which would hear the same change twice.
     pub(crate) fn announce(&self, kind: &str, conversation_id: Option<&str>) {
+        self.announce_about(kind, conversation_id, None);
+    }
+
+    /// [`Self::announce`], naming the customer number an erasure was about (F6): other
+    /// tabs close a pane open on it.
+    fn announce_about(&self, kind: &str, conversation_id: Option<&str>, customer: Option<&str>) {
         #[derive(serde::Serialize)]
         struct Change<'a> {
             kind: &'a str,
             conversation_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            customer_number: Option<&'a str>,
             from: &'a str,
         }
         let change = Change {
             kind,
             conversation_id,
+            customer_number: customer,
             from: &self.tab,
         };
         if let Some(channel) = &self.changes {
@@ -386,6 +404,7 @@ pub(crate) fn decode_event(v: &JsValue) -> JsResult<Option<LoggedEvent>> {
         "consent_changed" => EventBody::ConsentChanged(input(v)?),
         "directory_changed" => EventBody::DirectoryChanged(input(v)?),
         "directory_replaced" => EventBody::DirectoryReplaced(input(v)?),
+        "erased" => EventBody::Erased(input(v)?),
         other => {
             return Err(js_error(
                 "unknown_event",
@@ -867,13 +886,22 @@ impl SmsClient {
     ) -> JsResult<Subscription> {
         let channel = web_sys::BroadcastChannel::new(&self.channel_name)?;
         let tab = JsValue::from(&self.tab);
+        let client = Rc::downgrade(&self.shared());
         let callback =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
                 let data = e.data();
-                let from = js_sys::Reflect::get(&data, &"from".into()).unwrap_or_default();
-                if from != tab {
-                    let _ = listener.call1(&JsValue::NULL, &data);
+                let get = |k: &str| js_sys::Reflect::get(&data, &k.into()).unwrap_or_default();
+                if get("from") == tab {
+                    return;
                 }
+                // Another tab applied an erasure (F6): a pane open on that customer closes
+                // before the page hears of it.
+                if let (Some(customer), Some(client)) =
+                    (get("customer_number").as_string(), client.upgrade())
+                {
+                    client.close_pane_of(&customer);
+                }
+                let _ = listener.call1(&JsValue::NULL, &data);
             });
         channel.set_onmessage(Some(callback.as_ref().unchecked_ref()));
         Ok(Subscription {

@@ -57,7 +57,9 @@ export type SyncEvent =
 export type CatchUpResult = (
   | { end: "caught_up" } | { end: "unavailable"; status: number | null } | { end: "signed_out" }
   | { end: "storage_problem"; code: string } | { end: "interrupted" } | { end: "snapshot_required" }
-) & { notification: Notification | null };
+) & { notification: Notification | null;
+  /** Conversations an erasure deleted (F6): close their system notifications. */
+  erased: string[] };
 "#;
 
 /// The page's handle on the relay connection.
@@ -820,6 +822,7 @@ pub(crate) async fn catch_up(client: Rc<Client>, options: &JsValue) -> JsResult<
     };
     let mut machine = CatchUp::new(position, head, 200);
     let mut newest = None;
+    let mut erased: Vec<String> = Vec::new();
     while let Some(action) = machine.poll() {
         let input = match action {
             CatchUpAction::FetchPage { since, limit } => {
@@ -839,6 +842,7 @@ pub(crate) async fn catch_up(client: Rc<Client>, options: &JsValue) -> JsResult<
             }
             CatchUpAction::Ingest { events } => match client.ingest_events(&events).await {
                 Ok(outcomes) => {
+                    erased.extend(outcomes.iter().flat_map(|o| o.erased.iter().cloned()));
                     newest = outcomes
                         .iter()
                         .rev()
@@ -857,10 +861,14 @@ pub(crate) async fn catch_up(client: Rc<Client>, options: &JsValue) -> JsResult<
                     #[serde(flatten)]
                     end: sync::CatchUpEnd,
                     notification: Option<crate::store::records::StoredNotification>,
+                    erased: Vec<String>,
                 }
+                // A notification of an erased conversation is not shown either.
+                let newest = newest.filter(|n| !erased.contains(&n.conversation_id));
                 return to_js(&Done {
                     end,
                     notification: newest,
+                    erased,
                 });
             }
         };

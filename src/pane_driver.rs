@@ -519,6 +519,19 @@ impl crate::client::Client {
     }
 
     /// The stored id of the conversation open in the pane.
+    /// Closes the pane if it is open on a conversation with `customer` (erased, F6).
+    pub(crate) fn close_pane_of(&self, customer: &str) {
+        let open = self
+            .pane
+            .0
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.conversation().map(|k| k.customer_number == customer));
+        if open == Some(true) {
+            let _ = self.pane.handle(PaneInput::Close);
+        }
+    }
+
     pub(crate) async fn open_conversation_id(&self) -> JsResult<Option<String>> {
         let key = self
             .pane
@@ -758,6 +771,17 @@ impl crate::client::Client {
                 error_code: e.error_code,
             },
             EventBody::ConsentChanged(e) => PaneInput::ConsentChanged { consent: e.consent },
+            // The open conversation's customer was erased (F6): nothing of it stays.
+            EventBody::Erased(e) => {
+                let open = self.pane.0.borrow().as_ref().and_then(|p| {
+                    p.conversation()
+                        .map(|k| k.customer_number == e.customer_number)
+                });
+                if open != Some(true) {
+                    return Ok(());
+                }
+                PaneInput::Close
+            }
             EventBody::ConversationMoved(e) => {
                 let Some(target) = self.store.record(&e.to_record).await.map_err(store_error)?
                 else {

@@ -67,7 +67,21 @@ function onSync(e) {
     bar.setAttribute("aria-label", t(`progress_${e.phase}`));
     if (e.total) { bar.max = e.total; bar.value = e.done; } else bar.removeAttribute("value");
     if (e.phase === "directory" && e.done >= (e.total ?? 0)) fillPhone();
-  } else refresh(); // a conversation changed, or a notification was raised
+  } else {
+    if (e.kind === "erased") closeGoneNotifications();
+    refresh(); // a conversation changed, or a notification was raised
+  }
+}
+
+/** An erased customer's system notifications go with their messages (F6): close those
+ * whose conversation is no longer stored. */
+async function closeGoneNotifications() {
+  const registration = await navigator.serviceWorker?.getRegistration().catch(() => null);
+  if (!registration) return;
+  const ids = new Set((await client.inbox()).conversations.map((c) => c.id));
+  for (const n of await registration.getNotifications()) {
+    if (n.data?.conversation && !ids.has(n.data.conversation)) n.close();
+  }
 }
 
 async function fillPhone() {
@@ -379,6 +393,7 @@ async function start(profile) {
     // Another tab (or the service worker) changed the store: the open pane re-reads
     // its latest page when the change is about its conversation.
     if (change?.conversation_id && client.paneView()) client.syncPane(change.conversation_id).then(renderPane, console.warn);
+    if (change?.kind === "erased") closeGoneNotifications();
     refresh();
   });
   setStatus("storage_refused", (await SmsClient.persist()) === "denied");

@@ -17,7 +17,12 @@ async function catchUp(head) {
   const profile = await me.json();
   const client = await SmsClient.open({ dbName: `sms-${profile.seller}`, seller: profile.seller, defaultRegion: profile.default_region ?? undefined });
   try {
-    return (await client.catchUp({ head })).notification;
+    const { notification, erased } = await client.catchUp({ head });
+    // An erased customer's notifications go with their messages (F6).
+    for (const n of await self.registration.getNotifications()) {
+      if (erased.includes(n.data?.conversation)) n.close();
+    }
+    return notification;
   } finally {
     client.close();
   }

@@ -333,6 +333,31 @@ try {
     check((shown.match(/Before the gap/g) ?? []).length === 1, "nothing is doubled");
   });
 
+  await scenario("an erased customer disappears from two open tabs", async ({ context, page }) => {
+    await signIn(page);
+    const other = await context.newPage();
+    await other.goto(base);
+    await until(other, () => document.getElementById("status").textContent.includes("Live"));
+    await customerTexts("+91 95555 00013", "+14155550100", "Please forget me");
+    const row = (p) => p.getByRole("row").filter({ hasText: "Please forget me" });
+    check(await visible(row(page)) && await visible(row(other)), "both tabs show the customer's message");
+    await openFromGrid(other, "Please forget me");
+    const r = await fetch(`${base}admin/customers/erase`, { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer demo-admin-token" }, body: JSON.stringify({ number: "+919555500013" }) });
+    check(r.ok, `the administrator erases the number (${r.status})`);
+    const gone = (p) => until(p, () => ![...document.querySelectorAll("#grid tbody tr")].some((tr) => tr.textContent.includes("Please forget me")), null, 15000);
+    check(await gone(page) && await gone(other), "it leaves both tabs' grids");
+    check(await until(other, () => document.getElementById("pane").hidden, null, 10000), "the pane open on it closes");
+    const kept = await page.evaluate(() => new Promise((ok) => {
+      const open = indexedDB.open("sms-asha");
+      open.onsuccess = () => {
+        const tx = open.result.transaction(["messages", "conversations"]);
+        const all = [tx.objectStore("messages").getAll(), tx.objectStore("conversations").getAll()];
+        tx.oncomplete = () => { open.result.close(); ok(all.map((q) => q.result.filter((x) => JSON.stringify(x).includes("+919555500013")).length)); };
+      };
+    }));
+    check(kept[0] === 0 && kept[1] === 0, `nothing of it stays in the browser's database (${kept})`);
+  });
+
   await scenario("an opted-out customer cannot be texted, and says so", async ({ page }) => {
     await signIn(page);
     await customerTexts("+91 95555 00007", "+14155550100", "Hi there");
