@@ -90,10 +90,22 @@ async function fillPhone() {
 }
 
 // ---- rendering ----
-let refreshing = null;
-/** Coalesces refresh requests (own writes and other tabs' announcements). */
+let refreshing = null, dirty = false;
+/** Coalesces refresh requests (own writes and other tabs' announcements): one render
+ * at a time, and one more after it when anything changed meanwhile. While the module
+ * catches up (a snapshot, a long replay) it renders at most twice a second, so the
+ * page does not take the main thread from the work it shows. Resolves once what was
+ * asked for is on screen. */
 function refresh() {
-  refreshing ??= Promise.resolve().then(async () => { refreshing = null; await render(); });
+  dirty = true;
+  refreshing ??= (async () => {
+    while (dirty) {
+      dirty = false;
+      await render().catch(console.warn);
+      if (dirty && sync.status !== "live") await new Promise((r) => setTimeout(r, 500));
+    }
+    refreshing = null;
+  })();
   return refreshing;
 }
 
@@ -181,7 +193,13 @@ async function renderUpNext() {
   $("upnext-list").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: t("nothing_up_next") })]));
 }
 
-function renderGrid(rows) {
+/** The grid shows the most recent conversations; a seller with thousands finds older
+ * ones through their record (the Records view). */
+const GRID_ROWS = 300;
+function renderGrid(all) {
+  const rows = all.slice(0, GRID_ROWS);
+  $("grid-more").hidden = all.length <= rows.length;
+  $("grid-more").textContent = t("grid_more", { shown: rows.length, total: all.length });
   const body = $("grid").tBodies[0];
   // Live updates re-render the grid: keep keyboard focus on the same conversation.
   const focused = document.activeElement?.closest?.("#grid tbody tr")?.dataset.id;

@@ -51,6 +51,7 @@ export const STRINGS = {
 
     // ---- chrome: title, navigation, badges, languages ----
     doc_title: "Acme CRM — text messages", nav_label: "CRM sections", unread_badge: "{n} unread",
+    grid_more: "Showing the {shown} most recent of {total} conversations; find older ones under Records.",
     lang_en: "English", lang_hi: "Hindi",
     // ---- the service worker's notifications ----
     notif_title_new: "New text message", notif_title_privilege: "Text message (privilege missing)",
@@ -172,6 +173,7 @@ export const STRINGS = {
 
     // ---- chrome: title, navigation, badges, languages ----
     doc_title: "एक्मे सीआरएम — टेक्स्ट संदेश", nav_label: "सीआरएम विभाग", unread_badge: "{n} अपठित",
+    grid_more: "{total} में से सबसे हाल की {shown} बातचीत दिखाई जा रही हैं; पुरानी बातचीत रिकॉर्ड में खोजें।",
     lang_en: "अंग्रेज़ी", lang_hi: "हिन्दी",
     // ---- the service worker's notifications ----
     notif_title_new: "नया टेक्स्ट संदेश", notif_title_privilege: "टेक्स्ट संदेश (अधिकार नहीं है)",
