@@ -389,3 +389,63 @@ async fn erasing_a_number_leaves_no_body_of_it_anywhere_and_reaches_who_saw_it()
         1
     );
 }
+
+/// A node of a shared PostgreSQL database on `db` (in this process).
+async fn node(db: &std::path::Path) -> Relay {
+    let running = sms_relay::app::start(common::config(db.to_path_buf(), 0), false)
+        .await
+        .expect("node starts");
+    Relay {
+        url: format!("http://{}", running.addr),
+        running: Some(running),
+        db: db.to_path_buf(),
+        dir: tempfile::tempdir().unwrap(),
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Several nodes on PostgreSQL (X9): an erasure on one node is the other's too — its
+/// state forgets the lead and conversations, its snapshot holds nothing of the
+/// number, and the number's next text through it makes the lead again. (Nothing to
+/// do on SQLite: a file is one node's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erasure_on_one_node_is_the_other_nodes_too() {
+    if common::postgres_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path()).await;
+    let a = node(&db).await;
+    let b = node(&db).await;
+    assert_eq!(
+        a.inbound("SMn1", STRANGER, NORTH_ORG, "SECRET-on-a")
+            .await
+            .status(),
+        200
+    );
+    let (_, d) = a.get_as("/directory", "ravi").await;
+    assert!(d.to_string().contains(STRANGER), "the lead on a: {d}");
+    let (status, done) = erase(&b, ADMIN, STRANGER).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["events_redacted"], 1, "{done}");
+    assert_eq!(done["leads"].as_array().unwrap().len(), 1, "{done}");
+    for relay in [&a, &b] {
+        let (_, d) = relay.get_as("/directory", "ravi").await;
+        assert!(!d.to_string().contains(STRANGER), "{d}");
+        let text = json!(snapshot(relay, "ravi").await).to_string();
+        assert!(!text.contains(STRANGER) && !text.contains(MARK), "{text}");
+        let events = relay.events("ravi").await;
+        assert!(!json!(events).to_string().contains(MARK), "{events:?}");
+        assert!(events.iter().any(|e| e["kind"] == "erased"));
+    }
+    assert_eq!(
+        a.inbound("SMn2", STRANGER, NORTH_ORG, "Back on a")
+            .await
+            .status(),
+        200
+    );
+    for relay in [&a, &b] {
+        let (_, d) = relay.get_as("/directory", "ravi").await;
+        assert!(d.to_string().contains(STRANGER), "the lead again: {d}");
+    }
+}
