@@ -1026,8 +1026,12 @@ impl Worker {
                 return Ok(None);
             }
         }
+        // An erasure goes to who saw the number's conversations: judged before it
+        // removes the leads whose owners may be among them.
+        let erased_audience =
+            matches!(body, EventBody::Erased(_)).then(|| self.state.audience(&body));
         self.state.apply(&body);
-        let audience = self.state.audience(&body);
+        let audience = erased_audience.unwrap_or_else(|| self.state.audience(&body));
         let history = sms_core::relay::history::ops(&self.state, &body);
         let event = NewEvent {
             body,

@@ -449,3 +449,50 @@ async fn an_erasure_on_one_node_is_the_other_nodes_too() {
         assert!(d.to_string().contains(STRANGER), "the lead again: {d}");
     }
 }
+
+/// The `erased` event reaches a seller who saw the number's conversation only
+/// through its lead's owner (the lead it removes).
+#[tokio::test]
+async fn the_erased_event_reaches_who_saw_it_through_the_lead() {
+    let relay = Relay::start().await;
+    assert_eq!(
+        relay
+            .inbound("SMl1", STRANGER, NORTH_ORG, "SECRET-lead")
+            .await
+            .status(),
+        200
+    );
+    let lead = format!("lead:{STRANGER}");
+    let r = relay
+        .patch_directory(
+            ADMIN,
+            &json!({"upsert": {"records": [{"id": lead, "kind": "lead",
+                "owner": {"seller": "zoe"}, "name": STRANGER, "phones": [STRANGER]}]}}),
+        )
+        .await;
+    assert!(r.status().is_success(), "patch: {}", r.status());
+    assert_eq!(
+        relay
+            .inbound("SMl2", STRANGER, NORTH_ORG, "SECRET-zoe-sees")
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        relay.events("zoe").await.iter().any(names_stranger),
+        "zoe sees it through the lead"
+    );
+    let (status, done) = erase(&relay, ADMIN, STRANGER).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["leads"], json!([lead]), "{done}");
+    for seller in ["asha", "ravi", "zoe"] {
+        let events = relay.events(seller).await;
+        assert!(
+            events.iter().any(|e| e["kind"] == "erased"),
+            "{seller}: {events:?}"
+        );
+        assert!(!json!(events).to_string().contains(MARK), "{seller}");
+    }
+    let meera = relay.events("meera").await;
+    assert!(!meera.iter().any(|e| e["kind"] == "erased"), "{meera:?}");
+}
