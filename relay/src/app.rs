@@ -416,7 +416,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/push/vapid-public-key", get(vapid_public_key))
         .route("/admin/events", get(crate::feed::admin_events))
         .route("/admin/reset", post(reset_log))
-        .route("/admin/prune", post(prune_log));
+        .route("/admin/prune", post(prune_log))
+        .route("/admin/customers/erase", post(crate::erasure::erase))
+        .route("/admin/customers/export", get(crate::erasure::export));
     // Demo routes hand out every seller's token and forge messages: demo mode only.
     if app.config.demo && app.fake.is_some() {
         r = r.merge(crate::demo::routes());

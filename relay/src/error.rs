@@ -86,6 +86,7 @@ impl From<Refusal> for ApiError {
                 StatusCode::NOT_FOUND
             }
             Refusal::SameRecord
+            | Refusal::InvalidNumber
             | Refusal::RecordWithoutOwner(_)
             | Refusal::Send(SendRefusal::InvalidClientRef | SendRefusal::NoRecord) => {
                 StatusCode::BAD_REQUEST

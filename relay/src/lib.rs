@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod crm_webhook;
 pub mod demo;
+pub mod erasure;
 pub mod error;
 pub mod feed;
 pub mod jwt;

@@ -177,6 +177,19 @@ enum Job {
     Prune(i64, Reply<Pruned>),
     /// Periodic upkeep: a checkpoint when due, retention, expiry.
     Maintain(Retention, Reply<Pruned>),
+    /// Erase a customer number (F6), in a batch of its own.
+    Erase(String, Reply<Erasure>),
+}
+
+/// What an erasure did (F6).
+#[derive(Clone, Debug)]
+pub struct Erasure {
+    /// The `erased` event it logged.
+    pub event: LoggedEvent,
+    /// Events whose body and media it redacted.
+    pub events_redacted: u64,
+    /// Queued sends to the number it deleted (not yet with the provider).
+    pub sends_deleted: usize,
 }
 
 /// What the log keeps (config: `retention_days`, `idempotency_days`).
@@ -428,6 +441,14 @@ impl Sequencer {
     /// retention, the sent map's and idempotency keys' expiry.
     pub async fn maintain(&self, retention: Retention) -> Result<Pruned, ApiError> {
         self.ask(|reply| Job::Maintain(retention, reply)).await
+    }
+
+    /// Erases a customer number (F6): logs the `erased` event (the state forgets the
+    /// number's conversations, consent and leads; the history drops its
+    /// conversations), redacts its bodies and media from the log, deletes its queued
+    /// sends and replaces every checkpoint with one at the head, in one transaction.
+    pub async fn erase(&self, number: String) -> Result<Erasure, ApiError> {
+        self.ask(|reply| Job::Erase(number, reply)).await
     }
 
     /// Reads the state.
@@ -716,6 +737,23 @@ impl Worker {
                     let _ = reply.send(self.upkeep(Upkeep::Maintain(retention)));
                     self.begin_batch(&keys);
                 }
+                Job::Erase(number, reply) => {
+                    // A batch of its own: every event before it is in the log when
+                    // it redacts (a shared log inserts a batch's events at commit).
+                    self.finish(&mut deferred);
+                    self.begin_batch(&[]);
+                    match self.erase(number) {
+                        Ok(done) => {
+                            deferred.push(defer(reply, Ok(done)));
+                            self.finish(&mut deferred);
+                        }
+                        Err(e) => {
+                            self.abandon();
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                    self.begin_batch(&keys);
+                }
                 Job::Decide(command, reply) => {
                     let result = self.execute(*command);
                     deferred.push(defer(reply, result));
@@ -830,6 +868,67 @@ impl Worker {
         }
     }
 
+    /// Drops the open batch after a failure inside it: what it applied to the state
+    /// goes too (rebuilt from the log).
+    fn abandon(&mut self) {
+        let _ = self.log.rollback();
+        if !self.batch.is_empty() {
+            self.batch.clear();
+            if let Err(e) = self.rebuild().and_then(|()| self.rebuild_in_flight()) {
+                tracing::error!(error = %e, "cannot rebuild the state from the log");
+            }
+        }
+    }
+
+    /// An erasure (F6) in the open batch: the core decides the `erased` event; then
+    /// the log's copies of the number's bodies and media are redacted, its queued
+    /// sends deleted, and the checkpoints (which hold its leads and conversations)
+    /// replaced by one of the state at the head.
+    fn erase(&mut self, number: String) -> Result<Erasure, ApiError> {
+        let decision = decide(&self.state, Command::Erase { number }, now())?;
+        let mut logged = None;
+        for op in decision.ops {
+            if let Op::Append { body, dedupe } = op {
+                logged = self.emit(body, dedupe)?.or(logged);
+            }
+        }
+        let event = logged.ok_or_else(|| ApiError::internal("an erasure logged no event"))?;
+        let EventBody::Erased(erased) = &event.body else {
+            return Err(ApiError::internal("an erasure logged another event"));
+        };
+        let customer = erased.customer_number.clone();
+        // Its leads may be made again (its next text): their idempotency keys go.
+        let keys: Vec<String> = erased
+            .leads
+            .iter()
+            .map(|id| sms_core::relay::lead_dedupe_key(id))
+            .collect();
+        self.log.forget_dedupe(&keys)?;
+        let state = &self.state;
+        let redacted = self.log.redact(&|n| state.key(n) == customer)?;
+        for (seller, client_ref) in &redacted.sends {
+            self.state.drop_send(seller, client_ref);
+        }
+        let head = self.log.head()?;
+        let at = now();
+        let json = serde_json::to_string(&self.state.checkpoint())
+            .map_err(|source| StoreError::Corrupt { id: head, source })?;
+        let older: Vec<i64> = self
+            .log
+            .checkpoints()?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| *p != head)
+            .collect();
+        self.log.drop_checkpoints(&older)?;
+        self.log.save_checkpoint(head, &json, at.as_millis())?;
+        Ok(Erasure {
+            event,
+            events_redacted: redacted.events,
+            sends_deleted: redacted.sends.len(),
+        })
+    }
+
     /// A prune or the periodic upkeep, in a batch of its own (under the append lock
     /// of a shared log, caught up: the state is the head's).
     fn upkeep(&mut self, job: Upkeep) -> Result<Pruned, ApiError> {
@@ -927,8 +1026,12 @@ impl Worker {
                 return Ok(None);
             }
         }
+        // An erasure goes to who saw the number's conversations: judged before it
+        // removes the leads whose owners may be among them.
+        let erased_audience =
+            matches!(body, EventBody::Erased(_)).then(|| self.state.audience(&body));
         self.state.apply(&body);
-        let audience = self.state.audience(&body);
+        let audience = erased_audience.unwrap_or_else(|| self.state.audience(&body));
         let history = sms_core::relay::history::ops(&self.state, &body);
         let event = NewEvent {
             body,

@@ -197,6 +197,74 @@ pub trait LogWriter: Send {
     fn remove_pending(&mut self, seller: &str, client_ref: &str) -> StoreResult<()>;
     /// Sends whose outcome is not logged, with their stage, oldest first.
     fn pending(&mut self) -> StoreResult<Vec<(PendingSend, SendStage)>>;
+    /// Inside a batch of its own (F6): redacts a customer's bodies from the log —
+    /// every `inbound` event from a number `is_customer` accepts and every
+    /// `outbound` event to one gets an empty `body` and `media` — and deletes the
+    /// queued sends to it (a send already `calling` is with the provider: it
+    /// finishes). Returns how many events it redacted (not counting ones redacted
+    /// before) and the sends it deleted.
+    fn redact(&mut self, is_customer: &dyn Fn(&str) -> bool) -> StoreResult<Redacted>;
+    /// Inside a batch: forgets these idempotency keys (the table's and the events'),
+    /// so an event with one of them may be logged again (a lead an erasure removed).
+    fn forget_dedupe(&mut self, keys: &[String]) -> StoreResult<()>;
+}
+
+/// What [`LogWriter::redact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redacted {
+    /// Events whose body or media it emptied.
+    pub events: u64,
+    /// Queued sends it deleted: `(seller, client_ref)`.
+    pub sends: Vec<(String, String)>,
+}
+
+/// Everything the store keeps about a customer number ([`LogReader::export`], F6).
+#[derive(Clone, Debug, Default)]
+pub struct Export {
+    /// Its conversations in the history, each with every message, oldest first.
+    pub conversations: Vec<(HistoryConversation, Vec<HistoryMessage>)>,
+    /// Every kept event that names it ([`names_customer`]), in log order.
+    pub events: Vec<LoggedEvent>,
+    /// Sends to it whose outcome is not logged yet, with their stage.
+    pub sends: Vec<(PendingSend, SendStage)>,
+}
+
+/// Kinds of events that may name a customer number (a prefilter for [`names_customer`]).
+pub(crate) const CUSTOMER_KINDS: &str = "'inbound', 'outbound', 'delivery', 'lead_created', \
+     'conversation_moved', 'consent_changed', 'erased'";
+
+/// Whether `body` names a customer number `is_customer` accepts: its sender or
+/// recipient, the customer of a move, a consent change or an erasure, a phone of a
+/// lead.
+pub fn names_customer(body: &EventBody, is_customer: &dyn Fn(&str) -> bool) -> bool {
+    match body {
+        EventBody::Inbound(e) => is_customer(&e.from),
+        EventBody::Outbound(e) => is_customer(&e.to),
+        EventBody::Delivery(e) => is_customer(&e.to),
+        EventBody::LeadCreated(e) => e.record.phones.iter().any(|p| is_customer(p)),
+        EventBody::ConversationMoved(e) => is_customer(&e.customer_number),
+        EventBody::ConsentChanged(e) => is_customer(&e.customer_number),
+        EventBody::Erased(e) => is_customer(&e.customer_number),
+        EventBody::DirectoryChanged(_) | EventBody::DirectoryReplaced(_) => false,
+    }
+}
+
+/// Groups history messages (any order) under their conversations, oldest first.
+pub(crate) fn group_export(
+    conversations: Vec<HistoryConversation>,
+    messages: Vec<HistoryMessage>,
+) -> Vec<(HistoryConversation, Vec<HistoryMessage>)> {
+    let mut out: Vec<(HistoryConversation, Vec<HistoryMessage>)> =
+        conversations.into_iter().map(|c| (c, Vec::new())).collect();
+    for m in messages {
+        if let Some((_, ms)) = out.iter_mut().find(|(c, _)| c.key == m.conversation) {
+            ms.push(m);
+        }
+    }
+    for (_, ms) in &mut out {
+        ms.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    }
+    out
 }
 
 /// A push subscription of a seller's browser (N2).
@@ -329,6 +397,10 @@ pub trait LogReader: Send + Sync {
     fn release_leases(&self) -> StoreResult<()> {
         Ok(())
     }
+    /// Everything kept about the customer number `customer` (its key) for an
+    /// export (F6): its history, the kept events naming a number `is_customer`
+    /// accepts, the sends to it not yet logged. Blocks: call it from a blocking task.
+    fn export(&self, customer: &str, is_customer: &dyn Fn(&str) -> bool) -> StoreResult<Export>;
 }
 
 pub mod pg;
@@ -811,6 +883,81 @@ impl LogWriter for SqliteWriter {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn redact(&mut self, is_customer: &dyn Fn(&str) -> bool) -> StoreResult<Redacted> {
+        // The candidates by SQL (not redacted yet), the number by the caller's key.
+        let ids: Vec<i64> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, CASE kind WHEN 'inbound' THEN json_extract(body, '$.from')
+                   ELSE json_extract(body, '$.to') END
+                 FROM events WHERE kind IN ('inbound', 'outbound')
+                   AND (json_extract(body, '$.body') != ''
+                        OR COALESCE(json_array_length(body, '$.media'), 0) > 0)",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            let mut ids = Vec::new();
+            for row in rows {
+                let (id, number) = row?;
+                if number.as_deref().is_some_and(is_customer) {
+                    ids.push(id);
+                }
+            }
+            ids
+        };
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "UPDATE events SET body = json_replace(body, '$.body', '', '$.media', json('[]'))
+                 WHERE id = ?1",
+            )?;
+            for id in &ids {
+                stmt.execute([id])?;
+            }
+        }
+        let sends: Vec<(String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT seller, client_ref, to_number FROM sends WHERE stage = 'queued'",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seller, client_ref, to) = row?;
+                if is_customer(&to) {
+                    out.push((seller, client_ref));
+                }
+            }
+            out
+        };
+        for (seller, client_ref) in &sends {
+            self.conn.execute(
+                "DELETE FROM sends WHERE seller = ?1 AND client_ref = ?2 AND stage = 'queued'",
+                [seller, client_ref],
+            )?;
+        }
+        Ok(Redacted {
+            events: ids.len() as u64,
+            sends,
+        })
+    }
+
+    fn forget_dedupe(&mut self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.conn
+                .prepare_cached("DELETE FROM dedupe_keys WHERE key = ?1")?
+                .execute([key])?;
+            self.conn
+                .prepare_cached("UPDATE events SET dedupe = NULL WHERE dedupe = ?1")?
+                .execute([key])?;
+        }
+        Ok(())
+    }
 }
 
 /// The SQLite readers (shared by HTTP handlers): a pool of connections.
@@ -1122,6 +1269,101 @@ impl LogReader for SqliteReader {
             )
         })
     }
+
+    fn export(&self, customer: &str, is_customer: &dyn Fn(&str) -> bool) -> StoreResult<Export> {
+        let conn = self.pool.get()?;
+        // One read transaction: the history and the log as of one commit.
+        conn.execute_batch("BEGIN")?;
+        let result = sqlite_export(&conn, customer, is_customer);
+        let end = conn.execute_batch("COMMIT");
+        let out = result?;
+        end?;
+        Ok(out)
+    }
+}
+
+fn sqlite_export(
+    conn: &Connection,
+    customer: &str,
+    is_customer: &dyn Fn(&str) -> bool,
+) -> StoreResult<Export> {
+    let mut conversations = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT org, customer, record, last_ms, rule, moves FROM history_conversations
+             WHERE customer = ?1 ORDER BY org, customer, record",
+        )?;
+        let mut rows = stmt.query([customer])?;
+        while let Some(r) = rows.next()? {
+            conversations.push(conversation_row(
+                ConversationKey {
+                    org: r.get(0)?,
+                    customer: r.get(1)?,
+                    record: r.get(2)?,
+                },
+                r.get(3)?,
+                r.get(4)?,
+                &r.get::<_, String>(5)?,
+            )?);
+        }
+    }
+    let mut messages = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT org, customer, record, message FROM history_messages WHERE customer = ?1",
+        )?;
+        let mut rows = stmt.query([customer])?;
+        while let Some(r) = rows.next()? {
+            let key = ConversationKey {
+                org: r.get(0)?,
+                customer: r.get(1)?,
+                record: r.get(2)?,
+            };
+            messages.push(message_in(&r.get::<_, String>(3)?, &key)?);
+        }
+    }
+    let epoch = read_epoch(conn)?;
+    let mut events = Vec::new();
+    {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, body FROM events WHERE kind IN ({CUSTOMER_KINDS}) ORDER BY id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let e = parse_event(&epoch, r.get(0)?, &r.get::<_, String>(1)?)?;
+            if names_customer(&e.body, is_customer) {
+                events.push(e);
+            }
+        }
+    }
+    let mut sends = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT client_ref, seller, from_number, to_number, body, record_id, at_ms, stage
+             FROM sends ORDER BY at_ms, seller, client_ref",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let stage: String = r.get(7)?;
+            let p = PendingSend {
+                client_ref: r.get(0)?,
+                seller: r.get(1)?,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                body: r.get(4)?,
+                record_id: r.get(5)?,
+                at: sms_core::Timestamp::from_millis(r.get(6)?),
+            };
+            if is_customer(&p.to) {
+                sends.push((p, SendStage::parse(&stage).unwrap_or(SendStage::Calling)));
+            }
+        }
+    }
+    Ok(Export {
+        conversations: group_export(conversations, messages),
+        events,
+        sends,
+    })
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {

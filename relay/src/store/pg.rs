@@ -36,6 +36,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use super::{conversation_columns, conversation_row, from_json, message_in, to_json};
+use super::{group_export, names_customer, Export, Redacted, CUSTOMER_KINDS};
 use super::{
     new_epoch, outcome_parse, parse_event, sent_columns, session_hash, Keep, LogReader, LogWriter,
     NewEvent, PendingSend, PushSubscription, SendStage, SentColumns, SentMessage, SentRow,
@@ -712,7 +713,8 @@ impl LogWriter for PgWriter {
         self.local.run(async move {
             let stmt = conn
                 .prepare_cached(
-                    "SELECT 1 FROM dedupe_keys WHERE key = $1 UNION ALL SELECT 1 FROM events WHERE dedupe = $1",
+                    "SELECT 1 FROM dedupe_keys WHERE key = $1
+                     UNION ALL SELECT 1 FROM events WHERE dedupe = $1 LIMIT 1",
                 )
                 .await?;
             Ok(conn.query_opt(&stmt, &[&key]).await?.is_some())
@@ -1083,6 +1085,86 @@ impl LogWriter for PgWriter {
         let (node, lease) = (self.node.clone(), self.lease_ms);
         self.local
             .run(async move { claim_expired(&pool, &node, lease).await })
+    }
+
+    fn redact(&mut self, is_customer: &dyn Fn(&str) -> bool) -> StoreResult<Redacted> {
+        // This batch's own events are inserted at its commit: the erasure's batch
+        // holds only its `erased` event, which carries no body.
+        let conn = self.conn()?;
+        let c = conn.clone();
+        let (events, sends) = self.local.run(async move {
+            let events = c
+                .query(
+                    "SELECT id, CASE kind WHEN 'inbound' THEN body::jsonb->>'from'
+                       ELSE body::jsonb->>'to' END
+                     FROM events WHERE kind IN ('inbound', 'outbound')
+                       AND (COALESCE(body::jsonb->>'body', '') <> ''
+                            OR COALESCE(jsonb_array_length(CASE jsonb_typeof(body::jsonb->'media')
+                                 WHEN 'array' THEN body::jsonb->'media' END), 0) > 0)",
+                    &[],
+                )
+                .await?;
+            let sends = c
+                .query(
+                    "SELECT seller, client_ref, to_number FROM sends WHERE stage = 'queued'",
+                    &[],
+                )
+                .await?;
+            Ok::<_, StoreError>((events, sends))
+        })?;
+        let ids: Vec<i64> = events
+            .iter()
+            .filter(|r| r.get::<_, Option<&str>>(1).is_some_and(is_customer))
+            .map(|r| r.get(0))
+            .collect();
+        let (sellers, refs): (Vec<String>, Vec<String>) = sends
+            .iter()
+            .filter(|r| is_customer(r.get(2)))
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .unzip();
+        let (i, se, re) = (ids.clone(), sellers.clone(), refs.clone());
+        self.local.run(async move {
+            if !i.is_empty() {
+                conn.execute(
+                    "UPDATE events SET body = jsonb_set(jsonb_set(body::jsonb, '{body}', '\"\"'),
+                       '{media}', '[]', false)::text
+                     WHERE id = ANY($1)",
+                    &[&i],
+                )
+                .await?;
+            }
+            if !se.is_empty() {
+                conn.execute(
+                    "DELETE FROM sends WHERE stage = 'queued' AND (seller, client_ref) IN
+                       (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+                    &[&se, &re],
+                )
+                .await?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(Redacted {
+            events: ids.len() as u64,
+            sends: sellers.into_iter().zip(refs).collect(),
+        })
+    }
+
+    fn forget_dedupe(&mut self, keys: &[String]) -> StoreResult<()> {
+        if !keys.is_empty() {
+            self.exec(
+                "DELETE FROM dedupe_keys WHERE key = ANY($1)",
+                vec![boxed(keys.to_vec())],
+            )?;
+            self.exec(
+                "UPDATE events SET dedupe = NULL WHERE dedupe = ANY($1)",
+                vec![boxed(keys.to_vec())],
+            )?;
+            for k in keys {
+                self.keys.remove(k);
+                self.known.remove(k);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1526,6 +1608,102 @@ impl LogReader for PgReader {
                 .await?;
             }
             claim_expired(&pool, &node, lease).await
+        })
+    }
+
+    fn export(&self, customer: &str, is_customer: &dyn Fn(&str) -> bool) -> StoreResult<Export> {
+        let pool = self.pool.clone();
+        let customer = customer.to_owned();
+        let (epoch, conversations, messages, events, sends) = self.bridge.run(async move {
+            let conn = pool.get().await.map_err(pool_error)?;
+            // One snapshot of the database for every read below.
+            conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let read = async {
+                let epoch: String = conn
+                    .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
+                    .await?
+                    .get(0);
+                let conversations = conn
+                    .query(
+                        "SELECT org, customer, record, last_ms, rule, moves
+                         FROM history_conversations WHERE customer = $1
+                         ORDER BY org COLLATE \"C\", record COLLATE \"C\"",
+                        &[&customer],
+                    )
+                    .await?;
+                let messages = conn
+                    .query(
+                        "SELECT org, customer, record, message FROM history_messages
+                         WHERE customer = $1",
+                        &[&customer],
+                    )
+                    .await?;
+                let events = conn
+                    .query(
+                        &format!(
+                            "SELECT id, body FROM events WHERE kind IN ({CUSTOMER_KINDS}) ORDER BY id"
+                        ),
+                        &[],
+                    )
+                    .await?;
+                let sends = conn
+                    .query(
+                        &format!("SELECT {PENDING_COLUMNS} FROM sends ORDER BY at_ms, seller, client_ref"),
+                        &[],
+                    )
+                    .await?;
+                Ok::<_, StoreError>((epoch, conversations, messages, events, sends))
+            }
+            .await;
+            if conn.batch_execute("COMMIT").await.is_err() {
+                let _ = Object::take(conn);
+            }
+            read
+        })?;
+        let conversations = conversations
+            .iter()
+            .map(|r| {
+                conversation_row(
+                    ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                )
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let messages = messages
+            .iter()
+            .map(|r| {
+                message_in(
+                    r.get(3),
+                    &ConversationKey {
+                        org: r.get(0),
+                        customer: r.get(1),
+                        record: r.get(2),
+                    },
+                )
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut kept = Vec::new();
+        for r in &events {
+            let e = parse_event(&epoch, r.get(0), r.get::<_, &str>(1))?;
+            if names_customer(&e.body, is_customer) {
+                kept.push(e);
+            }
+        }
+        Ok(Export {
+            conversations: group_export(conversations, messages),
+            events: kept,
+            sends: sends
+                .iter()
+                .map(pending_from)
+                .filter(|(p, _)| is_customer(&p.to))
+                .collect(),
         })
     }
 }

@@ -341,6 +341,12 @@ pub struct Decision {
     pub reconciled: Option<Reconciled>,
 }
 
+/// The idempotency key of a lead's `lead_created` event. An erasure (F6) forgets
+/// the keys of the leads it removes, so the number's next text makes its lead again.
+pub fn lead_dedupe_key(lead_id: &str) -> String {
+    format!("lead:{lead_id}")
+}
+
 impl Decision {
     fn append(&mut self, body: EventBody, dedupe: Option<String>) {
         self.ops.push(Op::Append { body, dedupe });
@@ -514,7 +520,7 @@ fn inbound(
             lead::for_unknown_number(&new_lead.id, &new_lead.phone, new_lead.owner.clone(), now);
         d.append(
             EventBody::LeadCreated(LeadCreatedEvent { record }),
-            Some(format!("lead:{}", new_lead.id)),
+            Some(lead_dedupe_key(&new_lead.id)),
         );
     }
     let before = state.consent(&to, &from);
