@@ -1090,8 +1090,15 @@ fn a_new_device_takes_the_snapshot_then_streams_from_its_position() {
     let mut h = Harness::new(3);
     let actions = h.step(Input::Start { position: None });
     assert_eq!(actions[0], Action::TakeSnapshot);
+    // Connecting until the snapshot's first line; then catching up, without a flicker
+    // back to connecting while its stream opens.
+    assert_eq!(statuses(&actions), [Status::Connecting]);
+    assert!(snapshot_progress(&actions).is_empty());
+    let actions = h.step(Input::SnapshotProgress {
+        done: 0,
+        total: 1_000,
+    });
     assert_eq!(statuses(&actions), [Status::CatchingUp]);
-    assert_eq!(snapshot_progress(&actions), [(0, None)]);
     let actions = h.step(Input::SnapshotProgress {
         done: 200,
         total: 1_000,
@@ -1101,8 +1108,12 @@ fn a_new_device_takes_the_snapshot_then_streams_from_its_position() {
         position: at("e1", 40),
     });
     assert_eq!(opens(&actions), [Some("e1:40".into())]);
+    assert!(
+        statuses(&actions).is_empty(),
+        "still catching up: {actions:?}"
+    );
     assert_eq!(h.sync.position(), Some(&at("e1", 40)));
-    h.step(Input::StreamOpened);
+    assert!(statuses(&h.step(Input::StreamOpened)).is_empty());
     h.step(Input::Event(event(41)));
     h.step(caught_up(41));
     let actions = h.step(Input::Ingested {

@@ -294,6 +294,8 @@ pub struct SyncMachine {
     no_snapshot: bool,
     /// The snapshot being stored: conversations done and in all.
     snapshot_progress: Option<(u64, u64)>,
+    /// A snapshot was just stored and its stream is opening: still catching up.
+    after_snapshot: bool,
     /// Events received and not yet handed to ingest, in order.
     queue: VecDeque<LoggedEvent>,
     /// The run being ingested: its events' positions.
@@ -337,6 +339,7 @@ impl SyncMachine {
             snapshot_needed: false,
             no_snapshot: false,
             snapshot_progress: None,
+            after_snapshot: false,
             queue: VecDeque::new(),
             in_flight: None,
             received: 0,
@@ -424,6 +427,7 @@ impl SyncMachine {
             Input::StreamOpened => {
                 if self.conn == Conn::Opening {
                     self.conn = Conn::Open;
+                    self.after_snapshot = false;
                     self.want_flush(now);
                 }
             }
@@ -472,6 +476,7 @@ impl SyncMachine {
                 self.storage_problem = None;
                 if self.conn == Conn::Snapshot {
                     self.conn = Conn::Waiting { until: now };
+                    self.after_snapshot = true;
                 }
             }
             Input::SnapshotFailed { status } => {
@@ -607,6 +612,7 @@ impl SyncMachine {
         self.queue.clear();
         self.caught_up_after = None;
         self.live = false;
+        self.after_snapshot = false;
     }
 
     /// The stream or the snapshot failed with `status`: sign in again on a 401 (once),
@@ -718,7 +724,8 @@ impl SyncMachine {
         if (self.position.is_none() || self.snapshot_needed) && !self.no_snapshot {
             self.actions.push_back(Action::TakeSnapshot);
             self.conn = Conn::Snapshot;
-            self.snapshot_progress = Some((0, 0));
+            // Connecting until the relay's first line is in.
+            self.snapshot_progress = None;
             self.live = false;
             return;
         }
@@ -757,8 +764,10 @@ impl SyncMachine {
             match self.conn {
                 Conn::Idle => return None,
                 Conn::Waiting { until } => Status::Reconnecting { retry_at: until },
+                Conn::Opening if self.after_snapshot => Status::CatchingUp,
                 Conn::Opening | Conn::SigningIn => Status::Connecting,
-                Conn::Snapshot => Status::CatchingUp,
+                Conn::Snapshot if self.snapshot_progress.is_some() => Status::CatchingUp,
+                Conn::Snapshot => Status::Connecting,
                 Conn::Open if self.live => Status::Live,
                 Conn::Open => Status::CatchingUp,
             }
