@@ -108,9 +108,15 @@ pub async fn run(app: Arc<App>, mut hook: CrmWebhook, own: String) {
         match next_page(&app).await {
             Ok((cursor, events)) if !events.is_empty() => {
                 let mut cursor = cursor;
-                for event in events {
-                    // The same event until it is delivered.
+                for listed in events {
+                    // The same event until it is delivered, read again before each
+                    // attempt: an erasure meanwhile (F6) has redacted the stored one.
+                    let mut event = listed;
                     loop {
+                        match current(&app, &event).await {
+                            Some(e) => event = e,
+                            None => break, // pruned meanwhile: nothing left to send
+                        }
                         let now = crate::sequencer::now().as_millis() / 1000;
                         let (id, signature, body) = sign(&key, &event, now);
                         let answer = client
@@ -197,6 +203,17 @@ async fn next_page(app: &Arc<App>) -> Result<(Option<String>, Vec<LoggedEvent>),
     })
     .await
     .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+}
+
+/// The event as stored now (`None` once pruned; the copy in hand if the store fails).
+async fn current(app: &Arc<App>, event: &LoggedEvent) -> Option<LoggedEvent> {
+    let reader = app.reader.clone();
+    let id = event.id;
+    match tokio::task::spawn_blocking(move || reader.all_since(id - 1, 1)).await {
+        Ok(Ok(mut page)) => page.pop().filter(|e| e.id == id && e.epoch == event.epoch),
+        Ok(Err(StoreError::Pruned { .. })) => None,
+        _ => Some(event.clone()),
+    }
 }
 
 /// The last event of `epoch` the cursor says was delivered (0: none of this epoch).

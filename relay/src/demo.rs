@@ -156,9 +156,14 @@ async fn crm_webhook(
         at: now(),
     };
     let mut crm = fake.crm.lock().unwrap_or_else(|e| e.into_inner());
-    if crm.iter().any(|r| r.webhook_id == received.webhook_id) {
-        return Ok(StatusCode::NO_CONTENT); // a retry: already here
+    // A retry of one already verified here: done. An unverified one is replaced.
+    if crm
+        .iter()
+        .any(|r| r.webhook_id == received.webhook_id && r.verified)
+    {
+        return Ok(StatusCode::NO_CONTENT);
     }
+    crm.retain(|r| r.webhook_id != received.webhook_id);
     crm.push_back(received);
     while crm.len() > CRM_KEEP {
         crm.pop_front();

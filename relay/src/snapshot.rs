@@ -44,6 +44,17 @@ pub struct SnapshotQuery {
 /// Parts read ahead of the client, and lines written ahead of it.
 const AHEAD: usize = 4;
 
+/// `503 snapshot_busy`: too many snapshots at once, or the directory kept changing
+/// while one began; the client retries.
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "snapshot_busy",
+        "too many snapshots are being read, or the directory is changing; try again",
+    )
+    .with(serde_json::json!({ "retry_after": 1 }))
+}
+
 /// `GET /snapshot` (the seller's): see the module's documentation.
 pub async fn snapshot(
     State(app): State<Arc<App>>,
@@ -54,12 +65,7 @@ pub async fn snapshot(
     // A snapshot holds a database reader while its client reads: slow clients must
     // not take every reader (sign-in, sessions, replays use them too).
     let Ok(permit) = app.snapshots.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "snapshot_busy",
-            "too many snapshots are being read; try again",
-        )
-        .with(serde_json::json!({ "retry_after": 1 })));
+        return Err(busy());
     };
     let mut attempt = 0;
     let (sight, directory, first, mut parts, read) = loop {
@@ -93,8 +99,12 @@ pub async fn snapshot(
             .seq
             .query(move |state| (state.sight(&s), state.directory_for(&s)))
             .await?;
-        if now.sees_as(&sight) || attempt == 3 {
+        if now.sees_as(&sight) {
             break (Arc::new(now), directory, first, parts, read);
+        }
+        if attempt == 3 {
+            // Never filtered with a visibility that no longer holds: the client retries.
+            return Err(busy());
         }
         tracing::info!(%seller, "the directory changed while a snapshot began: taken again");
         // Dropping `parts` ends that read.

@@ -915,32 +915,42 @@ impl LogWriter for SqliteWriter {
                 stmt.execute([id])?;
             }
         }
-        let sends: Vec<(String, String)> = {
+        // Its queued sends go; one already with the provider finishes, and its row
+        // keeps no text (a recovery after a restart logs its outcome without it).
+        let (queued, calling): (Vec<_>, Vec<_>) = {
             let mut stmt = self.conn.prepare(
-                "SELECT seller, client_ref, to_number FROM sends WHERE stage = 'queued'",
+                "SELECT seller, client_ref, to_number, stage = 'queued' FROM sends WHERE body <> ''",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, bool>(3)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (seller, client_ref, to) = row?;
+                let (seller, client_ref, to, queued) = row?;
                 if is_customer(&to) {
-                    out.push((seller, client_ref));
+                    out.push((seller, client_ref, queued));
                 }
             }
-            out
+            out.into_iter().partition(|(_, _, queued)| *queued)
         };
-        for (seller, client_ref) in &sends {
+        for (seller, client_ref, _) in &queued {
             self.conn.execute(
                 "DELETE FROM sends WHERE seller = ?1 AND client_ref = ?2 AND stage = 'queued'",
                 [seller, client_ref],
             )?;
         }
+        for (seller, client_ref, _) in &calling {
+            self.conn.execute(
+                "UPDATE sends SET body = '' WHERE seller = ?1 AND client_ref = ?2",
+                [seller, client_ref],
+            )?;
+        }
+        let sends = queued.into_iter().map(|(s, c, _)| (s, c)).collect();
         Ok(Redacted {
             events: ids.len() as u64,
             sends,

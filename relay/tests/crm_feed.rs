@@ -362,3 +362,44 @@ async fn the_demo_crm_inbox_receives_and_verifies_every_event() {
     assert!(got.iter().all(|r| r["verified"] == true), "{got:?}");
     assert!(got.iter().any(|r| r["kind"] == "lead_created"), "{got:?}");
 }
+
+#[tokio::test]
+async fn an_erasure_while_the_crm_is_down_reaches_it_redacted() {
+    let crm = Crm::default();
+    *crm.fail_first.lock().unwrap() = usize::MAX;
+    let url = start_crm(crm.clone()).await;
+    let relay = Relay::start_demo(|c| c.crm_webhook = Some(hook(&url))).await;
+    activity(&relay).await;
+    until("a failed attempt", || {
+        !crm.received.lock().unwrap().is_empty()
+    })
+    .await;
+    let r = relay
+        .http
+        .post(format!("{}/admin/customers/erase", relay.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "number": STRANGER }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let before = crm.received.lock().unwrap().len();
+    *crm.fail_first.lock().unwrap() = 0;
+    let (_, head) = relay.head().await;
+    until("every event delivered", || {
+        delivered(&crm).last() == Some(&head)
+    })
+    .await;
+    let after: Vec<String> = crm.received.lock().unwrap()[before..]
+        .iter()
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert!(
+        after.iter().any(|b| b.contains("\"erased\"")),
+        "the erasure itself is delivered"
+    );
+    assert!(
+        after.iter().all(|b| !b.contains("Hello North")),
+        "no text of the erased number after its erasure"
+    );
+}

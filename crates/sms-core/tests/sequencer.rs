@@ -657,3 +657,35 @@ fn no_reply_to_short_codes_alphanumeric_senders_or_our_own_numbers() {
         None
     );
 }
+
+#[test]
+fn a_send_with_the_provider_when_its_number_is_erased_is_logged_without_its_text() {
+    let mut h = Harness::new();
+    let p = go(h.send("asha", "c1", "+919812345678"));
+    h.run(Command::Call(p.clone())).unwrap();
+    let (erased, _) = h
+        .run(Command::Erase {
+            number: "+919812345678".into(),
+        })
+        .unwrap();
+    assert_eq!(kinds(&erased), ["erased"]);
+    let events = h.finish(p, "SM1");
+    let EventBody::Outbound(o) = &events[0] else {
+        panic!("expected the outcome: {events:?}")
+    };
+    assert_eq!((o.body.as_str(), o.outcome), ("", SendOutcome::Accepted));
+    // A send begun after the erasure is a new message: its text is logged.
+    h.now += 1_000;
+    let later = go(h.send("asha", "c2", "+919812345678"));
+    let events = h.finish(later, "SM2");
+    assert!(matches!(&events[0], EventBody::Outbound(o) if o.body == "Hello"));
+    // Not a number: refused with a code.
+    assert_eq!(
+        h.run(Command::Erase {
+            number: "call me".into()
+        })
+        .unwrap_err()
+        .code(),
+        "invalid_number"
+    );
+}

@@ -1106,7 +1106,7 @@ impl LogWriter for PgWriter {
                 .await?;
             let sends = c
                 .query(
-                    "SELECT seller, client_ref, to_number FROM sends WHERE stage = 'queued'",
+                    "SELECT seller, client_ref, to_number, stage FROM sends WHERE body <> ''",
                     &[],
                 )
                 .await?;
@@ -1117,9 +1117,18 @@ impl LogWriter for PgWriter {
             .filter(|r| r.get::<_, Option<&str>>(1).is_some_and(is_customer))
             .map(|r| r.get(0))
             .collect();
-        let (sellers, refs): (Vec<String>, Vec<String>) = sends
+        let (queued, calling): (Vec<_>, Vec<_>) = sends
             .iter()
             .filter(|r| is_customer(r.get(2)))
+            .partition(|r| r.get::<_, &str>(3) == "queued");
+        let (sellers, refs): (Vec<String>, Vec<String>) = queued
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .unzip();
+        // One already with the provider finishes; its row keeps no text (a recovery
+        // after a restart logs its outcome without it).
+        let (cs, cr): (Vec<String>, Vec<String>) = calling
+            .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
             .unzip();
         let (i, se, re) = (ids.clone(), sellers.clone(), refs.clone());
@@ -1138,6 +1147,14 @@ impl LogWriter for PgWriter {
                     "DELETE FROM sends WHERE stage = 'queued' AND (seller, client_ref) IN
                        (SELECT * FROM UNNEST($1::text[], $2::text[]))",
                     &[&se, &re],
+                )
+                .await?;
+            }
+            if !cs.is_empty() {
+                conn.execute(
+                    "UPDATE sends SET body = '' WHERE (seller, client_ref) IN
+                       (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+                    &[&cs, &cr],
                 )
                 .await?;
             }

@@ -454,17 +454,17 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Decisio
                     .collect()
             });
             let (answer, found) = reconcile(&pending, unclaimed.as_deref());
-            finish_send(pending, answer, now, &mut d);
+            finish_send(state, pending, answer, now, &mut d);
             d.reconciled = Some(found);
         }
-        Command::FinishSend { pending, answer } => finish_send(pending, answer, now, &mut d),
+        Command::FinishSend { pending, answer } => finish_send(state, pending, answer, now, &mut d),
         Command::Abandon(pending) => {
             let answer = ProviderAnswer {
                 message_sid: None,
                 outcome: SendOutcome::Unknown,
                 error_code: None,
             };
-            finish_send(pending, answer, now, &mut d);
+            finish_send(state, pending, answer, now, &mut d);
         }
         Command::Directory(update) => {
             let upserted = match &update {
@@ -676,7 +676,18 @@ fn begin_send(
 }
 
 /// The outcome of a send: the outbound event, and the pending row goes.
-fn finish_send(pending: PendingSend, answer: ProviderAnswer, now: Timestamp, d: &mut Decision) {
+fn finish_send(
+    state: &State,
+    mut pending: PendingSend,
+    answer: ProviderAnswer,
+    now: Timestamp,
+    d: &mut Decision,
+) {
+    // Its customer was erased while the provider had it (F6): the outcome is logged,
+    // the text is not.
+    if state.erased_since(&pending.to, pending.at) {
+        pending.body.clear();
+    }
     // The seller's id is length-prefixed: a `:` in it cannot make two sends' keys meet.
     let dedupe = format!(
         "out:{}:{}:{}",

@@ -89,6 +89,10 @@ pub struct State {
     logged_sids: std::collections::HashSet<String>,
     /// Sends handed to the provider whose outcome is not logged yet.
     in_flight: std::collections::HashSet<(String, String)>,
+    /// Customer number -> when it was last erased (F6). Not in checkpoints (they keep
+    /// no number of an erased customer): after a restart the send rows it blanked
+    /// carry no text.
+    erased: HashMap<String, Timestamp>,
 }
 
 impl State {
@@ -339,8 +343,10 @@ impl State {
             EventBody::Erased(ErasedEvent {
                 customer_number,
                 leads,
+                at,
                 ..
             }) => {
+                self.erased.insert(customer_number.clone(), *at);
                 self.conversations.retain(|(_, c), _| c != customer_number);
                 self.consent.retain(|(_, c), _| c != customer_number);
                 if !leads.is_empty() {
@@ -349,6 +355,14 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Whether a send to `customer` begun at `began` was with the provider when that
+    /// number was erased (F6): its outcome is logged without its text.
+    pub fn erased_since(&self, customer: &str, began: Timestamp) -> bool {
+        self.erased
+            .get(&self.key(customer))
+            .is_some_and(|at| *at >= began)
     }
 
     /// What erasing `customer` removes (F6): its conversations (org number, record),

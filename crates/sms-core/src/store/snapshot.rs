@@ -132,8 +132,8 @@ pub fn position_write(epoch: &str, id: i64) -> Write {
     }))
 }
 
-/// Removes the conversations the snapshot did not have (with their messages and
-/// notifications), keeping those a waiting send belongs to.
+/// Removes the conversations the snapshot did not have (with their messages,
+/// notifications and drafts), keeping those a waiting send belongs to.
 #[derive(Debug)]
 pub struct SnapshotPrune<'a> {
     kept: &'a HashSet<String>,
@@ -156,6 +156,7 @@ impl Plan for SnapshotPrune<'_> {
             Table::Conversations,
             Table::Messages,
             Table::Notifications,
+            Table::Drafts,
             Table::Outbox,
         ]
     }
@@ -173,11 +174,10 @@ impl Plan for SnapshotPrune<'_> {
             for row in got.flat_map(Got::many) {
                 writes.push(Write::Delete(row.table(), row.key()));
             }
-            writes.extend(
-                self.stale
-                    .iter()
-                    .map(|id| Write::Delete(Table::Conversations, Key::str(&**id))),
-            );
+            for id in &self.stale {
+                writes.push(Write::Delete(Table::Conversations, Key::str(&**id)));
+                writes.push(Write::Delete(Table::Drafts, Key::str(&**id)));
+            }
             return Next::Write(writes);
         }
         let conversations = got.next().map(Got::many).unwrap_or_default();
