@@ -1041,16 +1041,7 @@ impl LogReader for SqliteReader {
             ])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
-                out.push(conversation_row(
-                    ConversationKey {
-                        org: r.get(0)?,
-                        customer: r.get(1)?,
-                        record: r.get(2)?,
-                    },
-                    r.get(3)?,
-                    r.get(4)?,
-                    &r.get::<_, String>(5)?,
-                )?);
+                out.push(sqlite_conversation(r)?);
             }
             Ok(out)
         })
@@ -1305,16 +1296,7 @@ fn sqlite_export(
         )?;
         let mut rows = stmt.query([customer])?;
         while let Some(r) = rows.next()? {
-            conversations.push(conversation_row(
-                ConversationKey {
-                    org: r.get(0)?,
-                    customer: r.get(1)?,
-                    record: r.get(2)?,
-                },
-                r.get(3)?,
-                r.get(4)?,
-                &r.get::<_, String>(5)?,
-            )?);
+            conversations.push(sqlite_conversation(r)?);
         }
     }
     let mut messages = Vec::new();
@@ -1390,6 +1372,20 @@ pub(crate) fn message_in(json: &str, key: &ConversationKey) -> StoreResult<Histo
     let mut m: HistoryMessage = from_json(json)?;
     m.conversation = key.clone();
     Ok(m)
+}
+
+/// A conversation from a row of `org, customer, record, last_ms, rule, moves`.
+fn sqlite_conversation(r: &rusqlite::Row<'_>) -> StoreResult<HistoryConversation> {
+    conversation_row(
+        ConversationKey {
+            org: r.get(0)?,
+            customer: r.get(1)?,
+            record: r.get(2)?,
+        },
+        r.get(3)?,
+        r.get(4)?,
+        &r.get::<_, String>(5)?,
+    )
 }
 
 /// A conversation from its row: key, `last_ms`, `rule` (JSON or NULL), `moves` (JSON).
@@ -1491,16 +1487,7 @@ fn sqlite_history_op(conn: &Connection, op: &HistoryOp) -> StoreResult<()> {
                     to.record
                 ])?;
                 while let Some(r) = rows.next()? {
-                    let c = conversation_row(
-                        ConversationKey {
-                            org: r.get(0)?,
-                            customer: r.get(1)?,
-                            record: r.get(2)?,
-                        },
-                        r.get(3)?,
-                        r.get(4)?,
-                        &r.get::<_, String>(5)?,
-                    )?;
+                    let c = sqlite_conversation(r)?;
                     if c.key == *from {
                         source = Some(c.clone());
                     }
@@ -1739,16 +1726,7 @@ fn sqlite_history(conn: &Connection) -> StoreResult<History> {
         .prepare("SELECT org, customer, record, last_ms, rule, moves FROM history_conversations")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        let c = conversation_row(
-            history::ConversationKey {
-                org: r.get(0)?,
-                customer: r.get(1)?,
-                record: r.get(2)?,
-            },
-            r.get(3)?,
-            r.get(4)?,
-            &r.get::<_, String>(5)?,
-        )?;
+        let c = sqlite_conversation(r)?;
         h.conversations.insert(c.key.clone(), c);
     }
     let mut stmt = conn.prepare("SELECT org, customer, record, message FROM history_messages")?;

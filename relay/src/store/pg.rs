@@ -902,16 +902,7 @@ impl LogWriter for PgWriter {
                 )
                 .await?
             {
-                let c = conversation_row(
-                    ConversationKey {
-                        org: r.get(0),
-                        customer: r.get(1),
-                        record: r.get(2),
-                    },
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                )?;
+                let c = pg_conversation(&r)?;
                 h.conversations.insert(c.key.clone(), c);
             }
             for r in conn
@@ -1361,20 +1352,7 @@ impl LogReader for PgReader {
                 Box::new(limit as i64),
             ],
         )?;
-        rows.iter()
-            .map(|r| {
-                conversation_row(
-                    ConversationKey {
-                        org: r.get(0),
-                        customer: r.get(1),
-                        record: r.get(2),
-                    },
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                )
-            })
-            .collect()
+        rows.iter().map(pg_conversation).collect()
     }
 
     fn history_messages(
@@ -1680,18 +1658,7 @@ impl LogReader for PgReader {
         })?;
         let conversations = conversations
             .iter()
-            .map(|r| {
-                conversation_row(
-                    ConversationKey {
-                        org: r.get(0),
-                        customer: r.get(1),
-                        record: r.get(2),
-                    },
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                )
-            })
+            .map(pg_conversation)
             .collect::<StoreResult<Vec<_>>>()?;
         let messages = messages
             .iter()
@@ -2047,6 +2014,20 @@ async fn read_new(
 }
 
 /// Carries out one history op inside the batch's transaction ([`HistoryOp`] says
+/// A conversation from a row of `org, customer, record, last_ms, rule, moves`.
+fn pg_conversation(r: &tokio_postgres::Row) -> StoreResult<HistoryConversation> {
+    conversation_row(
+        ConversationKey {
+            org: r.get(0),
+            customer: r.get(1),
+            record: r.get(2),
+        },
+        r.get(3),
+        r.get(4),
+        r.get(5),
+    )
+}
+
 /// what each means; the SQLite store does the same).
 async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
     match op {
@@ -2117,16 +2098,7 @@ async fn pg_history_op(conn: &Object, op: &HistoryOp) -> StoreResult<()> {
             ];
             let (mut source, mut target) = (None, None);
             for r in conn.query(&read, &both).await? {
-                let c = conversation_row(
-                    ConversationKey {
-                        org: r.get(0),
-                        customer: r.get(1),
-                        record: r.get(2),
-                    },
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                )?;
+                let c = pg_conversation(&r)?;
                 if c.key == *from {
                     source = Some(c.clone());
                 }
